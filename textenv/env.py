@@ -1,0 +1,196 @@
+"""``TextGenEnv``: token-level text generation as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from transformers import PreTrainedTokenizerBase
+
+from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, TextGenCore
+
+
+def observation_space(vocab_size: int, length: int) -> spaces.Dict:
+    """The fixed-length integer observation space shared by the single and the vector env."""
+    return spaces.Dict(
+        {
+            "input_ids": spaces.Box(0, vocab_size - 1, shape=(length,), dtype=np.int64),
+            "attention_mask": spaces.Box(0, 1, shape=(length,), dtype=np.int64),
+        }
+    )
+
+
+def choose_prompt(options: dict[str, Any] | None, num_prompts: int, rng: np.random.Generator) -> int | str:
+    """The prompt a reset starts from: ``options["prompt"]`` text, ``options["prompt_index"]`` or a draw."""
+    options = options or {}
+    unknown = set(options) - {"prompt", "prompt_index", "reset_mask"}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'prompt' or 'prompt_index'")
+    if "prompt" in options:
+        text = options["prompt"]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"options['prompt'] must be non-blank text, got {text!r}")
+        return text
+    if "prompt_index" in options:
+        index = options["prompt_index"]
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < num_prompts:
+            raise ValueError(f"options['prompt_index'] must be an int in [0, {num_prompts}), got {index!r}")
+        return int(index)
+    return int(rng.integers(num_prompts))
+
+
+class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
+    """Generate text one token per step; the reward comes from pluggable scorers.
+
+    Observation layout (``P = max_prompt_tokens``, ``T = max_new_tokens``), e.g. prompt
+    "The movie" (2 tokens), P = 4, T = 3, after one generated token ``was``::
+
+        position        0     1     2      3      4     5     6
+        input_ids     [pad,  pad,  The,  movie,  was,  pad,  pad]
+        attention_mask[  0,    0,    1,      1,    1,    0,    0]
+                      |<--- prompt, left-padded --->|<-- generated -->|
+
+    Generated token ``t`` goes at position ``P + t``. A prompt longer than P keeps its last P
+    tokens. The episode ends with ``terminated=True`` on an EOS action (``finish_reason="eos"``)
+    or after T tokens (``finish_reason="length"``): the length cap is part of the task and the
+    final text is scored, so nothing is left to bootstrap. ``truncated`` is for external limits.
+
+    Args:
+        tokenizer: Name, local path or tokenizer object (default: the built-in tiny tokenizer).
+        prompts: Strings, dicts with ``"prompt"`` (and ``"references"``, extra keys as metadata),
+            a ``.txt``/``.jsonl``/``.csv`` path or a ``datasets.Dataset`` (default: built-in
+            review openings).
+        reward: A scorer, a callable ``fn(prompt, text, references, meta) -> float`` or a string
+            spec such as ``"rouge"`` or ``"keyword:great,fun"`` (default: the built-in sentiment
+            reward model, positive label).
+        max_prompt_tokens: P.
+        max_new_tokens: T.
+        vocab_size: Action-space width (default ``len(tokenizer)``); set it to the policy's
+            logits width when the model pads its vocabulary.
+        eos_token_id: EOS id or list of ids (default: the tokenizer's).
+        render_mode: ``"ansi"`` (returns the text) or ``"human"`` (prints it).
+        device: Device of the env's tensors and of model-based scorers.
+        prompt_column: Key of the prompt text in dict, CSV and dataset sources.
+
+    Example:
+        >>> import gymnasium as gym, textenv
+        >>> env = gym.make("TextGen-v0")
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}  # noqa: RUF012
+
+    def __init__(
+        self,
+        *,
+        tokenizer: str | PreTrainedTokenizerBase | None = None,
+        prompts: object = None,
+        reward: object = None,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        vocab_size: int | None = None,
+        eos_token_id: int | Sequence[int] | None = None,
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+        prompt_column: str = "prompt",
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.core = TextGenCore(
+            tokenizer=tokenizer,
+            prompts=prompts,
+            reward=reward,
+            max_prompt_tokens=max_prompt_tokens,
+            max_new_tokens=max_new_tokens,
+            vocab_size=vocab_size,
+            eos_token_id=eos_token_id,
+            num_rows=1,
+            device=device,
+            prompt_column=prompt_column,
+        )
+        self.render_mode = render_mode
+        self.action_space = spaces.Discrete(self.core.vocab_size)
+        self.observation_space = observation_space(self.core.vocab_size, self.core.length)
+        self._active = torch.ones(1, dtype=torch.bool, device=self.core.device)
+
+    # The attributes agents and wrappers read.
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.core.tokenizer
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.core.max_prompt_tokens
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.core.max_new_tokens
+
+    @property
+    def eos_token_id(self) -> tuple[int, ...]:
+        return self.core.eos_token_ids
+
+    @property
+    def reward(self):  # noqa: ANN201
+        """The scorer (a ``Scorer`` or ``CompositeScorer``) that computes rewards."""
+        return self.core.reward
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {
+            "input_ids": self.core.input_ids[0].cpu().numpy().copy(),
+            "attention_mask": self.core.attention_mask[0].cpu().numpy().copy(),
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Starts an episode from a prompt drawn with ``self.np_random``.
+
+        Args:
+            seed: Seeds ``self.np_random`` (prompt draws).
+            options: ``{"prompt": "text"}`` or ``{"prompt_index": i}`` chooses the prompt.
+        """
+        super().reset(seed=seed)
+        choice = choose_prompt(options, len(self.core.prompts), self.np_random)
+        if isinstance(choice, str):
+            self.core.reset_rows([0], texts=[choice])
+        else:
+            self.core.reset_rows([0], indices=[choice])
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), {"prompt": self.core.row_prompts[0].text}  # type: ignore[union-attr]
+
+    def step(self, action: object) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Appends the token ``action``; see the class docstring for when the episode ends."""
+        token = self._check_action(action)
+        if bool(self.core.done[0]):
+            raise ValueError("step() called after the episode ended; call reset() first")
+        out = self.core.step(torch.tensor([token]), self._active)
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), float(out.rewards[0]), bool(out.terminated[0]), False, out.infos.get(0, {})
+
+    def _check_action(self, action: object) -> int:
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action.item()
+        if isinstance(action, torch.Tensor) and action.numel() == 1:
+            action = action.item()
+        if isinstance(action, bool) or not isinstance(action, numbers.Integral):
+            raise TypeError(f"action must be an integer token id, got {type(action).__name__}: {action!r}")
+        if not 0 <= action < self.core.vocab_size:
+            raise ValueError(f"action {action} is outside the action space [0, {self.core.vocab_size})")
+        return int(action)
+
+    def render(self) -> str | None:
+        """``"ansi"``: returns prompt and generation so far; ``"human"``: prints them."""
+        text = self.core.render_row(0)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text

@@ -1,0 +1,54 @@
+"""Loading tokenizers and resolving the ids the env needs (EOS, padding)."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+
+def load_tokenizer(tokenizer: str | PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Returns ``tokenizer`` itself, or loads a name or local path with ``AutoTokenizer``.
+
+    Remote code is never trusted here: pass a tokenizer object to use a custom class.
+    """
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    if isinstance(tokenizer, str):
+        return AutoTokenizer.from_pretrained(tokenizer)
+    raise TypeError(
+        f"tokenizer must be a name, a local path or a transformers tokenizer, got {type(tokenizer).__name__}"
+    )
+
+
+def resolve_eos_ids(
+    tokenizer: PreTrainedTokenizerBase, eos_token_id: int | Sequence[int] | None, vocab_size: int
+) -> tuple[int, ...]:
+    """The EOS ids of an env: ``eos_token_id`` if given (int or list), else the tokenizer's.
+
+    Raises:
+        ValueError: no EOS anywhere, or an id outside ``[0, vocab_size)``.
+        TypeError: an id that is not an integer.
+    """
+    if eos_token_id is None:
+        eos_token_id = tokenizer.eos_token_id
+        if eos_token_id is None:
+            raise ValueError(
+                f"tokenizer {type(tokenizer).__name__} has no EOS token; pass eos_token_id=<id or list of ids>"
+            )
+    ids = [eos_token_id] if isinstance(eos_token_id, numbers.Integral) else list(eos_token_id)
+    if not ids:
+        raise ValueError("eos_token_id is an empty list; expected at least one id")
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"eos_token_id must be an int or a list of ints, got {eos_token_id!r}")
+        if not 0 <= i < vocab_size:
+            raise ValueError(f"eos_token_id {i} is outside [0, vocab_size={vocab_size})")
+    return tuple(int(i) for i in ids)
+
+
+def resolve_pad_id(tokenizer: PreTrainedTokenizerBase, eos_ids: tuple[int, ...], vocab_size: int) -> int:
+    """The id written into empty observation positions: the tokenizer's pad id, else the first EOS."""
+    pad = tokenizer.pad_token_id
+    return int(pad) if pad is not None and 0 <= pad < vocab_size else eos_ids[0]
