@@ -1,0 +1,76 @@
+"""Built-in offline models and data, so every task runs without network access.
+
+The assets are small models trained on a seeded grammar of short English movie reviews; rebuild
+them with ``python -m textenv.assets.build`` (see :mod:`textenv.assets.build`).
+
+Assets:
+    ``"tiny-lm"``: directory of a ~1.5M-parameter ``GPT2LMHeadModel`` that writes short movie
+        reviews and then EOS; it also holds the tokenizer.
+    ``"tiny-tokenizer"``: the byte-level BPE tokenizer (the same directory as ``"tiny-lm"``).
+    ``"tiny-sentiment"``: directory of a ``GPT2ForSequenceClassification`` with labels
+        ``0 = "negative"``, ``1 = "positive"`` and the same tokenizer.
+    ``"review-prompts"``: text file, one review opening per line ("The movie was").
+    ``"keyword-prompts"``: JSON-lines file of ``{"prompt": str, "keywords": [str, ...]}``.
+    ``"copy-prompts"``: JSON-lines file of ``{"prompt": "Repeat: <sentence> =>", "references": [str, ...]}``;
+        the first reference is the sentence itself, later ones (on some lines) are paraphrases.
+
+Example:
+    >>> from transformers import AutoModelForCausalLM, AutoTokenizer
+    >>> from textenv import assets
+    >>> tokenizer = AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
+    >>> model = AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["NAMES", "path"]
+
+_ROOT = Path(__file__).resolve().parent
+
+# name -> (path relative to this package, file that must exist for the asset to count as built)
+_ASSETS: dict[str, tuple[str, str]] = {
+    "tiny-lm": ("tiny-lm", "model.safetensors"),
+    "tiny-tokenizer": ("tiny-lm", "tokenizer.json"),
+    "tiny-sentiment": ("tiny-sentiment", "model.safetensors"),
+    "review-prompts": ("data/review_prompts.txt", ""),
+    "keyword-prompts": ("data/keyword_prompts.jsonl", ""),
+    "copy-prompts": ("data/copy_prompts.jsonl", ""),
+}
+
+NAMES: tuple[str, ...] = tuple(_ASSETS)
+"""Every valid asset name, in documentation order."""
+
+
+def path(name: str) -> str:
+    """Returns the absolute path of a built-in asset.
+
+    Args:
+        name: One of :data:`NAMES`: ``"tiny-lm"``, ``"tiny-tokenizer"``, ``"tiny-sentiment"`` (directories
+            for ``from_pretrained``) or ``"review-prompts"``, ``"keyword-prompts"``, ``"copy-prompts"``
+            (files).
+
+    Returns:
+        The absolute path as a string.
+
+    Raises:
+        ValueError: ``name`` is not a known asset.
+        FileNotFoundError: The asset has not been built (run ``python -m textenv.assets.build``).
+
+    Example:
+        >>> from textenv import assets
+        >>> assets.path("review-prompts").endswith("review_prompts.txt")
+        True
+    """
+    try:
+        rel, marker = _ASSETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown asset {name!r}; valid names: {', '.join(NAMES)}") from None
+    target = _ROOT / rel
+    required = target / marker if marker else target
+    if not required.is_file():
+        raise FileNotFoundError(
+            f"built-in asset {name!r} is missing ({required}); build it with `python -m textenv.assets.build`"
+        )
+    return str(target)
