@@ -174,7 +174,10 @@ class CausalLMWithValueHead(nn.Module):
         if "safe_serialization" in inspect.signature(self.lm.save_pretrained).parameters:
             kwargs.setdefault("safe_serialization", True)
         self.lm.save_pretrained(save_directory, **kwargs)
-        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.value_head.state_dict().items()}
+        state = {
+            k: v.detach().to("cpu", torch.float32).contiguous()
+            for k, v in self.value_head.state_dict().items()
+        }
         save_file(
             state,
             os.path.join(save_directory, VALUE_HEAD_FILENAME),

@@ -179,32 +179,36 @@ class TextGenCore:
 
     def step(self, actions: torch.Tensor, active: torch.Tensor) -> StepOutput:
         """Appends ``actions`` (B,) to the active rows (B,) bool and returns their rewards."""
-        actions = actions.to(self.device).long()
-        active = active.to(self.device).bool() & ~self.done
-        rows = active.nonzero().squeeze(1)
-        pos = self.max_prompt_tokens + self.num_generated[rows]
-        self.input_ids[rows, pos] = actions[rows]
-        self.attention_mask[rows, pos] = 1
-        self.num_generated += active.long()
+        actions = actions.to(self.device, torch.long)
+        active = active.to(self.device, torch.bool) & ~self.done
+        # Every row writes at its next free position; inactive rows write back what is there. No
+        # row indexing by a nonzero() mask, so the only host sync of a step is reading `terminated`.
+        pos = (self.max_prompt_tokens + self.num_generated).clamp_(max=self.length - 1).unsqueeze(1)  # (B, 1)
+        token = torch.where(active, actions, self.input_ids.gather(1, pos).squeeze(1))
+        seen = self.attention_mask.gather(1, pos).squeeze(1) | active
+        self.input_ids.scatter_(1, pos, token.unsqueeze(1))
+        self.attention_mask.scatter_(1, pos, seen.unsqueeze(1))
+        self.num_generated += active
         is_eos = torch.isin(actions, self._eos) & active
         terminated = is_eos | (active & (self.num_generated >= self.max_new_tokens))
         self.done |= terminated
 
-        rewards = torch.zeros(self.num_rows, dtype=torch.float64, device=self.device)
-        for k, (name, weight, scorer) in enumerate(self.terms):
+        dense_total = None
+        for k, (_, weight, scorer) in enumerate(self.terms):
             if scorer.dense:
                 dense = weight * scorer.step_rows(actions, active).to(torch.float64) * active
-                rewards += dense
+                dense_total = dense if dense_total is None else dense_total + dense
                 self.term_totals[k] += dense
 
         terminated_np = terminated.cpu().numpy()
+        rewards = np.zeros(self.num_rows) if dense_total is None else dense_total.cpu().numpy()
         infos: dict[int, dict[str, Any]] = {}
         if terminated_np.any():
             finished = np.flatnonzero(terminated_np).tolist()
             batch = self.episode_batch(finished, is_eos)
-            rewards += self._score(batch, finished)
+            rewards = rewards + self._score(batch, finished).cpu().numpy()
             infos = self._end_infos(batch, finished)
-        return StepOutput(rewards=rewards.cpu().numpy(), terminated=terminated_np, infos=infos)
+        return StepOutput(rewards=rewards, terminated=terminated_np, infos=infos)
 
     def generated_ids(self, row: int) -> list[int]:
         """Token ids generated so far in ``row`` (EOS included)."""

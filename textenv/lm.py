@@ -11,6 +11,7 @@ import inspect
 
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
+from transformers.cache_utils import Cache, CacheLayerMixin
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -20,7 +21,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+        raise ValueError(
+            f"device {device!r} is not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from err
 
 
 def load_causal_lm(
@@ -53,14 +56,80 @@ def _accepts(model: torch.nn.Module, arg: str) -> bool:
         return False
 
 
+class _Slots:
+    """State the cache layers share during a step: the slot each row writes and the attended width.
+
+    Attributes:
+        write: (B,) slot index row ``b`` writes its new key/value to (the row's slot count).
+        width: Slots ``[0, width)`` every row attends over (masked per row), the written one included.
+    """
+
+    def __init__(self, write: torch.Tensor):
+        self.write = write
+        self.width = 0
+
+
+class _SlotLayer(CacheLayerMixin):
+    """One attention layer's keys and values in preallocated ``(B, H, capacity, D)`` buffers.
+
+    A one-token forward scatters each row's new key/value into slot ``slots.write[b]`` (in place,
+    no reallocation) and returns views of the first ``slots.width`` slots.
+    """
+
+    is_sliding = False
+
+    def __init__(self, slots: _Slots, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.slots = slots
+        self.keys, self.values = keys, values
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to do: the buffers exist before the first forward."""
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if key_states.shape[-2] != 1:
+            raise RuntimeError(f"IncrementalLM feeds one token per forward, got {key_states.shape[-2]}")
+        index = self.slots.write.view(-1, 1, 1, 1)
+        self.keys.scatter_(2, index.expand_as(key_states), key_states)
+        self.values.scatter_(2, index.expand_as(value_states), value_states)
+        width = self.slots.width
+        return self.keys[:, :, :width], self.values[:, :, :width]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.slots.width, 0
+
+    def get_seq_length(self) -> int:
+        # The slots before the one being written; what 2-D mask creation sizes against.
+        return self.slots.width - 1
+
+    def get_max_length(self) -> int:
+        return self.keys.shape[2]
+
+
+class _SlotCache(Cache):
+    """The transformers ``Cache`` of an :class:`IncrementalLM`: one :class:`_SlotLayer` per layer."""
+
+    def __init__(self, layers: list[_SlotLayer]):
+        super().__init__(layers=layers)
+
+
 class IncrementalLM:
     """Steps a causal LM for ``num_rows`` independent episodes, one token per forward.
 
-    The KV cache is a sequence of slots shared by all rows. Every :meth:`step` appends one slot
-    per row; ``slot_mask`` records which slots belong to each row's current episode and
-    ``position_ids`` are kept per row, so rows may reset at different times: a reset appends the
-    new prompt's slots and masks out the row's old ones. When the cache grows past
-    ``2 * max_length`` slots it is compacted (each row's live slots gathered to the front).
+    Each row owns a fixed run of KV-cache slots in preallocated buffers: a reset writes the row's
+    prompt into its slots ``[0, P)`` and every :meth:`step` writes the next slot of every row, in
+    place. ``slot_mask`` records which slots belong to each row's current episode and
+    ``position_ids`` are kept per row, so rows may reset at different times. A step attends over
+    the slots up to the longest row's, never reallocates, and makes no host sync, so its cost
+    does not grow with the number of steps taken (beyond attention itself). The buffers hold
+    ``max_length`` slots per row and double if a row outgrows them.
+
+    With SDPA or eager attention the step's 4-D mask is built here directly (transformers' mask
+    construction is skipped); other attention implementations get the usual 2-D mask.
 
     Example:
         >>> lm = IncrementalLM(model, num_rows=2, max_length=40)  # doctest: +SKIP
@@ -73,17 +142,26 @@ class IncrementalLM:
         self.num_rows = num_rows
         self.max_length = max_length
         self._keep_last = _accepts(model, "logits_to_keep")
-        self.cache: DynamicCache | None = None
+        config = getattr(model, "config", None)
+        self._attn = getattr(config, "_attn_implementation", None)
         device = next(model.parameters()).device
-        self.slot_mask = torch.zeros(num_rows, 0, dtype=torch.long, device=device)  # (B, S)
+        self.cache: Cache | None = None
+        self._mask = torch.zeros(num_rows, max_length, dtype=torch.bool, device=device)  # (B, capacity)
+        self._used = torch.zeros(num_rows, dtype=torch.long, device=device)  # (B,) slots of each row
+        self._slots = _Slots(self._used)  # a step writes slot `_used[b]` of row b
         self.next_position = torch.zeros(num_rows, dtype=torch.long, device=device)  # (B,)
         self.logits: torch.Tensor | None = None  # (B, V) next-token logits of every row
 
     @property
     def device(self) -> torch.device:
-        return self.slot_mask.device
+        return self._mask.device
 
-    def _forward(self, input_ids, attention_mask, position_ids, cache):  # noqa: ANN001, ANN202
+    @property
+    def slot_mask(self) -> torch.Tensor:
+        """(B, S) int64: 1 where a slot belongs to the row's current episode."""
+        return self._mask[:, : self._slots.width].long()
+
+    def _forward(self, input_ids, attention_mask, position_ids, cache):
         kwargs = {"logits_to_keep": 1} if self._keep_last else {}
         return self.model(
             input_ids=input_ids,
@@ -95,7 +173,9 @@ class IncrementalLM:
         )
 
     @torch.no_grad()
-    def reset_rows(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def reset_rows(
+        self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Starts new episodes in ``rows`` from left-padded prompts.
 
         Args:
@@ -114,80 +194,92 @@ class IncrementalLM:
             self.logits = torch.zeros(self.num_rows, new_logits.shape[-1], device=self.device)
         self.logits[rows] = new_logits
         self.next_position[rows] = mask.sum(-1)
-        if self.cache is None or (rows.numel() == self.num_rows and bool((rows == self._arange()).all())):
-            # Every row restarts: the prompt cache is the whole cache.
-            self.cache, self.slot_mask = self._full_cache(out.past_key_values, rows, mask)
-        else:
-            self._append_rows(out.past_key_values, rows, mask)
+        prompt_len = mask.shape[1]
+        if self.cache is None:
+            self._allocate(out.past_key_values, max(self.max_length, prompt_len + 1))
+        self._ensure_capacity(prompt_len + 1)
+        for layer, new in zip(self.cache.layers, out.past_key_values.layers):  # type: ignore[union-attr]
+            layer.keys[rows, :, :prompt_len] = new.keys
+            layer.values[rows, :, :prompt_len] = new.values
+        self._mask[rows] = False
+        self._mask[rows, :prompt_len] = mask.bool()
+        self._used[rows] = prompt_len
+        # Every row restarting (rows are distinct) shrinks the attended width back to the prompt.
+        full = rows.numel() == self.num_rows
+        self._slots.width = prompt_len if full else max(self._slots.width, prompt_len)
         return new_logits
 
-    def _arange(self) -> torch.Tensor:
-        return torch.arange(self.num_rows, device=self.device)
-
-    def _full_cache(self, prompt_cache: DynamicCache, rows: torch.Tensor, mask: torch.Tensor):  # noqa: ANN202
-        if rows.numel() == self.num_rows and bool((rows == self._arange()).all()):
-            return prompt_cache, mask.clone()
-        # The first reset covers only some rows: the others get zero slots, masked out.
+    def _allocate(self, prompt_cache: Cache, capacity: int) -> None:
+        layers = []
         for layer in prompt_cache.layers:
-            for name in ("keys", "values"):
-                part = getattr(layer, name)  # (R, H, P, D)
-                full = part.new_zeros((self.num_rows, *part.shape[1:]))
-                full[rows] = part
-                setattr(layer, name, full)
-        slot_mask = mask.new_zeros(self.num_rows, mask.shape[1])
-        slot_mask[rows] = mask
-        return prompt_cache, slot_mask
+            k, v = layer.keys, layer.values  # (R, H, P, D)
+            keys = k.new_zeros((self.num_rows, k.shape[1], capacity, k.shape[3]))
+            values = v.new_zeros((self.num_rows, v.shape[1], capacity, v.shape[3]))
+            layers.append(_SlotLayer(self._slots, keys, values))
+        self.cache = _SlotCache(layers)
+        self._mask = self._mask.new_zeros(self.num_rows, capacity)
+        self._used.zero_()
+        self._slots.width = 0
 
-    def _append_rows(self, prompt_cache: DynamicCache, rows: torch.Tensor, mask: torch.Tensor) -> None:
-        if self.cache is None:
-            raise RuntimeError("no cache to append to")
-        for layer, new in zip(self.cache.layers, prompt_cache.layers):
+    def _ensure_capacity(self, width: int) -> None:
+        """Makes room for ``width`` slots: doubles the buffers if a row outgrows them."""
+        capacity = self._mask.shape[1]
+        if width <= capacity:
+            return
+        capacity = max(width, 2 * capacity)
+        for layer in self.cache.layers:  # type: ignore[union-attr]
             for name in ("keys", "values"):
-                old, fresh = getattr(layer, name), getattr(new, name)  # (B, H, S, D), (R, H, P, D)
-                grown = old.new_zeros((old.shape[0], old.shape[1], old.shape[2] + fresh.shape[2], old.shape[3]))
+                old = getattr(layer, name)
+                grown = old.new_zeros((old.shape[0], old.shape[1], capacity, old.shape[3]))
                 grown[:, :, : old.shape[2]] = old
-                grown[rows, :, old.shape[2] :] = fresh
                 setattr(layer, name, grown)
-        self.slot_mask[rows] = 0  # the rows' old episode is over
-        tail = mask.new_zeros(self.num_rows, mask.shape[1])
-        tail[rows] = mask
-        self.slot_mask = torch.cat([self.slot_mask, tail], dim=1)
-        self._maybe_compact()
+        mask = self._mask.new_zeros(self.num_rows, capacity)
+        mask[:, : self._mask.shape[1]] = self._mask
+        self._mask = mask
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         """Feeds one token per row and returns the next-token logits (B, V), float32.
 
-        Rows where ``active`` is False keep their state and logits (their slot is masked out).
+        Rows where ``active`` is False keep their state and logits (their slot is masked out and
+        overwritten by their next token).
         """
         if self.cache is None or self.logits is None:
             raise RuntimeError("IncrementalLM.step() called before reset_rows()")
         tokens = tokens.to(self.device).long().view(-1, 1)  # (B, 1)
-        active = (
-            torch.ones(self.num_rows, dtype=torch.bool, device=self.device)
-            if active is None
-            else active.to(self.device).bool()
-        )
+        slots = self._slots
+        # `width` is a host-side bound on every row's slot count + 1, so no step syncs with the
+        # device; when it reaches the capacity one sync recomputes it from the rows themselves.
+        if slots.width + 1 > self._mask.shape[1]:
+            slots.width = int(self._used.max())
+            self._ensure_capacity(slots.width + 1)
+        slots.width += 1
         # The new slot is always visible to its own query, so an idle row never attends to nothing.
-        mask = torch.cat([self.slot_mask, torch.ones_like(self.slot_mask[:, :1])], dim=1)  # (B, S+1)
-        out = self._forward(tokens, mask, self.next_position.view(-1, 1), self.cache)
-        self.cache = out.past_key_values
-        mask[:, -1] = active.long()
-        self.slot_mask = mask
-        self.next_position += active.long()
-        self.logits = torch.where(active.view(-1, 1), out.logits[:, -1].float(), self.logits)
-        self._maybe_compact()
+        self._mask.scatter_(1, slots.write.view(-1, 1), True)
+        out = self._forward(tokens, self._step_mask(slots.width), self.next_position.view(-1, 1), self.cache)
+        logits = out.logits[:, -1].float()
+        if active is None:
+            self._used += 1
+            self.next_position += 1
+            self.logits = logits
+        else:
+            active = active.to(self.device).bool()
+            self._mask.scatter_(1, slots.write.view(-1, 1), active.view(-1, 1))
+            self._used += active
+            self.next_position += active
+            self.logits = torch.where(active.view(-1, 1), logits, self.logits)
         return self.logits
 
-    def _maybe_compact(self) -> None:
-        if self.cache is None or self.slot_mask.shape[1] <= 2 * self.max_length:
-            return
-        live = self.slot_mask.bool()  # (B, S)
-        width = int(live.sum(1).max())
-        # Stable sort puts each row's live slots first, in their original order.
-        order = torch.sort((~live).to(torch.int8), dim=1, stable=True).indices[:, :width]  # (B, W)
-        for layer in self.cache.layers:
-            idx = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
-            layer.keys = layer.keys.gather(2, idx)
-            layer.values = layer.values.gather(2, idx.expand(-1, -1, -1, layer.values.shape[3]))
-        self.slot_mask = self.slot_mask.gather(1, order)
+    def _step_mask(self, width: int) -> torch.Tensor:
+        """The attention mask of a one-token step over ``width`` slots, in the form the model takes fastest.
+
+        SDPA and eager attention get a (B, 1, 1, W) additive float mask (transformers passes 4-D masks
+        through untouched; on CPU SDPA runs faster with a float mask than with a bool one); other
+        attention implementations get the (B, W) 2-D mask and build their own.
+        """
+        mask = self._mask[:, :width]
+        if self._attn in ("sdpa", "eager"):
+            dtype = next(self.model.parameters()).dtype
+            additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+            return additive.masked_fill_(~mask, torch.finfo(dtype).min)[:, None, None, :]
+        return mask.long()

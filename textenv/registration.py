@@ -8,11 +8,24 @@ VECTOR_ENTRY_POINT = "textenv.vector:TextGenVectorEnv"
 
 
 def register_envs() -> None:
-    """Registers ``TextGen-v0`` and the task suite; safe to call twice."""
+    """Registers ``TextGen-v0`` and the task suite (:mod:`textenv.tasks`); safe to call twice."""
     if "TextGen-v0" not in gym.registry:
         gym.register(
             id="TextGen-v0",
             entry_point="textenv.env:TextGenEnv",
             vector_entry_point=VECTOR_ENTRY_POINT,
+            disable_env_checker=False,
+        )
+    from textenv.tasks import TASKS
+
+    for task in TASKS:
+        if task.id in gym.registry:
+            continue
+        # Factories, not kwargs: each env must get its own (dense, stateful) scorers.
+        gym.register(
+            id=task.id,
+            entry_point=f"textenv.tasks:make_{task.key}",
+            vector_entry_point=f"textenv.tasks:make_{task.key}_vector",
+            reward_threshold=task.reward_threshold,
             disable_env_checker=False,
         )

@@ -54,7 +54,9 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={spec!r} requested but CUDA is not available (torch.cuda.is_available())")
+            raise ValueError(
+                f"device={spec!r} requested but CUDA is not available (torch.cuda.is_available())"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(
                 f"device={spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
@@ -260,9 +262,13 @@ class PPOConfig:
             )
         self._require("kl_controller", self.kl_controller in KL_CONTROLLERS, f"one of {KL_CONTROLLERS}")
         self._require(
-            "mixed_precision", self.mixed_precision in MIXED_PRECISION_MODES, f"one of {MIXED_PRECISION_MODES}"
+            "mixed_precision",
+            self.mixed_precision in MIXED_PRECISION_MODES,
+            f"one of {MIXED_PRECISION_MODES}",
         )
-        self._require("device", bool(_DEVICE_RE.match(self.device)), "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        self._require(
+            "device", bool(_DEVICE_RE.match(self.device)), "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
 
     # --- derived sizes ------------------------------------------------------------------------------
     @property

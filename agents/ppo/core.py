@@ -22,7 +22,9 @@ def _as_bool_mask(mask: torch.Tensor, like: torch.Tensor, name: str = "mask") ->
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
     if mask.shape != like.shape:
-        raise ValueError(f"{name} must have the shape of the data {tuple(like.shape)}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"{name} must have the shape of the data {tuple(like.shape)}, got {tuple(mask.shape)}"
+        )
     return mask if mask.dtype == torch.bool else mask != 0
 
 

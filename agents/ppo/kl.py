@@ -17,13 +17,23 @@ if TYPE_CHECKING:
 
 
 def _check_nonneg(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
 def _check_pos(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
@@ -151,7 +161,9 @@ def _check_state(state: Any, kind: str) -> None:
     if not isinstance(state, dict) or "value" not in state:
         raise ValueError(f"KL controller state must be a dict with a 'value' key, got {state!r}")
     if state.get("type", kind) != kind:
-        raise ValueError(f"KL controller state of type {state.get('type')!r} cannot be loaded into a {kind!r} one")
+        raise ValueError(
+            f"KL controller state of type {state.get('type')!r} cannot be loaded into a {kind!r} one"
+        )
 
 
 def make_kl_controller(config: PPOConfig) -> KLController:

@@ -14,7 +14,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from textenv.prompts import Prompt
+
+
+S = TypeVar("S", bound="Scorer")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,15 @@ class Scorer:
         """The weighted terms this scorer is made of: ``[(name, weight, scorer)]``."""
         return [(self.name, 1.0, self)]
 
+    def find(self, kind: type[S]) -> list[S]:
+        """The scorers among :meth:`terms` that are instances of ``kind``.
+
+        Example:
+            >>> env = gym.make("TextGen-Sentiment-v0")  # doctest: +SKIP
+            >>> (kl,) = env.unwrapped.reward.find(KLPenalty)  # doctest: +SKIP
+        """
+        return [scorer for _, _, scorer in self.terms() if isinstance(scorer, kind)]
+
     def __mul__(self, weight: object) -> CompositeScorer:
         return CompositeScorer([(name, _check_weight(weight) * w, s) for name, w, s in self.terms()])
 
@@ -127,7 +139,9 @@ class Scorer:
 
 def _check_weight(weight: object) -> float:
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(float(weight)):
-        raise TypeError(f"a scorer weight must be a finite real number, got {type(weight).__name__}: {weight!r}")
+        raise TypeError(
+            f"a scorer weight must be a finite real number, got {type(weight).__name__}: {weight!r}"
+        )
     return float(weight)
 
 
@@ -183,7 +197,7 @@ def check_scores(name: str, scorer: Scorer, values: object, batch: EpisodeBatch)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ScorerError(
-            f"scorer {scorer!r} (term {name!r}) returned {arr[i]!r} for prompt {batch.prompts[i]!r} "
+            f"scorer {scorer!r} (term {name!r}) returned {float(arr[i])!r} for prompt {batch.prompts[i]!r} "
             f"and text {batch.texts[i]!r}; expected a finite float"
         )
     return arr

@@ -1,0 +1,611 @@
+"""Compare RL algorithms on one textenv task: same episode budget, same seeds, one command.
+
+``textenv-compare`` (or ``python examples/compare_algorithms.py``)::
+
+    python examples/compare_algorithms.py --env TextGen-Sentiment-v0 --episodes 512 --seeds 0 1 \\
+        --algos agents-ppo sb3-ppo sb3-a2c --out runs/compare
+
+Every algorithm trains the same starting model (default: the built-in ``tiny-lm``) on the same task
+for the same number of *episodes* (one episode = one generated text) with each seed, and its
+episode returns are recorded in the order the episodes finish. ``--out`` then holds:
+
+- ``curves.csv``: ``algo, seed, episodes, mean_reward``, the mean return of each window of
+  ``--window`` consecutive episodes (``episodes`` = episodes seen at the end of the window);
+- ``episodes.csv``: ``algo, seed, episode, reward, tokens``, every episode;
+- ``learning_curves.png``: mean return against episodes, mean over seeds with a min-max band;
+- ``results.md``: final reward (mean return of the last 20% of the budget) mean ± std over seeds,
+  wall time of training and generated tokens per second.
+
+Algorithms (``--algos``; hyper-parameters in :data:`HYPERPARAMETERS`):
+
+- ``agents-ppo``: :class:`agents.PPO` (KV-cached rollouts, one full forward per episode to train);
+- ``sb3-ppo`` / ``sb3-a2c``: stable-baselines3 PPO / A2C with :class:`agents.sb3.LMPolicy` on the
+  task's batched vector env (``textenv.sb3.TextGenVecEnvAdapter``), one full forward per token;
+- ``base-lm``: no training, the starting model sampled as it is (the level to beat).
+
+A task's KL penalty is live for every algorithm: ``agents.PPO`` hands its log-probs to the env,
+the SB3 policies are bound with :func:`agents.sb3.bind_kl`; the KL coefficient is the task's.
+
+Example:
+    >>> from agents.compare import compare
+    >>> results = compare("TextGen-Sentiment-v0", episodes=64, seeds=[0], algos=["agents-ppo"], out="runs/c")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ALGORITHMS",
+    "HYPERPARAMETERS",
+    "RunResult",
+    "RunSpec",
+    "compare",
+    "learning_curves",
+    "main",
+    "plot_learning_curves",
+    "results_table",
+]
+
+FINAL_FRACTION = 0.2
+"""The final reward is the mean return of this last fraction of the episode budget (at least one window)."""
+
+HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    # Same learning rate, discount, GAE and clipping everywhere; batch shapes follow each library's units.
+    "agents-ppo": {
+        "learning_rate": 1e-4,
+        "ppo_epochs": 4,
+        "gamma": 1.0,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "max_grad_norm": 1.0,
+        # episodes_per_iteration = num_envs, minibatch_size = num_envs // 2 (set per run)
+    },
+    "sb3-ppo": {
+        "learning_rate": 1e-4,
+        "n_epochs": 4,
+        "gamma": 1.0,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 1.0,
+        # n_steps = max_new_tokens (>= num_envs episodes per rollout), batch_size = num_envs * n_steps // 2
+    },
+    "sb3-a2c": {
+        "learning_rate": 1e-4,
+        "gamma": 1.0,
+        "gae_lambda": 0.95,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 1.0,
+        "use_rms_prop": False,  # Adam, as the other two
+        "normalize_advantage": True,
+        # n_steps = max(max_new_tokens // 4, 1): about four updates per num_envs episodes
+    },
+    "base-lm": {},
+}
+"""Per-algorithm hyper-parameters (``--learning-rate`` overrides every learning rate)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one training run gets; every algorithm of a comparison gets the same spec per seed.
+
+    Attributes:
+        env_id: Registered textenv id.
+        episodes: Episode budget.
+        seed: Seed of the algorithm and of the env's prompt draws.
+        model: Starting model: asset name, path or hub name.
+        num_envs: Env rows stepped together.
+        env_kwargs: Extra env keyword arguments (e.g. ``max_new_tokens``).
+        device: Torch device.
+        learning_rate: Overrides :data:`HYPERPARAMETERS`' learning rates when set.
+    """
+
+    env_id: str
+    episodes: int
+    seed: int
+    model: str = "tiny-lm"
+    num_envs: int = 16
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    learning_rate: float | None = None
+
+    def hyperparameters(self, algo: str) -> dict[str, Any]:
+        """The algorithm's hyper-parameters with the learning-rate override applied."""
+        params = dict(HYPERPARAMETERS[algo])
+        if self.learning_rate is not None and "learning_rate" in params:
+            params["learning_rate"] = self.learning_rate
+        return params
+
+
+@dataclass
+class RunResult:
+    """One algorithm, one seed.
+
+    Attributes:
+        algo: Algorithm name.
+        seed: Seed.
+        rewards: Return of every episode, in the order the episodes finished (budget-long).
+        tokens: Generated tokens of every episode.
+        wall_time: Seconds of training (model and env construction excluded).
+    """
+
+    algo: str
+    seed: int
+    rewards: list[float]
+    tokens: list[int]
+    wall_time: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second of training."""
+        return sum(self.tokens) / self.wall_time if self.wall_time > 0 else float("nan")
+
+    def final_reward(self, window: int) -> float:
+        """Mean return of the last ``FINAL_FRACTION`` of the episodes (at least ``window`` episodes)."""
+        n = max(window, math.ceil(FINAL_FRACTION * len(self.rewards)))
+        return float(np.mean(self.rewards[-n:]))
+
+
+Runner = Callable[[RunSpec], tuple[list[float], list[int], float]]
+
+
+# --- runners -------------------------------------------------------------------------------------
+def _resolve_model(name: str) -> str:
+    from textenv import assets
+
+    return assets.path(name) if name in assets.NAMES else name
+
+
+def run_agents_ppo(spec: RunSpec) -> tuple[list[float], list[int], float]:
+    """:class:`agents.PPO`: ``num_envs`` episodes per iteration, two minibatches, the task's KL coefficient."""
+    import torch
+
+    from agents import PPO, PPOConfig
+    from agents.ppo.ppo import make_env
+    from agents.sb3.kl import find_kl_penalties
+
+    # The env PPO would build from the id, built here to read the task's KL coefficient first.
+    env, _ = make_env(spec.env_id, spec.num_envs, torch.device(spec.device), spec.env_kwargs)
+    kl_coefs = [term.coef for term in find_kl_penalties(env)]
+    params = spec.hyperparameters("agents-ppo")
+    config = PPOConfig(
+        **params,
+        episodes_per_iteration=spec.num_envs,
+        minibatch_size=max(spec.num_envs // 2, 1),
+        kl_controller="fixed",
+        init_kl_coef=kl_coefs[0] if kl_coefs else 0.0,
+        seed=spec.seed,
+        device=spec.device,
+    )
+    agent = PPO(_resolve_model(spec.model), env, config, verbose=0, progress_bar=False)
+    rewards: list[float] = []
+    tokens: list[int] = []
+
+    def record(local: dict[str, Any]) -> None:
+        batch = local["batch"]
+        rewards.extend(float(r) for r in batch.scores)
+        tokens.extend(int(n) for n in batch.mask.sum(1).tolist())
+
+    start = time.perf_counter()
+    agent.learn(spec.episodes, callback=record)
+    elapsed = time.perf_counter() - start
+    agent.close()
+    return rewards[: spec.episodes], tokens[: spec.episodes], elapsed
+
+
+def _sb3_env(spec: RunSpec) -> Any:
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from textenv.sb3 import TextGenVecEnvAdapter
+
+    return VecMonitor(
+        TextGenVecEnvAdapter.make(spec.env_id, num_envs=spec.num_envs, device=spec.device, **spec.env_kwargs)
+    )
+
+
+def _run_sb3(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float]:
+    from stable_baselines3 import A2C, PPO
+
+    from agents.sb3 import LMPolicy, bind_kl
+    from agents.sb3.callbacks import EpisodeRecorder
+
+    venv = _sb3_env(spec)
+    max_new_tokens = int(venv.get_attr("max_new_tokens")[0])
+    params = spec.hyperparameters(algo)
+    common = {
+        "policy_kwargs": {"model": _resolve_model(spec.model)},
+        "seed": spec.seed,
+        "device": spec.device,
+    }
+    if algo == "sb3-ppo":
+        n_steps = max_new_tokens
+        batch_size = max(spec.num_envs * n_steps // 2, 1)
+        model = PPO(LMPolicy, venv, n_steps=n_steps, batch_size=batch_size, **params, **common)
+    else:
+        model = A2C(LMPolicy, venv, n_steps=max(max_new_tokens // 4, 1), **params, **common)
+    bind_kl(venv, model, required=False)
+    recorder = EpisodeRecorder(max_episodes=spec.episodes)
+    start = time.perf_counter()
+    # Far more steps than the budget needs: the recorder stops training at the episode budget.
+    model.learn(
+        total_timesteps=2 * spec.episodes * max_new_tokens + model.n_steps * spec.num_envs, callback=recorder
+    )
+    elapsed = time.perf_counter() - start
+    venv.close()
+    return recorder.returns, recorder.lengths, elapsed
+
+
+def run_sb3_ppo(spec: RunSpec) -> tuple[list[float], list[int], float]:
+    """stable-baselines3 PPO with :class:`agents.sb3.LMPolicy`."""
+    return _run_sb3(spec, "sb3-ppo")
+
+
+def run_sb3_a2c(spec: RunSpec) -> tuple[list[float], list[int], float]:
+    """stable-baselines3 A2C with :class:`agents.sb3.LMPolicy` (Adam)."""
+    return _run_sb3(spec, "sb3-a2c")
+
+
+def run_base_lm(spec: RunSpec) -> tuple[list[float], list[int], float]:
+    """No training: samples the starting model (KL bound to it) for the budget."""
+    import torch
+
+    from agents.sb3 import LMPolicy, bind_kl
+
+    venv = _sb3_env(spec)
+    torch.manual_seed(spec.seed)
+    venv.seed(spec.seed)
+    policy = LMPolicy(
+        venv.observation_space, venv.action_space, lambda _: 0.0, model=_resolve_model(spec.model)
+    )
+    policy.to(spec.device).set_training_mode(False)
+    bind_kl(venv, policy, required=False)
+    rewards: list[float] = []
+    tokens: list[int] = []
+    start = time.perf_counter()
+    obs = venv.reset()
+    while len(rewards) < spec.episodes:
+        actions, _ = policy.predict(obs)
+        obs, _, _, infos = venv.step(actions)
+        for info in infos:
+            if "episode" in info:
+                rewards.append(float(info["episode"]["r"]))
+                tokens.append(int(info["episode"]["l"]))
+    elapsed = time.perf_counter() - start
+    venv.close()
+    return rewards[: spec.episodes], tokens[: spec.episodes], elapsed
+
+
+ALGORITHMS: dict[str, Runner] = {
+    "agents-ppo": run_agents_ppo,
+    "sb3-ppo": run_sb3_ppo,
+    "sb3-a2c": run_sb3_a2c,
+    "base-lm": run_base_lm,
+}
+"""Name -> runner. A runner takes a :class:`RunSpec` and returns ``(returns, tokens, wall_time)``."""
+
+
+# --- results ------------------------------------------------------------------------------------
+def learning_curves(results: Sequence[RunResult], window: int) -> list[dict[str, Any]]:
+    """The mean return of every window of ``window`` consecutive episodes of every run.
+
+    Returns:
+        Rows ``{"algo", "seed", "episodes", "mean_reward"}``; ``episodes`` counts the episodes seen at
+        the end of the window (a last, shorter window is dropped).
+    """
+    rows = []
+    for result in results:
+        for end in range(window, len(result.rewards) + 1, window):
+            chunk = result.rewards[end - window : end]
+            rows.append(
+                {
+                    "algo": result.algo,
+                    "seed": result.seed,
+                    "episodes": end,
+                    "mean_reward": float(np.mean(chunk)),
+                }
+            )
+    return rows
+
+
+def plot_learning_curves(
+    rows: Sequence[dict[str, Any]],
+    path: str,
+    *,
+    title: str = "",
+    ylabel: str = "mean episode reward",
+    threshold: float | None = None,
+) -> None:
+    """Mean return against episodes per algorithm: mean over seeds, min-max band over seeds.
+
+    Args:
+        rows: :func:`learning_curves` rows.
+        path: PNG file to write.
+        title: Plot title.
+        ylabel: Y-axis label.
+        threshold: Draws a dashed line there (the task's ``reward_threshold``), unless ``None``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for algo in dict.fromkeys(row["algo"] for row in rows):
+        by_x: dict[int, list[float]] = {}
+        for row in rows:
+            if row["algo"] == algo:
+                by_x.setdefault(row["episodes"], []).append(row["mean_reward"])
+        xs = sorted(by_x)
+        values = [np.asarray(by_x[x]) for x in xs]
+        seeds = max(len(v) for v in values)
+        (line,) = ax.plot(xs, [v.mean() for v in values], label=f"{algo} ({seeds} seed{'s' * (seeds > 1)})")
+        ax.fill_between(
+            xs, [v.min() for v in values], [v.max() for v in values], color=line.get_color(), alpha=0.2
+        )
+    if threshold is not None:
+        ax.axhline(
+            threshold, color="gray", linestyle="--", linewidth=1, label=f"reward threshold {threshold:g}"
+        )
+    ax.set_xlabel("episodes")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _mean_std(values: Sequence[float], fmt: str) -> str:
+    values = np.asarray(values, dtype=float)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{format(values.mean(), fmt)} ± {format(std, fmt)}"
+
+
+def results_table(results: Sequence[RunResult], window: int) -> str:
+    """Markdown table, one row per algorithm: final reward, first-window reward, wall time, tokens/s."""
+    lines = [
+        "| algorithm | seeds | final reward | first window | wall time (s) | tokens/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for algo in dict.fromkeys(r.algo for r in results):
+        runs = [r for r in results if r.algo == algo]
+        lines.append(
+            f"| {algo} | {len(runs)} "
+            f"| {_mean_std([r.final_reward(window) for r in runs], '.3f')} "
+            f"| {_mean_std([float(np.mean(r.rewards[:window])) for r in runs], '.3f')} "
+            f"| {_mean_std([r.wall_time for r in runs], '.0f')} "
+            f"| {_mean_std([r.tokens_per_s for r in runs], '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+# --- driver -------------------------------------------------------------------------------------
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def compare(
+    env: str,
+    episodes: int,
+    seeds: Sequence[int] = (0,),
+    algos: Sequence[str] = ("agents-ppo", "sb3-ppo", "sb3-a2c"),
+    out: str | os.PathLike[str] = "runs/compare",
+    *,
+    model: str = "tiny-lm",
+    num_envs: int = 16,
+    window: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
+    learning_rate: float | None = None,
+    command: str | None = None,
+    log: Callable[[str], None] = print,
+) -> list[RunResult]:
+    """Trains every algorithm with every seed on ``env`` and writes curves, CSVs and the table to ``out``.
+
+    Args:
+        env: Registered textenv id, e.g. ``"TextGen-Sentiment-v0"``.
+        episodes: Episode budget of every run.
+        seeds: Seeds; each algorithm runs once per seed.
+        algos: Names from :data:`ALGORITHMS`.
+        out: Output directory (created).
+        model: Starting model: asset name (``"tiny-lm"``), local path or hub name.
+        num_envs: Env rows stepped together (also ``agents-ppo``'s episodes per iteration).
+        window: Episodes per curve point (default ``max(num_envs, episodes // 16)``).
+        env_kwargs: Extra env keyword arguments, e.g. ``{"max_new_tokens": 8}``.
+        device: Torch device of models and envs.
+        learning_rate: Overrides every algorithm's learning rate.
+        command: The command line, recorded in ``results.md``.
+        log: Where progress lines go.
+
+    Returns:
+        One :class:`RunResult` per (algorithm, seed).
+
+    Raises:
+        ValueError: An unknown algorithm, an empty seed list or a bad count.
+    """
+    episodes = _check_int("episodes", episodes, 1)
+    num_envs = _check_int("num_envs", num_envs, 1)
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown or not algos:
+        raise ValueError(f"unknown algorithms {unknown or list(algos)}; choose from {sorted(ALGORITHMS)}")
+    if not seeds:
+        raise ValueError("seeds is empty; give at least one seed")
+    window = max(num_envs, episodes // 16) if window is None else _check_int("window", window, 1)
+    if window > episodes:
+        raise ValueError(f"window={window} is larger than the budget episodes={episodes}")
+    os.makedirs(out, exist_ok=True)
+
+    results = []
+    for algo in algos:
+        for seed in seeds:
+            spec = RunSpec(
+                env_id=env,
+                episodes=episodes,
+                seed=int(seed),
+                model=model,
+                num_envs=num_envs,
+                env_kwargs=dict(env_kwargs or {}),
+                device=device,
+                learning_rate=learning_rate,
+            )
+            log(f"[compare] {algo} seed {seed}: {episodes} episodes on {env} ...")
+            rewards, tokens, wall_time = ALGORITHMS[algo](spec)
+            result = RunResult(algo, int(seed), list(rewards), list(tokens), float(wall_time))
+            results.append(result)
+            log(
+                f"[compare] {algo} seed {seed}: final reward {result.final_reward(window):.3f}, "
+                f"{wall_time:.0f} s, {result.tokens_per_s:.0f} tokens/s"
+            )
+    _write_outputs(results, out, env=env, episodes=episodes, seeds=seeds, window=window, command=command)
+    return results
+
+
+def _write_outputs(
+    results: Sequence[RunResult],
+    out: str | os.PathLike[str],
+    *,
+    env: str,
+    episodes: int,
+    seeds: Sequence[int],
+    window: int,
+    command: str | None,
+) -> None:
+    import gymnasium as gym
+
+    import textenv  # noqa: F401  (registers the ids for gym.spec)
+
+    curves = learning_curves(results, window)
+    _write_csv(
+        os.path.join(out, "curves.csv"),
+        ["algo", "seed", "episodes", "mean_reward"],
+        [[r["algo"], r["seed"], r["episodes"], f"{r['mean_reward']:.6f}"] for r in curves],
+    )
+    _write_csv(
+        os.path.join(out, "episodes.csv"),
+        ["algo", "seed", "episode", "reward", "tokens"],
+        [
+            [r.algo, r.seed, i + 1, f"{reward:.6f}", n]
+            for r in results
+            for i, (reward, n) in enumerate(zip(r.rewards, r.tokens))
+        ],
+    )
+    threshold = gym.spec(env).reward_threshold
+    plot_learning_curves(
+        curves,
+        os.path.join(out, "learning_curves.png"),
+        title=f"{env} (mean over seeds, band: min-max)",
+        ylabel=f"mean episode reward (per {window} episodes)",
+        threshold=threshold,
+    )
+    final_n = max(window, math.ceil(FINAL_FRACTION * episodes))
+    header = [
+        f"# {env}: {episodes} episodes, seeds {', '.join(str(s) for s in seeds)}",
+        "",
+        f"Final reward: mean return of the last {final_n} episodes; first window: of the first {window}; "
+        "mean ± std over seeds. Wall time: training only. Tokens/s: generated tokens per second of training.",
+        "",
+        "",
+    ]
+    if command:
+        header[1:1] = ["", f"`{command}`"]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(header) + results_table(results, window) + "\n")
+    with open(os.path.join(out, "hyperparameters.json"), "w") as f:
+        json.dump(
+            {algo: HYPERPARAMETERS[algo] for algo in dict.fromkeys(r.algo for r in results)}, f, indent=2
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``textenv-compare`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="textenv-compare",
+        description="Train several RL algorithms on one textenv task with the same episode budget and seeds; "
+        "write learning curves (PNG, CSV) and a results table (markdown).",
+    )
+    parser.add_argument(
+        "--env", default="TextGen-Sentiment-v0", help="registered textenv id (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=512, help="episode budget per run (default: %(default)s)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        default=["agents-ppo", "sb3-ppo", "sb3-a2c"],
+        choices=sorted(ALGORITHMS),
+        help="algorithms (default: agents-ppo sb3-ppo sb3-a2c)",
+    )
+    parser.add_argument("--out", default="runs/compare", help="output directory (default: %(default)s)")
+    parser.add_argument("--model", default="tiny-lm", help="starting model: asset name, path or hub name")
+    parser.add_argument(
+        "--num-envs", type=int, default=16, help="env rows stepped together (default: %(default)s)"
+    )
+    parser.add_argument("--window", type=int, default=None, help="episodes per curve point")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="override every algorithm's learning rate"
+    )
+    parser.add_argument(
+        "--env-kwargs", type=json.loads, default={}, help="JSON env keywords, e.g. '{\"max_new_tokens\": 8}'"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    args = parser.parse_args(argv)
+    if not isinstance(args.env_kwargs, dict):
+        parser.error(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    command = shlex.join(["textenv-compare", *(sys.argv[1:] if argv is None else argv)])
+    compare(
+        args.env,
+        args.episodes,
+        args.seeds,
+        args.algos,
+        args.out,
+        model=args.model,
+        num_envs=args.num_envs,
+        window=args.window,
+        env_kwargs=args.env_kwargs,
+        device=args.device,
+        learning_rate=args.learning_rate,
+        command=command,
+    )
+    with open(os.path.join(args.out, "results.md")) as f:
+        print(f.read())
+    print(
+        f"[compare] wrote {os.path.join(args.out, 'learning_curves.png')}, curves.csv, episodes.csv, results.md"
+    )
+
+
+if __name__ == "__main__":
+    main()

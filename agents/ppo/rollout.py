@@ -1,0 +1,423 @@
+"""KV-cached rollouts of a causal-LM policy through a textenv environment's public step API.
+
+A rollout runs in synchronous *waves*: every env row is reset together, the policy samples one token
+per row per step from its own KV cache (:class:`textenv.lm.IncrementalLM`, one new token per forward),
+the env steps all rows (so every scorer and wrapper applies), and the wave ends when every row has
+terminated. Rows that finished early are inactive for the rest of the wave (the env leaves them
+untouched and the policy's cache masks their slots). ``episodes_per_iteration / num_envs`` waves make
+one rollout batch of exactly ``episodes_per_iteration`` finished episodes.
+
+When the env's reward contains a ``KLPenalty`` term, the policy's log-probs of the sampled actions are
+handed to it before each ``env.step`` (``set_policy_logprobs``), so the scorer never runs the policy a
+second time; the KL it measures is read back from its ``last_kl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.ppo.core import sampling_logprobs
+from textenv.lm import IncrementalLM
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How the policy's logits become the sampling distribution (the same transform in training).
+
+    Attributes:
+        temperature: Logits are divided by it.
+        top_k: Keep the ``top_k`` most likely tokens (0: all).
+        top_p: Nucleus filtering (1.0: off).
+        eos_token_ids: The env's EOS ids.
+        min_new_tokens: EOS is masked out (probability 0) for the first ``min_new_tokens`` tokens.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    eos_token_ids: tuple[int, ...] = ()
+    min_new_tokens: int = 0
+
+    def logprobs(self, logits: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """Log-probs of the sampling distribution.
+
+        Args:
+            logits: ``(B, V)`` logits of one step (then ``step`` is its index) or ``(B, T, V)`` logits of
+                steps ``0 .. T-1`` (``step=None``).
+            step: Index of the generated token of 2-D logits.
+
+        Returns:
+            Log-probs, same shape as ``logits``, float32 or wider.
+        """
+        if self.min_new_tokens > 0 and self.eos_token_ids:
+            logits = _mask_eos(logits, self.eos_token_ids, self.min_new_tokens, step)
+        return sampling_logprobs(logits, self.temperature, self.top_k, self.top_p)
+
+
+def _mask_eos(logits: torch.Tensor, eos: Sequence[int], min_new: int, step: int | None) -> torch.Tensor:
+    if step is not None:
+        if step >= min_new:
+            return logits
+        logits = logits.clone()
+        logits[..., list(eos)] = float("-inf")
+        return logits
+    logits = logits.clone()
+    early = logits[:, :min_new]  # (B, min_new, V) view
+    early[..., list(eos)] = float("-inf")
+    return logits
+
+
+@dataclass
+class RolloutBatch:
+    """Finished episodes of one rollout, row ``i`` = episode ``i`` (``N`` episodes, ``P`` prompt slots,
+    ``T`` generated slots).
+
+    Attributes:
+        input_ids: ``(N, P + T)`` the final observation: left-padded prompt, generated tokens, padding.
+        attention_mask: ``(N, P + T)`` 1 on prompt and generated tokens.
+        tokens: ``(N, T)`` generated tokens (``input_ids[:, P:]``).
+        mask: ``(N, T)`` bool, the valid generated tokens (a prefix of each row).
+        logprobs: ``(N, T)`` float32 rollout log-probs of the tokens under the sampling distribution.
+        rewards: ``(N, T)`` float32 per-token rewards exactly as ``env.step`` returned them.
+        prompt_len: ``P``.
+        scores: ``(N,)`` episode returns (sum of the rewards).
+        reward_terms: Term name -> ``(N,)`` the term's total per episode (``info["reward_terms"]``).
+        kl: ``(N,)`` KL(policy || reference) summed over each episode, from the KL term; ``None`` without one.
+        texts: Generated texts.
+        prompts: Prompt texts.
+        finish_reasons: ``"eos"`` or ``"length"``.
+        rollout_time: Seconds spent collecting.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    prompt_len: int
+    scores: np.ndarray
+    reward_terms: dict[str, np.ndarray] = field(default_factory=dict)
+    kl: np.ndarray | None = None
+    texts: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    finish_reasons: list[str] = field(default_factory=list)
+    rollout_time: float = 0.0
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated tokens in the batch."""
+        return int(self.mask.sum())
+
+    @staticmethod
+    def concat(parts: Sequence[RolloutBatch]) -> RolloutBatch:
+        """Stacks the episodes of several batches (waves) into one."""
+        if len(parts) == 1:
+            return parts[0]
+        terms = {k: np.concatenate([p.reward_terms[k] for p in parts]) for k in parts[0].reward_terms}
+        kls = [p.kl for p in parts]
+        return RolloutBatch(
+            input_ids=torch.cat([p.input_ids for p in parts]),
+            attention_mask=torch.cat([p.attention_mask for p in parts]),
+            tokens=torch.cat([p.tokens for p in parts]),
+            mask=torch.cat([p.mask for p in parts]),
+            logprobs=torch.cat([p.logprobs for p in parts]),
+            rewards=torch.cat([p.rewards for p in parts]),
+            prompt_len=parts[0].prompt_len,
+            scores=np.concatenate([p.scores for p in parts]),
+            reward_terms=terms,
+            kl=None if any(k is None for k in kls) else np.concatenate(kls),  # type: ignore[arg-type]
+            texts=[t for p in parts for t in p.texts],
+            prompts=[t for p in parts for t in p.prompts],
+            finish_reasons=[t for p in parts for t in p.finish_reasons],
+            rollout_time=sum(p.rollout_time for p in parts),
+        )
+
+
+def sample_tokens(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draws one token per row from ``exp(logprobs)`` (B, V) by inverse-CDF sampling.
+
+    The same distribution as ``torch.multinomial`` at a tenth of its cost for large vocabularies: one
+    cumulative sum and a binary search per row. Tokens of probability 0 are never drawn.
+
+    Returns:
+        (B,) int64 token ids.
+    """
+    cdf = logprobs.exp().cumsum(-1)  # (B, V)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(1)
+
+
+# --- env access ---------------------------------------------------------------------------------------
+def text_core(env: Any) -> Any:
+    """The ``TextGenCore`` behind a (possibly wrapped) ``TextGenEnv`` or ``TextGenVectorEnv``.
+
+    Raises:
+        TypeError: If ``env`` is not a textenv environment.
+    """
+    core = getattr(getattr(env, "unwrapped", env), "core", None)
+    if core is None or not hasattr(core, "max_prompt_tokens"):
+        raise TypeError(
+            f"env must be a textenv TextGenEnv or TextGenVectorEnv (possibly wrapped), got {type(env).__name__}"
+        )
+    return core
+
+
+def kl_terms(env: Any) -> list[Any]:
+    """The KL-penalty scorers (anything with ``set_policy_logprobs``) among the env's reward terms."""
+    return [scorer for _, _, scorer in text_core(env).terms if hasattr(scorer, "set_policy_logprobs")]
+
+
+def _is_vector_env(env: Any) -> bool:
+    return isinstance(getattr(env, "unwrapped", env), gym.vector.VectorEnv)
+
+
+def _row_info(infos: dict[str, Any], row: int) -> dict[str, Any]:
+    """The info of one row out of a Gymnasium vector info dict (``key`` arrays with ``_key`` masks)."""
+    out: dict[str, Any] = {}
+    for key, value in infos.items():
+        if key.startswith("_"):
+            continue
+        present = infos.get(f"_{key}")
+        if present is not None and not bool(present[row]):
+            continue
+        if isinstance(value, dict):
+            out[key] = _row_info(value, row)
+        else:
+            item = value[row]
+            out[key] = item.item() if isinstance(item, np.generic) else item
+    return out
+
+
+class EnvDriver:
+    """Batched access to a textenv env through its public API: ``reset`` all rows, ``step`` all rows.
+
+    A ``TextGenVectorEnv`` is stepped as it is: its autoreset mode must be ``DISABLED`` so that rows
+    that finished early stay finished until the next wave's reset (other modes would restart them).
+    A single ``TextGenEnv`` is one row.
+
+    Args:
+        env: The environment (Gymnasium wrappers allowed).
+        device: Where the returned tensors live.
+    """
+
+    def __init__(self, env: Any, device: torch.device):
+        self.env = env
+        self.core = text_core(env)
+        self.device = device
+        self.vector = _is_vector_env(env)
+        self.num_rows = int(env.num_envs) if self.vector else 1
+        if self.vector:
+            mode = env.metadata.get("autoreset_mode")
+            if mode is not None and getattr(mode, "value", mode) != gym.vector.AutoresetMode.DISABLED.value:
+                raise ValueError(
+                    f"the vector env's autoreset_mode is {mode!r}; PPO rollouts need "
+                    "autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED (pass an env id to PPO, or build "
+                    "the env with autoreset_mode=AutoresetMode.DISABLED)"
+                )
+
+    def _tensors(self, obs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.as_tensor(obs["input_ids"], device=self.device).long()
+        mask = torch.as_tensor(obs["attention_mask"], device=self.device).long()
+        if not self.vector:
+            ids, mask = ids.view(1, -1), mask.view(1, -1)
+        return ids, mask
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Resets every row; returns the observations ``input_ids, attention_mask`` ``(B, L)``."""
+        obs, _ = self.env.reset(seed=seed)
+        return self._tensors(obs)
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, dict[int, dict[str, Any]]]:
+        """Steps every row with ``actions`` (B,); finished rows ignore theirs.
+
+        Returns:
+            ``(input_ids, attention_mask, rewards (B,) float64, terminated (B,) bool, {row: info})``, the
+            info only for rows that terminated on this step.
+        """
+        if self.vector:
+            obs, rewards, terminated, truncated, infos = self.env.step(actions.cpu().numpy())
+            terminated = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
+            ended = {int(r): _row_info(infos, int(r)) for r in np.flatnonzero(terminated)}
+            rewards = np.asarray(rewards, dtype=np.float64)
+        else:
+            obs, reward, term, trunc, info = self.env.step(int(actions[0]))
+            terminated = np.array([bool(term or trunc)])
+            ended = {0: info} if terminated[0] else {}
+            rewards = np.array([float(reward)])
+        ids, mask = self._tensors(obs)
+        return ids, mask, rewards, terminated, ended
+
+    def env_rng_state(self) -> list[dict[str, Any]] | None:
+        """The env's prompt-drawing RNG states (one per row of a vector env), JSON-able, for checkpoints."""
+        rng = getattr(self.env.unwrapped, "np_random", None)
+        if rng is None:
+            return None
+        rngs = rng if isinstance(rng, (tuple, list)) else [rng]
+        return [r.bit_generator.state for r in rngs]
+
+    def set_env_rng_state(self, states: list[dict[str, Any]] | None) -> None:
+        """Restores :meth:`env_rng_state` output."""
+        if states is None:
+            return
+        rng = self.env.unwrapped.np_random
+        rngs = rng if isinstance(rng, (tuple, list)) else [rng]
+        if len(rngs) != len(states):
+            raise ValueError(
+                f"the checkpoint holds {len(states)} env RNG states but the env has {len(rngs)} rows"
+            )
+        for r, state in zip(rngs, states):
+            r.bit_generator.state = state
+
+
+# --- the collector ------------------------------------------------------------------------------------
+class RolloutCollector:
+    """Collects finished episodes with a KV-cached policy, in synchronous waves of all env rows.
+
+    Args:
+        lm: The policy's causal LM (``CausalLMWithValueHead.lm``), already on ``driver.device``.
+        driver: The env access.
+        sampling: The sampling transform.
+        generator: Torch generator (on the driver's device) for the token draws.
+        autocast: Context of the policy's forwards (bf16 autocast with mixed precision).
+    """
+
+    def __init__(
+        self,
+        lm: torch.nn.Module,
+        driver: EnvDriver,
+        sampling: SamplingParams,
+        generator: torch.Generator,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ):
+        self.lm = lm
+        self.autocast = autocast
+        self.driver = driver
+        self.sampling = sampling
+        self.generator = generator
+        core = driver.core
+        self.prompt_len = int(core.max_prompt_tokens)
+        self.max_new_tokens = int(core.max_new_tokens)
+        self.pad_id = int(core.pad_token_id)
+        self.kl_terms = kl_terms(driver.env)
+        self._cache = IncrementalLM(
+            lm, num_rows=driver.num_rows, max_length=self.prompt_len + self.max_new_tokens
+        )
+
+    @torch.no_grad()
+    def collect(self, num_episodes: int, seed: int | None = None) -> RolloutBatch:
+        """Runs ``num_episodes / num_rows`` waves.
+
+        Args:
+            num_episodes: A multiple of the env's rows.
+            seed: Passed to the first wave's ``env.reset`` (``None`` continues the env's RNG).
+
+        Returns:
+            The episodes, in wave order.
+
+        Raises:
+            ValueError: If ``num_episodes`` is not a positive multiple of the env's rows.
+        """
+        rows = self.driver.num_rows
+        if num_episodes < 1 or num_episodes % rows:
+            raise ValueError(
+                f"num_episodes={num_episodes} must be a positive multiple of the env's {rows} rows"
+            )
+        start = time.perf_counter()
+        was_training = self.lm.training
+        self.lm.eval()
+        try:
+            # One autocast context for the whole rollout: weights are cast to bf16 once, not every step.
+            with self.autocast():
+                waves = [self._wave(seed if i == 0 else None) for i in range(num_episodes // rows)]
+        finally:
+            self.lm.train(was_training)
+        batch = RolloutBatch.concat(waves)
+        batch.rollout_time = time.perf_counter() - start
+        return batch
+
+    def _wave(self, seed: int | None) -> RolloutBatch:
+        """One wave: reset every row, step until every row has terminated."""
+        B, P, T, device = self.driver.num_rows, self.prompt_len, self.max_new_tokens, self.driver.device
+        ids, mask = self.driver.reset(seed)  # (B, L)
+        final_ids, final_mask = ids.clone(), mask.clone()
+        logits = self._cache.reset_rows(torch.arange(B, device=device), ids[:, :P], mask[:, :P])  # (B, V)
+        tokens = torch.full((B, T), self.pad_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros(B, T, device=device)
+        rewards = np.zeros((B, T), dtype=np.float64)
+        kl = torch.zeros(B, dtype=torch.float64, device=device) if self.kl_terms else None
+        active = torch.ones(B, dtype=torch.bool, device=device)
+        infos: dict[int, dict[str, Any]] = {}
+        for t in range(T):
+            logp_all = self.sampling.logprobs(logits, step=t)  # (B, V)
+            action = sample_tokens(logp_all, self.generator)  # (B,)
+            logp = logp_all.gather(1, action[:, None]).squeeze(1)  # (B,)
+            for term in self.kl_terms:
+                term.set_policy_logprobs(logp_all if term.estimator == "full" else logp)
+            with torch.autocast(device.type, enabled=False):  # the env's scorers run as they are
+                obs_ids, obs_mask, step_rewards, terminated, ended = self.driver.step(action)
+            tokens[:, t] = torch.where(active, action, tokens[:, t])
+            logprobs[:, t] = torch.where(active, logp, logprobs[:, t])
+            rewards[:, t] = step_rewards
+            for term in self.kl_terms:
+                kl += term.last_kl.to(device) * active  # type: ignore[operator]
+            done_now = torch.as_tensor(terminated, device=device) & active
+            final_ids = torch.where(done_now[:, None], obs_ids, final_ids)
+            final_mask = torch.where(done_now[:, None], obs_mask, final_mask)
+            infos.update(ended)
+            active = active & ~done_now
+            if not bool(active.any()):
+                break
+            logits = self._cache.step(action, active)  # (B, V)
+        if bool(active.any()):
+            raise RuntimeError(
+                f"rows {active.nonzero().flatten().tolist()} did not terminate within T={T} steps"
+            )
+        return self._episodes(final_ids, final_mask, tokens, logprobs, rewards, kl, infos)
+
+    def _episodes(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        tokens: torch.Tensor,
+        logprobs: torch.Tensor,
+        rewards: np.ndarray,
+        kl: torch.Tensor | None,
+        infos: dict[int, dict[str, Any]],
+    ) -> RolloutBatch:
+        B, P = tokens.shape[0], self.prompt_len
+        gen_mask = mask[:, P:].bool()  # (B, T)
+        row_infos = [infos.get(r, {}) for r in range(B)]
+        names = list(row_infos[0].get("reward_terms", {}))
+        terms = {
+            n: np.array([float(i.get("reward_terms", {}).get(n, np.nan)) for i in row_infos]) for n in names
+        }
+        rewards_t = torch.as_tensor(rewards, dtype=torch.float32, device=tokens.device) * gen_mask
+        return RolloutBatch(
+            input_ids=ids,
+            attention_mask=mask,
+            tokens=tokens,
+            mask=gen_mask,
+            logprobs=logprobs * gen_mask,
+            rewards=rewards_t,
+            prompt_len=P,
+            scores=rewards.sum(1),
+            reward_terms=terms,
+            kl=None if kl is None else kl.cpu().numpy(),
+            texts=[str(i.get("text", "")) for i in row_infos],
+            prompts=[str(i.get("prompt", "")) for i in row_infos],
+            finish_reasons=[str(i.get("finish_reason", "")) for i in row_infos],
+        )

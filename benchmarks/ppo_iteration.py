@@ -1,0 +1,116 @@
+"""Time of one full PPO iteration (rollout + update) of ``agents.PPO``, comparable to TRL's classic PPOTrainer.
+
+Same models, tokenizer and prompts as the peers (``benchmarks/fixture.py``): a random-init GPT-2 of shape
+tiny/small/gpt2, 8-token prompts, exactly N sampled tokens per episode (EOS masked), a reward that
+costs nothing, 4 PPO epochs over the batch with minibatch = batch (TRL: ``trl_ppo.py`` in
+``shared/peers``). One warm-up iteration, then the best and median of ``--iters``.
+
+usage: python benchmarks/ppo_iteration.py --size small --batch 16 --new-tokens 32 [--device cpu]
+prints ``seconds_per_iteration`` (best), the phase split, and ``samples_per_s X`` as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import fixture
+
+
+def count_good(prompts: list[str], texts: list[str], refs: list, metas: list) -> list[float]:
+    """The peers' reward: occurrences of "good" in the text (costs nothing)."""
+    return [float(t.count("good")) for t in texts]
+
+
+def build(size: str, batch: int, new_tokens: int, device: str, kl: bool, bf16: bool = False):
+    """The agent on a fixture env of ``batch`` rows."""
+    from agents import PPO, PPOConfig
+    from textenv.scorers import Callable
+    from textenv.vector import TextGenVectorEnv
+
+    tok = fixture.tokenizer()
+    model = fixture.model(size)
+    reward = Callable(count_good, batched=True, name="good")
+    if kl:
+        from textenv.scorers.kl import KLPenalty
+
+        reward = reward + KLPenalty(fixture.model(size), coef=0.05)
+    env = TextGenVectorEnv(
+        num_envs=batch,
+        tokenizer=tok,
+        prompts=fixture.prompts(batch),
+        reward=reward,
+        max_prompt_tokens=8,
+        max_new_tokens=new_tokens,
+        vocab_size=model.config.vocab_size,
+        eos_token_id=fixture.EOS_ID,
+        autoreset_mode="Disabled",
+        observation_format="torch",
+        device=device,
+    )
+    config = PPOConfig(
+        episodes_per_iteration=batch,
+        minibatch_size=batch,
+        ppo_epochs=4,
+        learning_rate=1.41e-5,
+        device=device,
+        seed=0,
+        init_kl_coef=0.05,
+        mixed_precision="bf16" if bf16 else "no",
+    )
+    return PPO(model, env, config, min_new_tokens=new_tokens, verbose=0, progress_bar=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(fixture.SIZES), default="small")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--kl", action="store_true", help="add a KL penalty to a reference copy (TRL always has one)"
+    )
+    parser.add_argument(
+        "--bf16", action="store_true", help="mixed_precision='bf16' (CUDA, or a CPU with native bf16)"
+    )
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    ppo = build(args.size, args.batch, args.new_tokens, args.device, args.kl, args.bf16)
+    times, phases = [], []
+    for i in range(args.iters + 1):
+        if ppo.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        metrics = ppo.train_iteration()
+        if ppo.device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        if i:  # the first iteration warms up
+            times.append(elapsed)
+            phases.append((metrics["rollout_time"], metrics["update_time"]))
+        if metrics["episode_length"] != args.new_tokens:
+            raise RuntimeError(f"episodes had {metrics['episode_length']} tokens, expected {args.new_tokens}")
+    best = min(times)
+    rollout, update = phases[times.index(best)]
+    precision = "bf16" if args.bf16 else "fp32"
+    print(
+        f"size={args.size} batch={args.batch} new={args.new_tokens} iters={args.iters} device={ppo.device} {precision}"
+    )
+    print(f"seconds_per_iteration {best:.3f} (median {statistics.median(times):.3f})")
+    print(f"rollout_s {rollout:.3f} update_s {update:.3f}")
+    print(f"samples_per_s {args.batch / best:.2f}")
+
+
+if __name__ == "__main__":
+    main()

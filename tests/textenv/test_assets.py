@@ -1,0 +1,197 @@
+"""Tests of the built-in offline assets (textenv.assets) and of their build script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from textenv import assets
+from textenv.assets import build
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm")).eval()
+
+
+@pytest.fixture(scope="module")
+def rm():
+    return AutoModelForSequenceClassification.from_pretrained(assets.path("tiny-sentiment")).eval()
+
+
+def _positive_prob(rm, tokenizer, texts: list[str]) -> torch.Tensor:
+    enc = tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        return torch.softmax(rm(**enc).logits, dim=-1)[:, 1]
+
+
+def test_every_name_resolves_to_an_existing_path():
+    assert set(assets.NAMES) == {
+        "tiny-lm", "tiny-tokenizer", "tiny-sentiment", "review-prompts", "keyword-prompts", "copy-prompts",
+    }  # fmt: skip
+    for name in assets.NAMES:
+        p = Path(assets.path(name))
+        assert p.is_absolute() and p.exists(), name
+    assert assets.path("tiny-tokenizer") == assets.path("tiny-lm")
+    assert Path(assets.path("tiny-sentiment")).is_dir()
+    assert Path(assets.path("copy-prompts")).is_file()
+
+
+def test_unknown_name_raises_value_error_listing_valid_names():
+    with pytest.raises(ValueError, match="'gpt-5'") as info:
+        assets.path("gpt-5")
+    assert "tiny-lm" in str(info.value) and "copy-prompts" in str(info.value)
+
+
+def test_missing_asset_tells_how_to_build(monkeypatch, tmp_path):
+    monkeypatch.setattr(assets, "_ROOT", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"python -m textenv\.assets\.build"):
+        assets.path("tiny-lm")
+
+
+def test_tokenizer_special_tokens_and_round_trip(tokenizer, lm, rm):
+    assert tokenizer.padding_side == "left"
+    assert tokenizer.eos_token == tokenizer.bos_token == "<|endoftext|>"
+    assert tokenizer.pad_token == "<pad>" and tokenizer.pad_token_id != tokenizer.eos_token_id
+    for text in ["The movie was wonderful!", "  spaces,\ttabs\nand newlines ", "Ünïcode: 日本語 😀", ""]:
+        ids = tokenizer(text)["input_ids"]
+        assert tokenizer.eos_token_id not in ids  # no special tokens are added implicitly
+        assert tokenizer.decode(ids) == text
+    for model in (lm, rm):
+        assert model.config.vocab_size == len(tokenizer)
+        assert model.config.pad_token_id == tokenizer.pad_token_id
+        assert model.config.eos_token_id == tokenizer.eos_token_id
+
+
+def test_lm_generates_reviews_and_stops(tokenizer, lm):
+    torch.manual_seed(0)
+    enc = tokenizer(["The movie was"] * 8, return_tensors="pt")
+    out = lm.generate(**enc, do_sample=True, max_new_tokens=40, pad_token_id=tokenizer.pad_token_id)
+    new = out[:, enc["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    assert all(t.strip() for t in texts)
+    # A trained review LM ends most of its reviews well within 40 tokens.
+    assert (new == tokenizer.eos_token_id).any(dim=1).float().mean() >= 0.5
+
+
+def test_lm_batched_left_padded_generation(tokenizer, lm):
+    torch.manual_seed(0)
+    enc = tokenizer(["I", "I watched this film last night and"], return_tensors="pt", padding=True)
+    assert enc["attention_mask"][0, 0] == 0  # left padding
+    out = lm.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert all(t.strip() for t in texts)
+
+
+def test_reward_model_labels(rm):
+    assert rm.config.id2label == {0: "negative", 1: "positive"}
+    assert rm.config.label2id == {"negative": 0, "positive": 1}
+
+
+def test_reward_model_ranks_positive_above_negative(tokenizer, rm):
+    pairs = [
+        ("The acting was wonderful and the story kept me hooked.",
+         "I hated this film; the plot was dull and the ending was awful."),
+        ("What a brilliant movie!", "What a terrible movie!"),
+        ("I loved this film. The soundtrack was beautiful.", "I was bored the whole time."),
+        ("The movie was great", "The movie was boring"),
+        ("The plot was not boring at all.", "The plot was not good at all."),
+        ("I would highly recommend this movie to anyone.", "Do not waste your money on this movie."),
+    ]  # fmt: skip
+    pos = _positive_prob(rm, tokenizer, [p for p, _ in pairs])
+    neg = _positive_prob(rm, tokenizer, [n for _, n in pairs])
+    assert (pos > neg).all(), (pos, neg)
+    assert (pos > 0.5).all() and (neg < 0.5).all()
+
+
+def test_reward_model_ignores_left_padding(tokenizer, rm):
+    texts = ["The movie was great", "I watched this film with my family and the plot was awful."]
+    alone = torch.cat([_positive_prob(rm, tokenizer, [t]) for t in texts])
+    batched = _positive_prob(rm, tokenizer, texts)
+    assert ((alone > 0.5) == (batched > 0.5)).all()
+    assert (alone - batched).abs().max() < 0.25
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def test_data_files_parse_with_documented_fields():
+    prompts = Path(assets.path("review-prompts")).read_text(encoding="utf-8").splitlines()
+    assert len(prompts) >= 150 and len(set(prompts)) == len(prompts)
+    assert all(p and p == p.strip() for p in prompts)
+
+    keyword_rows = _read_jsonl(assets.path("keyword-prompts"))
+    assert len(keyword_rows) >= 150
+    for row in keyword_rows:
+        assert set(row) == {"prompt", "keywords"}
+        assert isinstance(row["prompt"], str) and row["prompt"]
+        assert 1 <= len(row["keywords"]) <= 2 and all(isinstance(k, str) and k for k in row["keywords"])
+
+    copy_rows = _read_jsonl(assets.path("copy-prompts"))
+    assert len(copy_rows) >= 150
+    for row in copy_rows:
+        assert set(row) == {"prompt", "references"}
+        assert row["references"] and all(isinstance(r, str) and r for r in row["references"])
+        assert row["prompt"] == build.copy_prompt(row["references"][0])
+
+
+def test_data_files_are_reproducible_from_seed_0():
+    data = build.make_data(0)
+    prompts = Path(assets.path("review-prompts")).read_text(encoding="utf-8").splitlines()
+    assert prompts == data["review_prompts"]
+    assert _read_jsonl(assets.path("keyword-prompts")) == data["keyword_prompts"]
+    assert _read_jsonl(assets.path("copy-prompts")) == data["copy_prompts"]
+    assert build.make_data(1) != data
+
+
+def test_build_info_reports_heldout_accuracy():
+    info = json.loads((Path(assets.path("tiny-sentiment")) / "build_info.json").read_text())
+    assert info["quick"] is False
+    assert info["heldout_accuracy"] >= 0.95
+    assert info["heldout_reviews"] >= 1000
+
+
+def test_grammar_is_seeded():
+    from random import Random
+
+    a = build.ReviewGrammar(Random(3)).reviews(50, build.BALANCE)
+    b = build.ReviewGrammar(Random(3)).reviews(50, build.BALANCE)
+    assert a == b
+    assert all(6 <= len(r.text.split()) <= 25 for r in a)
+    assert {r.label for r in build.ReviewGrammar(Random(0)).reviews(200, build.BALANCE)} == {
+        "pos", "neg", "mixed", "neutral",
+    }  # fmt: skip
+
+
+def test_quick_build_end_to_end(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "textenv.assets.build", "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tiny-lm")
+    lm = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny-lm")
+    rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "tiny-sentiment")
+    assert lm.config.vocab_size == rm.config.vocab_size == len(tok)
+    assert AutoTokenizer.from_pretrained(tmp_path / "tiny-sentiment").get_vocab() == tok.get_vocab()
+    for name in ("review_prompts.txt", "keyword_prompts.jsonl", "copy_prompts.jsonl"):
+        assert (tmp_path / "data" / name).stat().st_size > 0
+    info = json.loads((tmp_path / "tiny-sentiment" / "build_info.json").read_text())
+    assert info["quick"] is True and 0.0 <= info["heldout_accuracy"] <= 1.0

@@ -1,0 +1,132 @@
+"""The task suite: registration, both env checkers, overrides, fresh scorers, and reachable thresholds."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import textenv
+from textenv import tasks
+from textenv.scorers import ROUGE, Keyword, KLPenalty, MissingEOSPenalty, RewardModel
+
+TASK_IDS = [t.id for t in tasks.TASKS]
+# The only warning a checker may raise: the sentiment task's KL term has no policy to compare with
+# while the checkers step random actions (it is 0 then, by design: if_unbound="zero").
+EXPECTED_WARNING = "has no policy log-probs, so its reward is 0"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The built-in models are tiny: one thread is fastest and leaves the other cores alone."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_suite_ids_are_registered_with_thresholds_and_both_entry_points():
+    assert TASK_IDS == ["TextGen-Sentiment-v0", "TextGen-Keyword-v0", "TextGen-Copy-v0"]
+    for task in tasks.TASKS:
+        spec = gym.spec(task.id)
+        assert spec.reward_threshold == task.reward_threshold
+        assert spec.entry_point == f"textenv.tasks:make_{task.key}"
+        assert spec.vector_entry_point == f"textenv.tasks:make_{task.key}_vector"
+        assert f"{task.id}" in tasks.__doc__ and f"{task.reward_threshold:g}" in tasks.__doc__
+    assert gym.spec("TextGen-v0").vector_entry_point == "textenv.vector:TextGenVectorEnv"
+    textenv.register_envs()  # idempotent
+
+
+def _unexpected(caught):
+    return [str(w.message) for w in caught if EXPECTED_WARNING not in str(w.message)]
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_gymnasium_env_checker(task_id):
+    env = gym.make(task_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gym_check_env(env.unwrapped)
+    assert _unexpected(caught) == []
+    env.close()
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_stable_baselines3_env_checker(task_id):
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    env = gym.make(task_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sb3_checker.check_env(env.unwrapped, warn=True)
+    assert _unexpected(caught) == []
+
+
+def test_default_rewards():
+    terms = {task_id: gym.make(task_id).unwrapped.reward.terms() for task_id in TASK_IDS}
+    sentiment = terms["TextGen-Sentiment-v0"]
+    assert [(n, type(s)) for n, _, s in sentiment] == [
+        ("sentiment", RewardModel),
+        ("kl", KLPenalty),
+        ("missing_eos", MissingEOSPenalty),
+    ]
+    assert sentiment[0][2].output == "probability" and sentiment[0][2].label == 1
+    assert [type(s) for _, _, s in terms["TextGen-Keyword-v0"]] == [Keyword, MissingEOSPenalty]
+    assert terms["TextGen-Keyword-v0"][0][2].words is None  # each prompt's own keywords
+    assert [type(s) for _, _, s in terms["TextGen-Copy-v0"]] == [ROUGE]
+
+
+def test_every_make_builds_fresh_scorers():
+    a, b = (gym.make("TextGen-Sentiment-v0").unwrapped for _ in range(2))
+    assert a.reward.find(KLPenalty)[0] is not b.reward.find(KLPenalty)[0]
+
+
+def test_make_overrides_any_keyword():
+    env = gym.make("TextGen-Sentiment-v0", max_new_tokens=8, kl_coef=0.05, missing_eos=0.5).unwrapped
+    assert env.max_new_tokens == 8
+    assert env.reward.find(KLPenalty)[0].coef == 0.05 and env.reward.find(MissingEOSPenalty)[0].value == 0.5
+    env = gym.make("TextGen-Sentiment-v0", reward="keyword:great", prompts=["The film was"]).unwrapped
+    assert [n for n, _, _ in env.reward.terms()] == ["keyword"] and env.core.prompts[0].text == "The film was"
+    with pytest.raises(TypeError, match="only apply to the default reward"):
+        gym.make("TextGen-Sentiment-v0", reward="keyword:great", kl_coef=0.1)
+    with pytest.raises(TypeError):
+        gym.make("TextGen-Copy-v0", kl_coef=0.1)  # no such option for this task
+
+
+def test_vector_entry_points():
+    pytest.importorskip("textenv.vector")
+    for task_id in TASK_IDS:
+        envs = gym.make_vec(task_id, num_envs=2, vectorization_mode="vector_entry_point", max_new_tokens=4)
+        obs, _ = envs.reset(seed=0)
+        assert obs["input_ids"].shape[0] == 2
+        envs.close()
+
+
+def _copy_policy_return(env, index):
+    tok = env.tokenizer
+    ids = tok(env.core.prompts[index].references[0], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    env.reset(options={"prompt_index": index})
+    total = 0.0
+    for token in ids:
+        _, r, terminated, _, info = env.step(token)
+        total += r
+        if terminated:
+            break
+    return total, info
+
+
+def test_copy_threshold_is_reached_by_copying_and_fits_every_prompt():
+    env = gym.make("TextGen-Copy-v0").unwrapped
+    returns = []
+    for i in range(len(env.core.prompts)):
+        total, info = _copy_policy_return(env, i)
+        assert info["finish_reason"] == "eos", f"prompt {i}: the copy does not fit max_new_tokens"
+        returns.append(total)
+    assert np.mean(returns) >= gym.spec("TextGen-Copy-v0").reward_threshold
+    # The whole sentence is in the observation: no prompt is truncated.
+    tok = env.tokenizer
+    longest = max(len(tok(p.text)["input_ids"]) for p in env.core.prompts)
+    assert longest <= env.max_prompt_tokens

@@ -1,0 +1,443 @@
+"""``KLPenalty``: a dense per-token penalty ``-coef * KL(policy || reference)``, KV-cached.
+
+The reference model follows every row of the env one token per step with an
+:class:`~textenv.lm.IncrementalLM`, so a step costs one single-token forward whatever the length
+of the text so far. The policy's log-probs come from the agent, either handed over before each
+``env.step`` or computed by the scorer itself from a bound policy module::
+
+    # (a) an agent that already has the log-probs of the actions it samples
+    kl.set_policy_logprobs(logp)           # (B,) log-prob of each row's action, or (B, V) log-probs
+    env.step(actions)
+
+    # (b) anything else, e.g. stable-baselines3: bind the policy's LM once
+    kl.bind(model.policy.lm)               # any causal LM, or agents.CausalLMWithValueHead
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from textenv.lm import IncrementalLM, load_causal_lm, resolve_device
+from textenv.scorers._models import describe, module_device, resolve_model_name
+from textenv.scorers.base import Scorer, ScorerContext, ScorerError
+
+ESTIMATORS = ("k1", "k3", "full")
+UNBOUND = ("error", "zero")
+
+_BIND_HELP = (
+    "hand the policy's log-probs over before each env.step with kl.set_policy_logprobs(logprobs) "
+    "((B,) log-prob of each action, or (B, V) log-probs), or bind the policy once with kl.bind(model) "
+    "(a causal LM, e.g. kl.bind(sb3_model.policy.lm)); find the term with env.unwrapped.reward.find(KLPenalty)"
+)
+
+
+def kl_per_token(estimator: str, logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """Per-token KL estimate from policy log-probs ``logp`` and reference log-probs ``logq``.
+
+    Args:
+        estimator: ``"k1"``: ``logp - logq`` of the taken action (unbiased, may be negative).
+            ``"k3"``: ``(exp(logq - logp) - 1) - (logq - logp)`` (unbiased, never negative).
+            ``"full"``: ``sum_v p_v (log p_v - log q_v)``, the exact KL of the next-token distributions.
+        logp: (B,) for k1/k3, (B, V) for full.
+        logq: Same shape as ``logp``.
+
+    Returns:
+        (B,) float64.
+    """
+    logp, logq = logp.double(), logq.double()
+    if estimator == "k1":
+        return logp - logq
+    if estimator == "k3":
+        log_ratio = logq - logp
+        return torch.expm1(log_ratio) - log_ratio
+    # Tokens the policy never picks (p = 0, log p = -inf) add nothing, not NaN.
+    p = logp.exp()
+    return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1)
+
+
+def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
+    # agents.CausalLMWithValueHead keeps the LM in `.lm` next to a `value_head`; step the LM alone.
+    # Duck-typed so textenv does not import agents.
+    lm = getattr(policy, "lm", None)
+    if isinstance(lm, torch.nn.Module) and hasattr(policy, "value_head"):
+        return lm
+    return policy
+
+
+def _weights_version(module: torch.nn.Module) -> int:
+    # In-place updates (optimizer steps, load_state_dict) bump each tensor's version counter;
+    # a change means the cached keys/values of running episodes are stale.
+    return sum(p._version for p in module.parameters())
+
+
+@torch.no_grad()
+def logits_width(model: torch.nn.Module) -> int:
+    """Number of logits a causal LM returns per position (one probe forward on one token)."""
+    ids = torch.zeros(1, 1, dtype=torch.long, device=module_device(model))
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    logits = getattr(out, "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{describe(model)} returned no .logits; expected a causal LM")
+    return int(logits.shape[-1])
+
+
+def left_pack(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moves each row's real tokens (``mask == 1``) to the right end, in order: a left-padded batch.
+
+    Rows without any real token keep one (masked-in) token at the end, so no attention row is empty.
+    """
+    live = mask.bool().clone()
+    empty = ~live.any(1)
+    live[empty, -1] = True
+    # Stable sort of "is live" puts pads first and keeps the live tokens' order.
+    order = torch.sort(live.to(torch.int8), dim=1, stable=True).indices
+    return ids.gather(1, order), live.gather(1, order).long()
+
+
+class _Follower:
+    """An IncrementalLM plus the log-softmax of its next-token logits, stepped lazily.
+
+    A row's last action is fed at the next step that needs it, so the forward of a token that ends
+    the episode is never run (the row resets first).
+    """
+
+    def __init__(self, model: torch.nn.Module, num_rows: int, max_length: int, device: torch.device):
+        self.model = model
+        self.lm = IncrementalLM(model, num_rows=num_rows, max_length=max_length)
+        self.device = device
+        self.logp: torch.Tensor | None = None  # (B, V) float32 next-token log-probs
+        self.pending = torch.zeros(num_rows, dtype=torch.long, device=device)
+        self.pending_active = torch.zeros(num_rows, dtype=torch.bool, device=device)
+        self.version = _weights_version(model)
+
+    def reset_rows(self, rows: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> None:
+        logp = torch.log_softmax(self.lm.reset_rows(rows, ids, mask), dim=-1).to(self.device)
+        if self.logp is None:
+            self.logp = torch.zeros(self.pending.shape[0], logp.shape[-1], device=self.device)
+        self.logp[rows] = logp
+        self.pending_active[rows] = False
+
+    def push(self, actions: torch.Tensor, active: torch.Tensor) -> None:
+        self.pending = torch.where(active, actions, self.pending)
+        self.pending_active |= active
+
+    def logprobs(self) -> torch.Tensor:
+        if self.pending_active.any():
+            logits = self.lm.step(self.pending, self.pending_active)
+            self.logp = torch.log_softmax(logits, dim=-1).to(self.device)
+            self.pending_active[:] = False
+        if self.logp is None:
+            raise RuntimeError("KLPenalty stepped before any reset_rows()")
+        return self.logp
+
+
+@dataclass
+class _Rows:
+    """The scorer's own copy of every row's prompt and generated tokens (to rebuild a policy cache)."""
+
+    ids: torch.Tensor  # (B, P + T)
+    mask: torch.Tensor  # (B, P + T)
+    length: torch.Tensor  # (B,) generated tokens so far
+    prompt_len: int
+
+
+class KLPenalty(Scorer):
+    """Dense reward ``-coef * KL`` per generated token, between the policy and a frozen reference LM.
+
+    For the token ``a`` a row generates from state ``s``, with policy ``p`` and reference ``q``:
+    ``k1 = log p(a|s) - log q(a|s)``, ``k3 = (q/p - 1) - log(q/p)``, ``full = KL(p(.|s) || q(.|s))``;
+    the row's reward on that step is ``-coef * KL``. The reference runs incrementally (KV cache,
+    one forward per step for all rows). The policy's log-probs come from:
+
+    * :meth:`set_policy_logprobs` — ``(B,)`` log-prob of each row's action (``(B, V)`` full
+      log-probs for ``"full"``) handed over before ``env.step``; consumed by that step. Agents that
+      sample their actions already have them (the PPO rollout does this).
+    * a bound policy — ``policy=`` or :meth:`bind` — run by the scorer with its own KV cache. If the
+      policy's weights change in place (an optimizer step), the cache of running episodes is
+      rebuilt on the next step. Binding the reference module itself gives exactly 0.
+
+    ``coef`` is a plain attribute: a KL controller sets ``kl.coef = ...`` between rollouts.
+    ``last_kl`` holds the (B,) per-token KL of the last step (0 for idle rows).
+
+    stable-baselines3 (the policy is not an agent that hands log-probs over)::
+
+        env = gym.make("TextGen-Sentiment-v0")
+        model = PPO(LMPolicy, env, ...)
+        (kl,) = env.unwrapped.reward.find(KLPenalty)
+        kl.bind(model.policy.lm)  # the policy's causal LM module
+
+    Args:
+        reference: Built-in asset name (``"tiny-lm"``), hub name, local path or causal LM module
+            (a module is used where it is, as it is: put it in eval mode).
+        coef: KL coefficient (``reward = -coef * KL``).
+        estimator: ``"k1"``, ``"k3"`` or ``"full"``.
+        policy: Policy module to bind now (or later with :meth:`bind`).
+        if_unbound: What a step does with no policy bound and no log-probs handed over:
+            ``"error"`` raises; ``"zero"`` gives 0 and warns once (lets random-action checkers and
+            fixed-policy evaluation run on a task that carries a KL term).
+        device: Where a reference loaded from a name runs (default: the env's device).
+        name: Term name in ``info["reward_terms"]``.
+
+    Example:
+        >>> kl = KLPenalty("tiny-lm", coef=0.1, estimator="k3")  # doctest: +SKIP
+        >>> env = gym.make("TextGen-v0", reward=RewardModel("tiny-sentiment", output="probability") + kl)
+    """
+
+    dense = True
+
+    def __init__(
+        self,
+        reference: str | torch.nn.Module = "tiny-lm",
+        coef: float = 0.1,
+        *,
+        estimator: str = "k1",
+        policy: torch.nn.Module | None = None,
+        if_unbound: str = "error",
+        device: str | torch.device | None = None,
+        name: str = "kl",
+    ):
+        if isinstance(coef, bool) or not isinstance(coef, numbers.Real) or not math.isfinite(float(coef)):
+            raise TypeError(
+                f"KLPenalty coef must be a finite real number, got {type(coef).__name__}: {coef!r}"
+            )
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"KLPenalty estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if if_unbound not in UNBOUND:
+            raise ValueError(f"KLPenalty if_unbound must be one of {UNBOUND}, got {if_unbound!r}")
+        if not isinstance(reference, (str, torch.nn.Module)):
+            raise TypeError(
+                f"KLPenalty reference must be a name, a path or a causal LM module, got {type(reference).__name__}"
+            )
+        self.coef = float(coef)
+        self.estimator = estimator
+        self.if_unbound = if_unbound
+        self.name = name
+        self.device = None if device is None else resolve_device(device)
+        self.reference = reference
+        self.policy: torch.nn.Module | None = None
+        self.ctx: ScorerContext | None = None
+        self.last_kl: torch.Tensor | None = None
+        self._ref: _Follower | None = None
+        self._policy: _Follower | None = None
+        self._policy_stale = True
+        self._handed: torch.Tensor | None = None
+        self._warned = False
+        self._rows: _Rows | None = None
+        if policy is not None:
+            self.bind(policy)
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def attach(self, ctx: ScorerContext) -> None:
+        if self.ctx is not None:
+            raise ValueError(
+                f"{self!r} is already attached to an env; a dense scorer keeps per-row state, so build one "
+                "KLPenalty per env (string specs such as 'kl:tiny-lm:0.1' and registered tasks do)"
+            )
+        if isinstance(self.reference, str):
+            model = load_causal_lm(resolve_model_name(self.reference), device=self.device or ctx.device)
+            self.reference = model.eval().requires_grad_(False)
+        elif self.reference.training:
+            warnings.warn(
+                f"KLPenalty reference {describe(self.reference)} is in training mode (dropout makes the "
+                "penalty noisy); call .eval() on it",
+                stacklevel=2,
+            )
+        self._check_width(self.reference, "reference", ctx.vocab_size)
+        if self.policy is not None:
+            self._check_width(self.policy, "policy", ctx.vocab_size)
+        self.ctx = ctx
+        length = ctx.max_prompt_tokens + ctx.max_new_tokens
+        self._ref = _Follower(self.reference, ctx.num_rows, length, ctx.device)
+        self._rows = _Rows(
+            ids=torch.zeros(ctx.num_rows, length, dtype=torch.long, device=ctx.device),
+            mask=torch.zeros(ctx.num_rows, length, dtype=torch.long, device=ctx.device),
+            length=torch.zeros(ctx.num_rows, dtype=torch.long, device=ctx.device),
+            prompt_len=ctx.max_prompt_tokens,
+        )
+        self.last_kl = torch.zeros(ctx.num_rows, dtype=torch.float64, device=ctx.device)
+
+    @staticmethod
+    def _check_width(model: torch.nn.Module, role: str, vocab_size: int) -> None:
+        width = logits_width(model)
+        if width != vocab_size:
+            raise ValueError(
+                f"KLPenalty {role} {describe(model)} has {width} logits but the env's action space has "
+                f"vocab_size={vocab_size}; use a model of the env's tokenizer, or set the env's vocab_size={width}"
+            )
+
+    def bind(self, policy: torch.nn.Module | None) -> KLPenalty:
+        """Binds the policy whose log-probs the scorer computes itself (``None`` unbinds).
+
+        Args:
+            policy: A causal LM (its forward returns ``.logits`` and takes ``past_key_values``), or an
+                ``agents.CausalLMWithValueHead`` (its ``.lm`` is used).
+
+        Returns:
+            ``self``, for chaining.
+        """
+        if policy is None:
+            self.policy, self._policy = None, None
+            return self
+        if not isinstance(policy, torch.nn.Module):
+            raise TypeError(
+                f"KLPenalty.bind() needs a torch module (a causal LM), got {type(policy).__name__}"
+            )
+        policy = _unwrap(policy)
+        if self.ctx is not None:
+            self._check_width(policy, "policy", self.ctx.vocab_size)
+        self.policy, self._policy, self._policy_stale = policy, None, True
+        return self
+
+    def set_policy_logprobs(self, logprobs: object) -> None:
+        """Hands over the policy's log-probs of the actions the next ``env.step`` takes.
+
+        Args:
+            logprobs: ``(B,)`` log-prob of each row's action, or ``(B, V)`` log-probs over the
+                vocabulary (required by ``estimator="full"``); B = the env's rows (1 for a single
+                env, which also takes a float or a (V,) vector). Tensor, array or float; detached.
+
+        Raises:
+            ValueError: A shape that fits neither layout.
+        """
+        if self.ctx is None:
+            raise RuntimeError(f"{self!r} is not attached to an env yet; create the env with it first")
+        B, V = self.ctx.num_rows, self.ctx.vocab_size
+        if isinstance(logprobs, torch.Tensor):
+            x = logprobs.detach()
+        else:
+            x = torch.as_tensor(np.asarray(logprobs, dtype=np.float64))
+        x = x.to(self.ctx.device)
+        if x.ndim == 0 and B == 1:
+            x = x.view(1)
+        elif x.ndim == 1 and x.shape[0] == V and B == 1 and V != 1:
+            x = x.view(1, V)
+        if not ((x.ndim == 1 and x.shape[0] == B) or (x.ndim == 2 and tuple(x.shape) == (B, V))):
+            raise ValueError(
+                f"set_policy_logprobs expects ({B},) log-probs of the actions or ({B}, {V}) log-probs over the "
+                f"vocabulary, got shape {tuple(x.shape)}"
+            )
+        if self.estimator == "full" and x.ndim == 1:
+            raise ValueError(
+                f"estimator='full' needs the policy's full log-probs, shape ({B}, {V}); got ({B},)"
+            )
+        self._handed = x
+
+    # -- dense scorer protocol -------------------------------------------------------------------
+
+    def reset_rows(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        if self._ref is None or self._rows is None:
+            raise RuntimeError(f"{self!r} must be attached to an env before reset_rows()")
+        P = self._rows.prompt_len
+        self._rows.ids[rows] = 0
+        self._rows.mask[rows] = 0
+        self._rows.ids[rows, :P] = input_ids.to(self._rows.ids.device)
+        self._rows.mask[rows, :P] = attention_mask.to(self._rows.ids.device).long()
+        self._rows.length[rows] = 0
+        self._ref.reset_rows(rows, input_ids, attention_mask)
+        if self._policy is not None and self._policy is not self._ref and not self._policy_stale:
+            self._policy.reset_rows(rows, input_ids, attention_mask)
+
+    def step_rows(self, actions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        if self._ref is None or self._rows is None or self.ctx is None:
+            raise RuntimeError(f"{self!r} must be attached to an env before step_rows()")
+        actions = actions.to(self.ctx.device).long()
+        active = active.to(self.ctx.device).bool()
+        handed, self._handed = self._handed, None
+        if not active.any():  # e.g. a vector-env step in which every row restarts
+            self._record(actions, active, policy_stepped=True)
+            self.last_kl = torch.zeros(actions.shape[0], dtype=torch.float64, device=self.ctx.device)
+            return self.last_kl.clone()
+        logq_all = self._ref.logprobs()  # (B, V)
+        kl = self._kl(actions, active, handed, logq_all)
+        self._record(actions, active, policy_stepped=handed is None)
+        self.last_kl = kl
+        return -self.coef * kl
+
+    def _kl(
+        self, actions: torch.Tensor, active: torch.Tensor, handed: torch.Tensor | None, logq_all: torch.Tensor
+    ) -> torch.Tensor:
+        B = actions.shape[0]
+        if handed is None and self.policy is None:
+            if self.if_unbound == "error":
+                raise RuntimeError(f"{self!r} has no policy log-probs for this step: {_BIND_HELP}")
+            if not self._warned:
+                warnings.warn(
+                    f"{self!r} has no policy log-probs, so its reward is 0: {_BIND_HELP}", stacklevel=4
+                )
+                self._warned = True
+            return torch.zeros(B, dtype=torch.float64, device=self.ctx.device)  # type: ignore[union-attr]
+        logp_all = handed if handed is not None else self._policy_logprobs()
+        if self.estimator == "full":
+            kl = kl_per_token("full", logp_all, logq_all)
+        else:
+            logp = logp_all if logp_all.ndim == 1 else logp_all.gather(1, actions.view(-1, 1)).squeeze(1)
+            kl = kl_per_token(self.estimator, logp, logq_all.gather(1, actions.view(-1, 1)).squeeze(1))
+        kl = torch.where(active, kl, torch.zeros_like(kl))
+        self._check_finite(kl, active, actions, handed is not None)
+        return kl
+
+    def _check_finite(
+        self, kl: torch.Tensor, active: torch.Tensor, actions: torch.Tensor, handed: bool
+    ) -> None:
+        bad = ~torch.isfinite(kl) & active
+        if not bad.any():
+            return
+        r = int(bad.nonzero()[0, 0])
+        rows = self._rows
+        prompt_ids = rows.ids[r, : rows.prompt_len][rows.mask[r, : rows.prompt_len].bool()].tolist()  # type: ignore[union-attr]
+        prompt = self.ctx.tokenizer.decode(prompt_ids)  # type: ignore[union-attr]
+        source = (
+            "handed over with set_policy_logprobs()"
+            if handed
+            else f"of the bound policy {describe(self.policy)}"
+        )
+        raise ScorerError(
+            f"scorer {self!r} (term {self.name!r}) computed KL {float(kl[r])!r} for row {r} (prompt {prompt!r}, "
+            f"action {int(actions[r])}) from the policy log-probs {source}; expected finite log-probs"
+        )
+
+    def _policy_logprobs(self) -> torch.Tensor:
+        if self.policy is self.reference:
+            self._policy = self._ref  # same model, same inputs: share the cache, KL is exactly 0
+        elif (
+            self._policy is None
+            or self._policy_stale
+            or self._policy.version != _weights_version(self.policy)
+        ):
+            self._rebuild_policy()
+        return self._policy.logprobs()  # type: ignore[union-attr]
+
+    def _rebuild_policy(self) -> None:
+        """Prefills the bound policy with every row's tokens so far (after bind() or a weight update)."""
+        rows, ctx = self._rows, self.ctx
+        self._policy = _Follower(self.policy, ctx.num_rows, rows.ids.shape[1], ctx.device)  # type: ignore[arg-type, union-attr]
+        ids, mask = left_pack(rows.ids, rows.mask)  # type: ignore[union-attr]
+        self._policy.reset_rows(torch.arange(ctx.num_rows, device=ctx.device), ids, mask)  # type: ignore[union-attr]
+        self._policy_stale = False
+
+    def _record(self, actions: torch.Tensor, active: torch.Tensor, *, policy_stepped: bool) -> None:
+        rows = self._rows
+        index = active.nonzero().squeeze(1)
+        pos = rows.prompt_len + rows.length[index]  # type: ignore[union-attr]
+        rows.ids[index, pos] = actions[index]  # type: ignore[union-attr]
+        rows.mask[index, pos] = 1  # type: ignore[union-attr]
+        rows.length += active.long()  # type: ignore[union-attr]
+        self._ref.push(actions, active)  # type: ignore[union-attr]
+        if self._policy is None or self._policy is self._ref:
+            return
+        if policy_stepped:
+            self._policy.push(actions, active)
+        else:
+            # Log-probs were handed over, so the bound policy's cache skipped this token: rebuild it
+            # from the rows' tokens if it is needed again.
+            self._policy_stale = True
+
+    def __repr__(self) -> str:
+        return f"KLPenalty({describe(self.reference)}, coef={self.coef:g}, estimator={self.estimator!r})"
