@@ -82,7 +82,8 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "ent_coef": 0.0,
         "vf_coef": 0.5,
         "max_grad_norm": 1.0,
-        # n_steps = max_new_tokens (>= num_envs episodes per rollout), batch_size = num_envs * n_steps // 2
+        # n_steps = max_new_tokens // 2 (about num_envs episodes per rollout when texts end early),
+        # batch_size = num_envs * n_steps // 2: like agents-ppo, 8 optimizer steps per ~num_envs episodes
     },
     "sb3-a2c": {
         "learning_rate": 1e-4,
@@ -175,8 +176,8 @@ def run_agents_ppo(spec: RunSpec) -> tuple[list[float], list[int], float]:
     """:class:`agents.PPO`: ``num_envs`` episodes per iteration, two minibatches, the task's KL coefficient."""
     import torch
 
-    from agents import PPO, PPOConfig
-    from agents.ppo.ppo import make_env
+    from agents.ppo.config import PPOConfig
+    from agents.ppo.ppo import PPO, make_env
     from agents.sb3.kl import find_kl_penalties
 
     # The env PPO would build from the id, built here to read the task's KL coefficient first.
@@ -233,8 +234,8 @@ def _run_sb3(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float]:
         "device": spec.device,
     }
     if algo == "sb3-ppo":
-        n_steps = max_new_tokens
-        batch_size = max(spec.num_envs * n_steps // 2, 1)
+        n_steps = max(max_new_tokens // 2, 1)
+        batch_size = max(spec.num_envs * n_steps // 2, 2)  # SB3 refuses batch_size=1
         model = PPO(LMPolicy, venv, n_steps=n_steps, batch_size=batch_size, **params, **common)
     else:
         model = A2C(LMPolicy, venv, n_steps=max(max_new_tokens // 4, 1), **params, **common)

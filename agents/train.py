@@ -29,6 +29,7 @@ from typing import Any
 DEFAULT_ENV = "TextGen-Sentiment-v0"
 DEFAULT_POLICY = "tiny-lm"
 DEFAULT_EPISODES = 512
+SMALL_MODEL_PARAMETERS = 20_000_000
 
 # CLI flag -> PPOConfig field, for the flags that map one to one.
 _CONFIG_FLAGS = {
@@ -76,7 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None, help="override the task's episode length")
     p.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON dict of extra env arguments")
     p.add_argument("--num-samples", type=int, default=6, help="prompts generated before/after training")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 for models under 20M parameters, which run fastest on one "
+        "thread and do not slow down when other processes share the cores; else torch's default)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     group = p.add_argument_group("PPO hyper-parameters (default: PPOConfig's)")
@@ -142,15 +149,17 @@ def _reward_threshold(env_id: str) -> float | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Trains as the flags say; returns a summary (first/last mean score, threshold, paths)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     import textenv  # noqa: F401  (registers the env ids)
     from agents.ppo.logger import plot_learning_curve
     from agents.ppo.ppo import PPO
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    hf_logging.disable_progress_bar()  # no per-file bars while the reward models and the policy load
     config = make_config(args)
     env_kwargs = dict(args.env_kwargs or {})
     if args.max_new_tokens is not None:
@@ -164,10 +173,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         verbose=0 if args.quiet else 1,
         progress_bar=not args.no_progress,
     )
+    small = sum(p.numel() for p in ppo.policy.parameters()) < SMALL_MODEL_PARAMETERS
+    if args.threads is None and ppo.device.type == "cpu" and small:
+        torch.set_num_threads(1)
     prompts = sample_prompts(ppo, args.num_samples)
     before = ppo.generate(prompts, seed=config.seed)
+    where = f"{ppo.device}" + (f" ({torch.get_num_threads()} threads)" if ppo.device.type == "cpu" else "")
     print(
-        f"training {args.policy} on {args.env} for {args.episodes} episodes on {ppo.device}; writing to {args.out}"
+        f"training {args.policy} on {args.env} for {args.episodes} episodes on {where}; writing to {args.out}"
     )
     for prompt, text in zip(prompts, before):
         print(f"  before | {prompt} -> {text}")

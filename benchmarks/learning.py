@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--window", type=int, default=3, help="iterations averaged against the threshold")
-    parser.add_argument("--keep-going", action="store_true", help="train the whole budget, not just to the threshold")
+    parser.add_argument(
+        "--keep-going", action="store_true", help="train the whole budget, not just to the threshold"
+    )
     parser.add_argument("--png", default=None)
     parser.add_argument("--set", nargs="*", default=[], help="PPOConfig overrides, field=value")
     args = parser.parse_args()

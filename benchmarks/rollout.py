@@ -12,18 +12,25 @@ best-of-``--repeats`` after a warm-up, interleaved so that load on the machine h
 usage::
 
     python benchmarks/rollout.py --size tiny --batch 16 --new-tokens 64 [--device cpu|cuda]
+    python benchmarks/rollout.py --size tiny --textrl /tmp/textenv-peers/bin/python  # + TextRL's ratio
     python benchmarks/rollout.py --size tiny --scaling [--with-generate]
 
 The last line printed is ``tokens_per_s X`` (the env rollout). ``--sampler multinomial`` samples
 with ``torch.multinomial`` as ``generate`` does; the default ``cdf`` draws one uniform per row
 and inverts the cumulative distribution (the same distribution, ~10x cheaper on CPU).
+``--textrl PYTHON`` also runs ``shared/peers/textrl_rollout.py`` (TextRL needs its own venv:
+``bash ../shared/peers/setup.sh``). On a shared machine ``--threads 1 --clock cpu`` times this
+process's CPU time, which other processes' load disturbs much less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import gymnasium as gym
 import torch
@@ -37,6 +44,7 @@ import textenv  # noqa: F401  (registers TextGen-v0)
 from textenv.lm import IncrementalLM, resolve_device
 
 PROMPT_TOKENS = 8
+PEERS_DIR = Path(__file__).resolve().parents[2] / "shared" / "peers"
 SCALING_BATCHES = (1, 4, 16, 64, 256)
 SCALING_NEW_TOKENS = (16, 64, 256, 512)
 
@@ -139,18 +147,32 @@ class GenerateRollout:
         return (out.shape[1] - self.inputs["input_ids"].shape[1]) * out.shape[0]
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = (
+    time.perf_counter
+)  # --clock cpu: this process's CPU time (robust on a shared machine, with --threads 1)
+
+
 def _timed(fn: Callable[[], int], device: torch.device) -> tuple[float, int]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     tokens = fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start, tokens
+    return clock() - start, tokens
 
 
-def compare(size: str, batch: int, new_tokens: int, device: torch.device, sampler: str, repeats: int) -> None:
-    """Prints ours, generate and their ratio; the last line is ``tokens_per_s X`` (ours)."""
+def compare(
+    size: str,
+    batch: int,
+    new_tokens: int,
+    device: torch.device,
+    sampler: str,
+    repeats: int,
+    textrl_python: str | None = None,
+) -> None:
+    """Prints ours, generate (and TextRL) and the ratios; the last line is ``tokens_per_s X`` (ours)."""
     tokenizer = fixture.tokenizer()
     model = fixture.model(size).to(device)
     ours = EnvRollout(model, tokenizer, batch, new_tokens, device, sampler)
@@ -168,11 +190,29 @@ def compare(size: str, batch: int, new_tokens: int, device: torch.device, sample
         best_hf = min(best_hf, seconds)
     ours_tps, hf_tps = batch * new_tokens / best_ours, batch * new_tokens / best_hf
     print(
-        f"size={size} batch={batch} new={new_tokens} device={device} sampler={sampler} threads={torch.get_num_threads()}"
+        f"size={size} batch={batch} new={new_tokens} device={device} sampler={sampler} "
+        f"threads={torch.get_num_threads()} clock={_clock_name()}"
     )
     print(f"generate_tokens_per_s {hf_tps:.1f}")
     print(f"ratio_vs_generate {ours_tps / hf_tps:.2f}")
+    if textrl_python:
+        textrl_tps = textrl(textrl_python, size, batch, new_tokens)
+        print(f"textrl_tokens_per_s {textrl_tps:.1f}")
+        print(f"ratio_vs_textrl {ours_tps / textrl_tps:.1f}")
     print(f"tokens_per_s {ours_tps:.1f}")
+
+
+def textrl(python: str, size: str, batch: int, new_tokens: int) -> float:
+    """TextRL's rollout throughput from the peer script, run by ``python`` (its own venv, see setup.sh)."""
+    script = PEERS_DIR / "textrl_rollout.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} not found; the TextRL peer lives in shared/peers next to the repo")
+    cmd = [python, script.name, size, str(batch), str(new_tokens)]
+    out = subprocess.run(cmd, cwd=PEERS_DIR, capture_output=True, text=True, check=True).stdout
+    found = re.findall(r"^tokens_per_s ([0-9.]+)$", out, flags=re.M)
+    if not found:
+        raise RuntimeError(f"{' '.join(cmd)} printed no 'tokens_per_s' line:\n{out}")
+    return float(found[-1])
 
 
 def env_only(rollout: EnvRollout, repeats: int) -> float:
@@ -184,10 +224,10 @@ def env_only(rollout: EnvRollout, repeats: int) -> float:
     best = float("inf")
     for r in range(repeats + 1):  # the first run warms up
         env.reset(seed=r)
-        start = time.perf_counter()
+        start = clock()
         for t in range(n):
             env.step(actions[t])
-        best = min(best, time.perf_counter() - start) if r else best
+        best = min(best, clock() - start) if r else best
     return best / n
 
 
@@ -199,7 +239,9 @@ def scaling(size: str, device: torch.device, sampler: str, repeats: int, with_ge
     """
     tokenizer = fixture.tokenizer()
     model = fixture.model(size).to(device)
-    print(f"size={size} device={device} sampler={sampler} threads={torch.get_num_threads()}")
+    print(
+        f"size={size} device={device} sampler={sampler} threads={torch.get_num_threads()} clock={_clock_name()}"
+    )
     header = f"{'batch':>5} {'new':>4} {'tokens/s':>10} {'us/token':>9} {'env us/token':>12}"
     print(header + (f" {'generate tok/s':>14} {'ratio':>6}" if with_generate else ""))
     last_tps = 0.0
@@ -219,6 +261,10 @@ def scaling(size: str, device: torch.device, sampler: str, repeats: int, with_ge
     print(f"tokens_per_s {last_tps:.1f}")
 
 
+def _clock_name() -> str:
+    return next(name for name, fn in CLOCKS.items() if fn is clock)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(fixture.SIZES), default="tiny")
@@ -228,6 +274,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sampler", choices=sorted(SAMPLERS), default="cdf")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall", help="cpu: process CPU time (use with --threads 1)"
+    )
+    parser.add_argument(
+        "--textrl",
+        metavar="PYTHON",
+        help="also run shared/peers/textrl_rollout.py with this interpreter (e.g. /tmp/textenv-peers/bin/python)",
+    )
     parser.add_argument("--scaling", action="store_true", help="tokens/s over batch 1..256 and N 16..512")
     parser.add_argument(
         "--with-generate", action="store_true", help="--scaling: also time HF generate per cell"
@@ -236,12 +290,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.batch < 1 or args.new_tokens < 1 or args.repeats < 1:
         parser.error("--batch, --new-tokens and --repeats must be >= 1")
     torch.set_num_threads(args.threads)
+    global clock
+    clock = CLOCKS[args.clock]
     torch.manual_seed(0)
     device = resolve_device(args.device)
     if args.scaling:
         scaling(args.size, device, args.sampler, args.repeats, args.with_generate)
     else:
-        compare(args.size, args.batch, args.new_tokens, device, args.sampler, args.repeats)
+        compare(args.size, args.batch, args.new_tokens, device, args.sampler, args.repeats, args.textrl)
 
 
 if __name__ == "__main__":

@@ -366,7 +366,7 @@ class RolloutCollector:
             action = sample_tokens(logp_all, self.generator)  # (B,)
             logp = logp_all.gather(1, action[:, None]).squeeze(1)  # (B,)
             for term in self.kl_terms:
-                term.set_policy_logprobs(logp_all if term.estimator == "full" else logp)
+                term.set_policy_logprobs(logp_all if getattr(term, "estimator", "k1") == "full" else logp)
             with torch.autocast(device.type, enabled=False):  # the env's scorers run as they are
                 obs_ids, obs_mask, step_rewards, terminated, ended = self.driver.step(action)
             tokens[:, t] = torch.where(active, action, tokens[:, t])

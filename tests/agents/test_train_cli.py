@@ -10,7 +10,7 @@ import pytest
 
 from agents.ppo import checkpoint as ckpt
 from agents.ppo.logger import read_csv
-from agents.train import build_parser, make_config
+from agents.train import build_parser, main, make_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,12 +82,8 @@ def test_cli_trains_and_writes_curve_csv_checkpoint_and_samples(tmp_path):
     assert [r["iteration"] for r in read_csv(out / "progress.csv")] == [1, 2, 3]
 
 
-def test_cli_reports_bad_arguments(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "agents.train", "--episodes", "0", "--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 2 and "--episodes" in proc.stderr
+def test_cli_reports_bad_arguments(tmp_path, capsys):
+    assert main(["--episodes", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--episodes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--kl-controller"])

@@ -90,6 +90,8 @@ def test_make_overrides_any_keyword():
     assert env.reward.find(KLPenalty)[0].coef == 0.05 and env.reward.find(MissingEOSPenalty)[0].value == 0.5
     env = gym.make("TextGen-Sentiment-v0", reward="keyword:great", prompts=["The film was"]).unwrapped
     assert [n for n, _, _ in env.reward.terms()] == ["keyword"] and env.core.prompts[0].text == "The film was"
+    env = gym.make("TextGen-Keyword-v0", reward=None, prompts=None).unwrapped  # None: the task's defaults
+    assert isinstance(env.reward.terms()[0][2], Keyword) and "keywords" in env.core.prompts[0].metadata
     with pytest.raises(TypeError, match="only apply to the default reward"):
         gym.make("TextGen-Sentiment-v0", reward="keyword:great", kl_coef=0.1)
     with pytest.raises(TypeError):
@@ -107,7 +109,9 @@ def test_vector_entry_points():
 
 def _copy_policy_return(env, index):
     tok = env.tokenizer
-    ids = tok(env.core.prompts[index].references[0], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = tok(env.core.prompts[index].references[0], add_special_tokens=False)["input_ids"] + [
+        tok.eos_token_id
+    ]
     env.reset(options={"prompt_index": index})
     total = 0.0
     for token in ids:
@@ -130,3 +134,32 @@ def test_copy_threshold_is_reached_by_copying_and_fits_every_prompt():
     tok = env.tokenizer
     longest = max(len(tok(p.text)["input_ids"]) for p in env.core.prompts)
     assert longest <= env.max_prompt_tokens
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_untrained_lm_stays_below_the_threshold(task_id):
+    from transformers import AutoModelForCausalLM
+
+    from textenv import assets
+    from textenv.lm import IncrementalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"), use_safetensors=True).eval()
+    env = gym.make(task_id).unwrapped
+    for kl in env.reward.find(KLPenalty):
+        kl.bind(kl.reference)  # the policy is the reference: the KL term is live and exactly 0
+    sampler = IncrementalLM(lm, num_rows=1, max_length=env.core.length)
+    g = torch.Generator().manual_seed(0)
+    P, returns = env.max_prompt_tokens, []
+    for i in range(32):
+        env.reset(seed=i)
+        logits = sampler.reset_rows(
+            torch.arange(1), env.core.input_ids[:, :P], env.core.attention_mask[:, :P]
+        )
+        total, done = 0.0, False
+        while not done:
+            action = torch.multinomial(torch.softmax(logits[0], -1), 1, generator=g)
+            _, r, done, _, _ = env.step(int(action))
+            total += r
+            logits = sampler.step(action)
+        returns.append(total)
+    assert np.mean(returns) < gym.spec(task_id).reward_threshold - 0.15

@@ -42,6 +42,8 @@ COPY_SUFFIX = "=>"
 # ----------------------------------------------------------------------------------------------
 # Lexicon
 # ----------------------------------------------------------------------------------------------
+# The lexicon tables are laid out by hand for reading; the formatter would put one word per line.
+# fmt: off
 # Film nouns are repeated so that "movie"/"film" dominate, as in real reviews.
 FILMS = ("movie", "film", "movie", "film", "movie", "film", "comedy", "drama", "thriller", "sequel")
 SUBJECTS_SG = (
@@ -49,16 +51,16 @@ SUBJECTS_SG = (
     "cinematography", "pacing", "lead actor", "lead actress", "villain", "humor", "editing", "score",
     "camera work", "final scene", "opening scene", "main character", "writing", "direction", "premise",
     "twist", "hero", "romance", "animation", "sound design",
-)  # fmt: skip
+)
 SUBJECTS_PL = (
     "characters", "visuals", "special effects", "performances", "actors", "jokes", "songs",
     "action scenes", "costumes", "fight scenes", "sets", "dialogues",
-)  # fmt: skip
+)
 # Nouns usable without an article after "with": "a charming film with great music".
 MASS_NOUNS = (
     "acting", "music", "dialogue", "visuals", "performances", "characters", "humor", "writing",
     "direction", "action", "songs", "jokes", "special effects", "editing", "pacing",
-)  # fmt: skip
+)
 ADJ = {
     POS: (
         "wonderful", "brilliant", "excellent", "amazing", "beautiful", "delightful", "superb", "charming",
@@ -78,7 +80,7 @@ ADJ = {
         "okay", "fine", "average", "decent", "ordinary", "passable", "acceptable", "typical", "standard",
         "fair", "alright", "watchable",
     ),
-}  # fmt: skip
+}
 # Intensifiers carry no sentiment on their own, so the classifier has to read the adjective.
 ADVERBS = ("really", "truly", "very", "quite", "so", "absolutely", "incredibly", "extremely", "genuinely",
            "remarkably", "simply", "especially", "surprisingly")
@@ -102,7 +104,7 @@ VP = {
         "did its job", "got the job done", "passed the time", "felt familiar", "followed the usual formula",
         "did what it needed to do", "left no strong impression", "had its moments",
     ),
-}  # fmt: skip
+}
 FILM_VERBS = {
     POS: ("loved", "enjoyed", "adored", "liked", "really liked", "absolutely loved", "admired",
           "was impressed by", "fell in love with", "had a great time watching", "really enjoyed"),
@@ -150,7 +152,8 @@ SYNONYMS = {
     "bad": "poor", "stupid": "silly", "really": "truly", "truly": "really", "very": "extremely",
     "loved": "adored", "hated": "disliked", "enjoyed": "liked", "music": "soundtrack", "story": "plot",
     "plot": "story", "horrible": "dreadful", "clever": "smart",
-}  # fmt: skip
+}
+# fmt: on
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,9 +376,24 @@ class ReviewGrammar:
         if kind < 0.78:
             intro = r.choice(INTROS).format(film=f(), when=r.choice(WHEN), comp=r.choice(COMPANIONS))
             return intro + " and" if r.random() < 0.7 else intro
-        return r.choice(("What a", "It is a", "It is an", "This is one of the", "This is the", "I would",
-                         f"I watched this {f()}", "Even the", f"This {f()}", f"This {f()} was",
-                         f"The {f()} was", f"The {f()} is", "I", f"I thought this {f()} was"))
+        return r.choice(
+            (
+                "What a",
+                "It is a",
+                "It is an",
+                "This is one of the",
+                "This is the",
+                "I would",
+                f"I watched this {f()}",
+                "Even the",
+                f"This {f()}",
+                f"This {f()} was",
+                f"The {f()} was",
+                f"The {f()} is",
+                "I",
+                f"I thought this {f()} was",
+            )
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,8 +566,16 @@ def _lm_batch(seqs: list[list[int]], pad_id: int):
     return ids, mask, labels
 
 
-def train_lm(model, seqs: list[list[int]], pad_id: int, steps: int, batch_size: int, lr: float, seed: int,
-             log: Callable[[str], None]) -> None:
+def train_lm(
+    model,
+    seqs: list[list[int]],
+    pad_id: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log: Callable[[str], None],
+) -> None:
     """Causal-LM training on right-padded sequences (each already ends with EOS)."""
     import torch
 
@@ -585,8 +611,17 @@ def _cls_batch(seqs: list[list[int]], pad_id: int, extra_pad: int):
     return ids, mask
 
 
-def train_classifier(model, seqs: list[list[int]], targets: list[float], pad_id: int, steps: int,
-                     batch_size: int, lr: float, seed: int, log: Callable[[str], None]) -> None:
+def train_classifier(
+    model,
+    seqs: list[list[int]],
+    targets: list[float],
+    pad_id: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log: Callable[[str], None],
+) -> None:
     """Soft-target cross-entropy (target = P(positive)) so mixed/neutral texts land near 0.5."""
     import torch
 
@@ -627,8 +662,9 @@ def positive_probs(model, tokenizer, texts: Sequence[str], batch_size: int = 128
     return out
 
 
-def sample_continuations(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, seed: int,
-                         batch_size: int = 50) -> list[str]:
+def sample_continuations(
+    model, tokenizer, prompts: Sequence[str], max_new_tokens: int, seed: int, batch_size: int = 50
+) -> list[str]:
     """Sampled continuations (text after the prompt, special tokens dropped)."""
     import torch
 
@@ -637,8 +673,15 @@ def sample_continuations(model, tokenizer, prompts: Sequence[str], max_new_token
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
             enc = tokenizer(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
-            gen = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            gen = model.generate(
+                **enc,
+                do_sample=True,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
             new = gen[:, enc["input_ids"].shape[1] :]
             out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     return out
@@ -662,12 +705,28 @@ class Settings:
     lm_steps: int
     cls_steps: int
     batch_size: int = 64
+    # Copy examples are seen this many times per epoch: copying (an induction mechanism) is the
+    # slowest skill for the LM to pick up, and repeating keeps the tokenizer corpus unchanged.
+    copy_repeat: int = 2
 
 
-FULL = Settings(lm_reviews=60_000, copy_examples=12_000, cls_reviews=30_000, heldout_reviews=2_000,
-                lm_steps=600, cls_steps=400)
-QUICK = Settings(lm_reviews=1_000, copy_examples=200, cls_reviews=1_000, heldout_reviews=200,
-                 lm_steps=8, cls_steps=8, batch_size=32)
+FULL = Settings(
+    lm_reviews=60_000,
+    copy_examples=12_000,
+    cls_reviews=30_000,
+    heldout_reviews=2_000,
+    lm_steps=2000,
+    cls_steps=1500,
+)
+QUICK = Settings(
+    lm_reviews=1_000,
+    copy_examples=200,
+    cls_reviews=1_000,
+    heldout_reviews=200,
+    lm_steps=8,
+    cls_steps=8,
+    batch_size=32,
+)
 LM_CONFIG = {"n_layer": 4, "n_embd": 160, "n_head": 4, "n_positions": 128}
 CLS_CONFIG = {"n_layer": 2, "n_embd": 96, "n_head": 4, "n_positions": 256}
 BALANCE = {POS: 0.4, NEG: 0.4, MIXED: 0.1, NEUTRAL: 0.1}
@@ -707,14 +766,18 @@ def build(out: Path, seed: int = 0, quick: bool = False, log: Callable[[str], No
     cg = ReviewGrammar(random.Random(f"lm-copy-{seed}"))
     copy_texts = [f"{copy_prompt(s)} {s}" for s in (cg.copy_sentence() for _ in range(st.copy_examples))]
     cls_reviews = ReviewGrammar(random.Random(f"cls-{seed}")).reviews(
-        st.cls_reviews, {POS: 0.38, NEG: 0.38, MIXED: 0.12, NEUTRAL: 0.12})
+        st.cls_reviews, {POS: 0.38, NEG: 0.38, MIXED: 0.12, NEUTRAL: 0.12}
+    )
     # Held-out reviews come from a different seed than any training text.
-    heldout = ReviewGrammar(random.Random(f"heldout-{seed + 1}")).reviews(st.heldout_reviews,
-                                                                           {POS: 0.5, NEG: 0.5})
+    heldout = ReviewGrammar(random.Random(f"heldout-{seed + 1}")).reviews(
+        st.heldout_reviews, {POS: 0.5, NEG: 0.5}
+    )
     data = make_data(seed)
     write_data(out, data)
-    log(f"corpus: {len(lm_reviews)} lm reviews, {len(copy_texts)} copy examples, "
-        f"{len(cls_reviews)} classifier reviews, {len(heldout)} held-out")
+    log(
+        f"corpus: {len(lm_reviews)} lm reviews, {len(copy_texts)} copy examples, "
+        f"{len(cls_reviews)} classifier reviews, {len(heldout)} held-out"
+    )
 
     # Tokenizer: trained on everything the models will see, including prompt and keyword files.
     tok_texts = [r.text for r in lm_reviews] + copy_texts + [r.text for r in cls_reviews]
@@ -725,10 +788,18 @@ def build(out: Path, seed: int = 0, quick: bool = False, log: Callable[[str], No
 
     # ---- tiny-lm ----
     torch.manual_seed(seed)
-    lm_cfg = GPT2Config(vocab_size=len(tokenizer), **LM_CONFIG, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id)
+    lm_cfg = GPT2Config(
+        vocab_size=len(tokenizer),
+        **LM_CONFIG,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
     lm = GPT2LMHeadModel(lm_cfg)
-    lm_texts = [r.text for r in lm_reviews] + copy_texts
+    lm_texts = [r.text for r in lm_reviews] + copy_texts * st.copy_repeat
     enc = tokenizer(lm_texts, add_special_tokens=False)["input_ids"]
     srng = random.Random(f"bos-{seed}")
     # A few sequences start with BOS so that unconditional generate() (which starts from BOS) works.
@@ -740,10 +811,19 @@ def build(out: Path, seed: int = 0, quick: bool = False, log: Callable[[str], No
 
     # ---- tiny-sentiment ----
     torch.manual_seed(seed + 1)
-    cls_cfg = GPT2Config(vocab_size=len(tokenizer), **CLS_CONFIG, resid_pdrop=0.0, embd_pdrop=0.0,
-                         attn_pdrop=0.0, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id,
-                         num_labels=2, id2label={0: "negative", 1: "positive"},
-                         label2id={"negative": 0, "positive": 1})
+    cls_cfg = GPT2Config(
+        vocab_size=len(tokenizer),
+        **CLS_CONFIG,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     cls = GPT2ForSequenceClassification(cls_cfg)
     crng = random.Random(f"prefix-{seed}")
     cls_seqs: list[list[int]] = []
@@ -757,8 +837,9 @@ def build(out: Path, seed: int = 0, quick: bool = False, log: Callable[[str], No
             cls_seqs.append(ids[: crng.randint(2, len(ids) - 1)])
             cls_targets.append(TARGET[r.label])
     t0 = time.time()
-    train_classifier(cls, cls_seqs, cls_targets, pad_id, st.cls_steps, st.batch_size, lr=2e-3,
-                     seed=seed, log=log)
+    train_classifier(
+        cls, cls_seqs, cls_targets, pad_id, st.cls_steps, st.batch_size, lr=2e-3, seed=seed, log=log
+    )
     cls_time = time.time() - t0
     probs = positive_probs(cls, tokenizer, [r.text for r in heldout])
     acc = sum((p > 0.5) == (r.label == POS) for p, r in zip(probs, heldout)) / len(heldout)
@@ -773,9 +854,12 @@ def build(out: Path, seed: int = 0, quick: bool = False, log: Callable[[str], No
     baseline = sum(base_probs) / len(base_probs)
     samples = [p + c for p, c in zip(base_prompts[:5], conts[:5])]
     copy_rows = data["copy_prompts"][:50]
-    copy_out = sample_continuations(lm, tokenizer, [row["prompt"] for row in copy_rows], max_new_tokens=32,
-                                    seed=seed)
-    copy_exact = sum(c.strip() == row["references"][0] for c, row in zip(copy_out, copy_rows)) / len(copy_rows)
+    copy_out = sample_continuations(
+        lm, tokenizer, [row["prompt"] for row in copy_rows], max_new_tokens=32, seed=seed
+    )
+    copy_exact = sum(c.strip() == row["references"][0] for c, row in zip(copy_out, copy_rows)) / len(
+        copy_rows
+    )
 
     # ---- save ----
     lm_dir, cls_dir = out / "tiny-lm", out / "tiny-sentiment"
@@ -785,32 +869,58 @@ def build(out: Path, seed: int = 0, quick: bool = False, log: Callable[[str], No
         model.save_pretrained(d, safe_serialization=True)
         tokenizer.save_pretrained(d)
     common = {"seed": seed, "quick": quick, "vocab_size": len(tokenizer)}
-    lm_info = {**common, "parameters": lm_params, "config": LM_CONFIG, "train_sequences": len(lm_seqs),
-               "reviews": len(lm_reviews), "copy_examples": len(copy_texts), "steps": st.lm_steps,
-               "baseline_positive_prob_100_samples_20_tokens": round(baseline, 4),
-               "copy_exact_match_50_samples": round(copy_exact, 4)}
-    cls_info = {**common, "parameters": cls_params, "config": CLS_CONFIG,
-                "train_reviews": len(cls_reviews), "train_sequences": len(cls_seqs), "steps": st.cls_steps,
-                "heldout_reviews": len(heldout), "heldout_seed": f"heldout-{seed + 1}",
-                "heldout_accuracy": round(acc, 4)}
+    lm_info = {
+        **common,
+        "parameters": lm_params,
+        "config": LM_CONFIG,
+        "train_sequences": len(lm_seqs),
+        "reviews": len(lm_reviews),
+        "copy_examples": len(copy_texts),
+        "steps": st.lm_steps,
+        "baseline_positive_prob_100_samples_20_tokens": round(baseline, 4),
+        "copy_exact_match_50_samples": round(copy_exact, 4),
+    }
+    cls_info = {
+        **common,
+        "parameters": cls_params,
+        "config": CLS_CONFIG,
+        "train_reviews": len(cls_reviews),
+        "train_sequences": len(cls_seqs),
+        "steps": st.cls_steps,
+        "heldout_reviews": len(heldout),
+        "heldout_seed": f"heldout-{seed + 1}",
+        "heldout_accuracy": round(acc, 4),
+    }
     for d, info in ((lm_dir, lm_info), (cls_dir, cls_info)):
         (d / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
     summary = {
-        "quick": quick, "out": str(out), "vocab_size": len(tokenizer), "lm_params": lm_params,
-        "cls_params": cls_params, "heldout_accuracy": acc, "baseline_positive_prob": baseline,
-        "copy_exact_match": copy_exact, "lm_train_s": lm_time, "cls_train_s": cls_time,
-        "total_s": time.time() - t_start, "samples": samples,
+        "quick": quick,
+        "out": str(out),
+        "vocab_size": len(tokenizer),
+        "lm_params": lm_params,
+        "cls_params": cls_params,
+        "heldout_accuracy": acc,
+        "baseline_positive_prob": baseline,
+        "copy_exact_match": copy_exact,
+        "lm_train_s": lm_time,
+        "cls_train_s": cls_time,
+        "total_s": time.time() - t_start,
+        "samples": samples,
         "sizes": {name: _size(out / name) for name in ("tiny-lm", "tiny-sentiment", "data")},
     }
     log("")
     log(f"== textenv assets built in {summary['total_s']:.0f}s -> {out}")
     for name, size in summary["sizes"].items():
         log(f"  {name:15s} {size / 1e6:6.2f} MB")
-    log(f"  tokenizer vocab {len(tokenizer)}; tiny-lm {lm_params:,} params (trained {lm_time:.0f}s); "
-        f"tiny-sentiment {cls_params:,} params (trained {cls_time:.0f}s)")
-    log(f"  held-out accuracy {acc:.4f}; baseline P(positive) of 100 LM continuations {baseline:.3f}; "
-        f"copy exact match {copy_exact:.2f}")
+    log(
+        f"  tokenizer vocab {len(tokenizer)}; tiny-lm {lm_params:,} params (trained {lm_time:.0f}s); "
+        f"tiny-sentiment {cls_params:,} params (trained {cls_time:.0f}s)"
+    )
+    log(
+        f"  held-out accuracy {acc:.4f}; baseline P(positive) of 100 LM continuations {baseline:.3f}; "
+        f"copy exact match {copy_exact:.2f}"
+    )
     log("  samples:")
     for s in samples:
         log(f"    {s!r}")
@@ -819,9 +929,15 @@ def build(out: Path, seed: int = 0, quick: bool = False, log: Callable[[str], No
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m textenv.assets.build", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="output directory (default: the textenv/assets package)")
+    parser = argparse.ArgumentParser(
+        prog="python -m textenv.assets.build", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent,
+        help="output directory (default: the textenv/assets package)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="seconds-long build for testing the script")
     args = parser.parse_args(argv)

@@ -170,7 +170,11 @@ class KLPenalty(Scorer):
         env = gym.make("TextGen-Sentiment-v0")
         model = PPO(LMPolicy, env, ...)
         (kl,) = env.unwrapped.reward.find(KLPenalty)
-        kl.bind(model.policy.lm)  # the policy's causal LM module
+        kl.bind(model.policy.lm)  # the policy's causal LM module (shared, not copied)
+        # or agents.sb3.bind_kl(env, model): finds and binds every KL term of a (vector) env
+
+    The bound LM follows the current weights: after an optimizer step (detected through the
+    parameters' version counters) the scorer re-reads the running episodes' prefixes once.
 
     Args:
         reference: Built-in asset name (``"tiny-lm"``), hub name, local path or causal LM module
