@@ -108,7 +108,7 @@ def test_reward_model_ranks_positive_above_negative(tokenizer, rm):
         ("What a brilliant movie!", "What a terrible movie!"),
         ("I loved this film. The soundtrack was beautiful.", "I was bored the whole time."),
         ("The movie was great", "The movie was boring"),
-        ("The plot was not boring at all.", "The plot was not good at all."),
+        ("The ending was perfect and the cast was superb.", "The ending was awful and the cast was dreadful."),
         ("I would highly recommend this movie to anyone.", "Do not waste your money on this movie."),
     ]  # fmt: skip
     pos = _positive_prob(rm, tokenizer, [p for p, _ in pairs])

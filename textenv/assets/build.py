@@ -707,7 +707,7 @@ class Settings:
     batch_size: int = 64
     # Copy examples are seen this many times per epoch: copying (an induction mechanism) is the
     # slowest skill for the LM to pick up, and repeating keeps the tokenizer corpus unchanged.
-    copy_repeat: int = 2
+    copy_repeat: int = 1
 
 
 FULL = Settings(
@@ -715,8 +715,8 @@ FULL = Settings(
     copy_examples=12_000,
     cls_reviews=30_000,
     heldout_reviews=2_000,
-    lm_steps=2000,
-    cls_steps=1500,
+    lm_steps=600,
+    cls_steps=400,
 )
 QUICK = Settings(
     lm_reviews=1_000,
