@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from textenv.lm import resolve_device
 from textenv.prompts import Prompt, load_prompts
-from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, ScorerError, check_scores
+from textenv.scorers.base import EpisodeBatch, ScorerContext, ScorerError, check_scores
 from textenv.tokenization import load_tokenizer, resolve_eos_ids, resolve_pad_id
 
 DEFAULT_MAX_PROMPT_TOKENS = 16
@@ -88,7 +88,9 @@ class TextGenCore:
         self.vocab_size = self._resolve_vocab_size(vocab_size)
         self.eos_token_ids = resolve_eos_ids(self.tokenizer, eos_token_id, self.vocab_size)
         self.pad_token_id = resolve_pad_id(self.tokenizer, self.eos_token_ids, self.vocab_size)
-        self.prompts = load_prompts(assets.path("review-prompts") if prompts is None else prompts, column=prompt_column)
+        self.prompts = load_prompts(
+            assets.path("review-prompts") if prompts is None else prompts, column=prompt_column
+        )
         self.prompt_ids, self.prompt_mask = self.encode_prompts(self.prompts, warn=True)  # (N, P)
         self.reward = as_scorer(reward)
         self.terms = self.reward.terms()
@@ -105,12 +107,16 @@ class TextGenCore:
         )
         self._eos = torch.tensor(self.eos_token_ids, device=self.device)
         length = self.max_prompt_tokens + self.max_new_tokens
-        self.input_ids = torch.full((self.num_rows, length), self.pad_token_id, dtype=torch.long, device=self.device)
+        self.input_ids = torch.full(
+            (self.num_rows, length), self.pad_token_id, dtype=torch.long, device=self.device
+        )
         self.attention_mask = torch.zeros((self.num_rows, length), dtype=torch.long, device=self.device)
         self.num_generated = torch.zeros(self.num_rows, dtype=torch.long, device=self.device)  # (B,)
         self.done = torch.ones(self.num_rows, dtype=torch.bool, device=self.device)  # (B,) no episode yet
         self.row_prompts: list[Prompt | None] = [None] * self.num_rows
-        self.term_totals = torch.zeros(len(self.terms), self.num_rows, dtype=torch.float64, device=self.device)
+        self.term_totals = torch.zeros(
+            len(self.terms), self.num_rows, dtype=torch.float64, device=self.device
+        )
 
     def _resolve_vocab_size(self, vocab_size: int | None) -> int:
         tokenizer_size = len(self.tokenizer)
@@ -129,7 +135,9 @@ class TextGenCore:
         """Observation length ``P + T``."""
         return self.input_ids.shape[1]
 
-    def encode_prompts(self, prompts: Sequence[Prompt], *, warn: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_prompts(
+        self, prompts: Sequence[Prompt], *, warn: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokenises prompts into left-padded (N, P) ids and mask; long prompts keep their tail."""
         P = self.max_prompt_tokens
         encoded = self.tokenizer([p.text for p in prompts])["input_ids"]
@@ -138,7 +146,9 @@ class TextGenCore:
         truncated = 0
         for i, row in enumerate(encoded):
             if not row:
-                raise ValueError(f"prompt {i} ({prompts[i].text!r}) tokenises to no tokens; expected at least one")
+                raise ValueError(
+                    f"prompt {i} ({prompts[i].text!r}) tokenises to no tokens; expected at least one"
+                )
             if max(row) >= self.vocab_size:
                 raise ValueError(f"prompt {i} has token id {max(row)} >= vocab_size={self.vocab_size}")
             truncated += len(row) > P
@@ -153,7 +163,9 @@ class TextGenCore:
             )
         return ids.to(self.device), mask.to(self.device)
 
-    def reset_rows(self, rows: Sequence[int], indices: Sequence[int] | None = None, texts: Sequence[str] = ()) -> None:
+    def reset_rows(
+        self, rows: Sequence[int], indices: Sequence[int] | None = None, texts: Sequence[str] = ()
+    ) -> None:
         """Starts new episodes in ``rows``: prompts by index into the source, or ad-hoc texts."""
         if indices is not None:
             prompts = [self.prompts[i] for i in indices]

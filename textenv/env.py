@@ -101,7 +101,9 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         prompt_column: str = "prompt",
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self.core = TextGenCore(
             tokenizer=tokenizer,
             prompts=prompts,
@@ -137,7 +139,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         return self.core.eos_token_ids
 
     @property
-    def reward(self):  # noqa: ANN201
+    def reward(self):
         """The scorer (a ``Scorer`` or ``CompositeScorer``) that computes rewards."""
         return self.core.reward
 

@@ -86,14 +86,18 @@ def _read_file(path: Path, column: str) -> list[object]:
         raise ValueError(f"prompt file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
-        raise ValueError(f"prompt file {str(path)!r} has unknown format {suffix!r}; expected one of {FILE_FORMATS}")
+        raise ValueError(
+            f"prompt file {str(path)!r} has unknown format {suffix!r}; expected one of {FILE_FORMATS}"
+        )
     with path.open(encoding="utf-8", newline="") as f:
         if suffix == ".txt":
             return [line.rstrip("\r\n") for line in f if line.strip()]
         if suffix == ".csv":
             rows = list(csv.DictReader(f))
             if rows and column not in rows[0]:
-                raise ValueError(f"CSV file {str(path)!r} has no column {column!r}; columns are {list(rows[0])}")
+                raise ValueError(
+                    f"CSV file {str(path)!r} has no column {column!r}; columns are {list(rows[0])}"
+                )
             return rows  # type: ignore[return-value]
         records = []
         for n, line in enumerate(f, start=1):
@@ -115,7 +119,9 @@ def _to_prompt(record: object, index: int, column: str) -> Prompt:
         meta = {k: v for k, v in record.items() if k not in (column, REFERENCES_KEY)}
         text, refs = record[column], _references(record.get(REFERENCES_KEY), index)
     else:
-        raise TypeError(f"prompt record {index} must be a string or a dict, got {type(record).__name__}: {record!r}")
+        raise TypeError(
+            f"prompt record {index} must be a string or a dict, got {type(record).__name__}: {record!r}"
+        )
     if not isinstance(text, str):
         raise TypeError(f"prompt {index} must be a string, got {type(text).__name__}: {text!r}")
     if not text.strip():

@@ -633,8 +633,7 @@ class PPO:
         Returns:
             ``(action, None)``: an int for a single observation, else an ``(N,)`` int64 array.
         """
-        ids = torch.as_tensor(np.asarray(observation["input_ids"]), device=self.device).long()
-        mask = torch.as_tensor(np.asarray(observation["attention_mask"]), device=self.device).long()
+        ids, mask = (_as_long_tensor(observation[k], self.device) for k in ("input_ids", "attention_mask"))
         single = ids.ndim == 1
         ids, mask = ids.view(-1, ids.shape[-1]), mask.view(-1, mask.shape[-1])
         self.policy.eval()
@@ -822,6 +821,12 @@ class PPO:
         """Closes the env."""
         with contextlib.suppress(Exception):
             self.env.close()
+
+
+def _as_long_tensor(value: Any, device: torch.device) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        value = torch.as_tensor(np.asarray(value))
+    return value.to(device).long()
 
 
 def _jsonable(value: Any) -> Any:

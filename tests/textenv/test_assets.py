@@ -79,11 +79,11 @@ def test_tokenizer_special_tokens_and_round_trip(tokenizer, lm, rm):
 def test_lm_generates_reviews_and_stops(tokenizer, lm):
     torch.manual_seed(0)
     enc = tokenizer(["The movie was"] * 8, return_tensors="pt")
-    out = lm.generate(**enc, do_sample=True, max_new_tokens=40, pad_token_id=tokenizer.pad_token_id)
+    out = lm.generate(**enc, do_sample=True, max_new_tokens=32, pad_token_id=tokenizer.pad_token_id)
     new = out[:, enc["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(new, skip_special_tokens=True)
     assert all(t.strip() for t in texts)
-    # A trained review LM ends most of its reviews well within 40 tokens.
+    # A trained review LM ends most of its reviews well within 32 tokens.
     assert (new == tokenizer.eos_token_id).any(dim=1).float().mean() >= 0.5
 
 
@@ -190,7 +190,9 @@ def test_quick_build_end_to_end(tmp_path):
     lm = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny-lm")
     rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "tiny-sentiment")
     assert lm.config.vocab_size == rm.config.vocab_size == len(tok)
-    assert AutoTokenizer.from_pretrained(tmp_path / "tiny-sentiment").get_vocab() == tok.get_vocab()
+    # Both directories hold the very same tokenizer files.
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "tiny-lm" / name).read_bytes() == (tmp_path / "tiny-sentiment" / name).read_bytes()
     for name in ("review_prompts.txt", "keyword_prompts.jsonl", "copy_prompts.jsonl"):
         assert (tmp_path / "data" / name).stat().st_size > 0
     info = json.loads((tmp_path / "tiny-sentiment" / "build_info.json").read_text())

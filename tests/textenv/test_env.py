@@ -43,7 +43,11 @@ def test_spaces_follow_vocab_and_lengths(tokenizer):
     env = make_env(tokenizer, max_prompt_tokens=8, max_new_tokens=5)
     assert env.action_space == gym.spaces.Discrete(len(tokenizer))
     ids_space = env.observation_space["input_ids"]
-    assert ids_space.shape == (13,) and ids_space.dtype == np.int64 and ids_space.high.max() == len(tokenizer) - 1
+    assert (
+        ids_space.shape == (13,)
+        and ids_space.dtype == np.int64
+        and ids_space.high.max() == len(tokenizer) - 1
+    )
     assert env.observation_space["attention_mask"].high.max() == 1
     assert (env.tokenizer, env.max_prompt_tokens, env.max_new_tokens) == (tokenizer, 8, 5)
     assert env.eos_token_id == (tokenizer.eos_token_id,)
@@ -133,7 +137,10 @@ def test_same_seed_same_actions_identical(tokenizer):
 
 def test_different_seeds_draw_different_prompts(tokenizer):
     env = make_env(tokenizer, prompts=[f"The movie number {i} was" for i in range(50)])
-    draws = {seed: [env.reset(seed=seed)[1]["prompt"]] + [env.reset()[1]["prompt"] for _ in range(4)] for seed in range(4)}
+    draws = {
+        seed: [env.reset(seed=seed)[1]["prompt"]] + [env.reset()[1]["prompt"] for _ in range(4)]
+        for seed in range(4)
+    }
     assert len({tuple(v) for v in draws.values()}) == 4
     again = [env.reset(seed=2)[1]["prompt"]] + [env.reset()[1]["prompt"] for _ in range(4)]
     assert again == draws[2]
@@ -283,10 +290,10 @@ def test_render_modes(tokenizer, capsys):
 
 def test_default_env_plays_a_full_episode_offline():
     env = gym.make("TextGen-v0")
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     terminated, steps = False, 0
     while not terminated:
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        _obs, reward, terminated, _truncated, info = env.step(env.action_space.sample())
         steps += 1
     assert steps <= env.unwrapped.max_new_tokens
     assert info["finish_reason"] in {"eos", "length"} and isinstance(info["text"], str)
@@ -301,7 +308,9 @@ def test_module_prefix_registers_without_import(tmp_path):
         "env.reset(seed=0)\n"
         "print(type(env.unwrapped).__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
     assert out.stdout.strip() == "TextGenEnv"
 
 

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from textenv.lm import IncrementalLM, left_padded_positions, load_causal_lm, resolve_device
 
 VOCAB = 50
 
 
-@pytest.fixture(scope="module")
-def model():
+def build_model(kind: str, attn: str = "sdpa") -> torch.nn.Module:
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=128, bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(config).eval()
+    if kind == "gpt2":  # absolute position embeddings
+        config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=128)
+        model = GPT2LMHeadModel(config)
+    else:  # rotary positions and grouped-query attention
+        config = LlamaConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=128,
+        )  # fmt: skip
+        model = LlamaForCausalLM(config)
+    model.config._attn_implementation = attn
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=["gpt2-sdpa", "gpt2-eager", "llama-sdpa"])
+def model(request):
+    kind, attn = request.param.split("-")
+    return build_model(kind, attn)
 
 
 def left_pad(rows: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:

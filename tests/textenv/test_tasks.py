@@ -20,15 +20,6 @@ TASK_IDS = [t.id for t in tasks.TASKS]
 EXPECTED_WARNING = "has no policy log-probs, so its reward is 0"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The built-in models are tiny: one thread is fastest and leaves the other cores alone."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_suite_ids_are_registered_with_thresholds_and_both_entry_points():
     assert TASK_IDS == ["TextGen-Sentiment-v0", "TextGen-Keyword-v0", "TextGen-Copy-v0"]
     for task in tasks.TASKS:

@@ -12,15 +12,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from textenv import TextGenEnv, assets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models here are tiny: one thread is fastest and leaves the other cores alone."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def tokenizer():
     return AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
