@@ -28,7 +28,7 @@ from typing import Any
 
 DEFAULT_ENV = "TextGen-Sentiment-v0"
 DEFAULT_POLICY = "tiny-lm"
-DEFAULT_EPISODES = 3072
+DEFAULT_EPISODES = 4096
 SMALL_MODEL_PARAMETERS = 20_000_000
 
 # CLI flag -> PPOConfig field, for the flags that map one to one.

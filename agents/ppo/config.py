@@ -170,7 +170,7 @@ class PPOConfig:
     :func:`resolve_device`."""
 
     mixed_precision: str = "no"
-    """``"no"`` or ``"bf16"``. bf16 autocast applies on CUDA only (ignored on CPU); the value head, losses
+    """``"no"`` or ``"bf16"``. bf16 autocast applies on CUDA and on CPUs with native bf16 (elsewhere it is ignored); the value head, losses
     and optimizer state stay float32."""
 
     gradient_checkpointing: bool = False

@@ -67,6 +67,7 @@ class TrainBatch(NamedTuple):
         old_values: ``(N, T)`` values under the rollout policy.
         advantages: ``(N, T)`` GAE advantages (whitened if configured).
         returns: ``(N, T)`` value targets ``GAE + old_values``.
+        entropy: ``(N, T)`` entropy of the rollout policy's sampling distribution at each token.
     """
 
     input_ids: torch.Tensor
@@ -78,6 +79,7 @@ class TrainBatch(NamedTuple):
     old_values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    entropy: torch.Tensor
 
     def take(self, rows: torch.Tensor) -> TrainBatch:
         """Rows ``rows``, without the columns that are padding in every one of them.
@@ -102,6 +104,7 @@ class TrainBatch(NamedTuple):
             old_values=self.old_values[rows, :t],
             advantages=self.advantages[rows, :t],
             returns=self.returns[rows, :t],
+            entropy=self.entropy[rows, :t],
         )
 
 
@@ -153,6 +156,15 @@ def bf16_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def prefer_eager_attention(lm: nn.Module) -> None:
+    """Switches an SDPA model to eager attention: on CPU in bf16, SDPA's flash-attention backward is slower
+    than eager attention's two matmuls for the short sequences of LM fine-tuning (same math)."""
+    setter = getattr(lm, "set_attn_implementation", None)
+    if callable(setter) and getattr(lm.config, "_attn_implementation", None) == "sdpa":
+        with contextlib.suppress(ValueError, ImportError):
+            setter("eager")
 
 
 def fuse_tanh_gelu(module: nn.Module) -> int:
@@ -270,6 +282,8 @@ class PPO:
         self.policy = load_policy(policy).to(self.device)
         self.policy.disable_dropout()
         fuse_tanh_gelu(self.policy.lm)
+        if self.config.mixed_precision == "bf16" and self.device.type == "cpu":
+            prefer_eager_attention(self.policy.lm)
         self.env, self.env_id = make_env(env, self.config.effective_num_envs, self.device, env_kwargs)
         self.env_kwargs = dict(env_kwargs or {})
         self.core = text_core(self.env)
@@ -422,7 +436,7 @@ class PPO:
 
     @torch.no_grad()
     def prepare_batch(self, batch: RolloutBatch) -> TrainBatch:
-        """Old log-probs and values (one no-grad forward), rewards, GAE and returns of a rollout batch."""
+        """Old log-probs, values and entropies (one no-grad forward), GAE and returns of a rollout batch."""
         cfg = self.config
         self.policy.eval()
         mask = batch.mask  # (N, T)
@@ -437,16 +451,18 @@ class PPO:
             old_values=zeros,
             advantages=zeros,
             returns=zeros,
+            entropy=zeros,
         )
-        b_logprobs, b_values = zeros.clone(), zeros.clone()  # (N, T)
+        b_logprobs, b_values, b_entropy = zeros.clone(), zeros.clone(), zeros.clone()  # (N, T)
         for idx in torch.arange(len(batch), device=self.device).split(cfg.minibatch_size):
             mb = b.take(idx)
-            logp, values, _ = self.evaluate_tokens(
-                mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens
+            logp, values, entropy = self.evaluate_tokens(
+                mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, with_entropy=True
             )
             t = mb.tokens.shape[1]
             b_logprobs[idx, :t] = torch.where(mb.mask, logp, 0.0)
             b_values[idx, :t] = torch.where(mb.mask, values, 0.0)
+            b_entropy[idx, :t] = torch.where(mb.mask, entropy, 0.0)  # type: ignore[arg-type]
         rewards = batch.rewards.to(self.device) * cfg.reward_scale  # (N, T)
         if cfg.reward_clip is not None:
             rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
@@ -454,7 +470,11 @@ class PPO:
         if cfg.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
         return b._replace(
-            old_logprobs=b_logprobs, old_values=b_values, advantages=advantages, returns=returns
+            old_logprobs=b_logprobs,
+            old_values=b_values,
+            advantages=advantages,
+            returns=returns,
+            entropy=b_entropy,
         )
 
     # --- update -------------------------------------------------------------------------------------------
@@ -499,8 +519,10 @@ class PPO:
         self.optimizer.zero_grad(set_to_none=True)
         for micro in mb_inds.split(cfg.micro_batch_size):
             mb = b.take(micro)
+            # The entropy bonus needs the current policy's entropy; without one, the rollout policy's
+            # (computed once in prepare_batch) is the statistic, which saves a (B, T, V) pass per step.
             new_logprobs, new_values, entropy = self.evaluate_tokens(
-                mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, with_entropy=True
+                mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, with_entropy=cfg.ent_coef > 0
             )
             pg_loss, pg_stats = clipped_policy_loss(
                 new_logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.clip_range
@@ -511,7 +533,7 @@ class PPO:
             v_loss, v_stats = clipped_value_loss(
                 new_values, mb.old_values, mb.returns, mb.mask, cfg.clip_range_value
             )
-            entropy_mean = masked_mean(entropy, mb.mask)  # type: ignore[arg-type]
+            entropy_mean = masked_mean(mb.entropy if entropy is None else entropy, mb.mask)
             loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
             share = mb.mask.sum() / mb_tokens
             (loss * share).backward()
