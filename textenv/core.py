@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from textenv.lm import resolve_device
 from textenv.prompts import Prompt, load_prompts
-from textenv.scorers.base import EpisodeBatch, ScorerContext, ScorerError, check_scores
+from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, ScorerError, check_scores
 from textenv.tokenization import load_tokenizer, resolve_eos_ids, resolve_pad_id
 
 DEFAULT_MAX_PROMPT_TOKENS = 16
@@ -285,3 +285,30 @@ class TextGenCore:
             return ""
         text = self.tokenizer.decode(self.generated_ids(row), skip_special_tokens=True)
         return f"{prompt.text}\u2502{text}"
+
+
+class CoreAttributes:
+    """The attributes agents and wrappers read, shared by both envs (each has a ``core``)."""
+
+    core: TextGenCore
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.core.tokenizer
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.core.max_prompt_tokens
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.core.max_new_tokens
+
+    @property
+    def eos_token_id(self) -> tuple[int, ...]:
+        return self.core.eos_token_ids
+
+    @property
+    def reward(self) -> Scorer:
+        """The scorer (a ``Scorer`` or ``CompositeScorer``) that computes rewards."""
+        return self.core.reward

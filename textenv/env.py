@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 from transformers import PreTrainedTokenizerBase
 
-from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, TextGenCore
+from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
 
 
 def observation_space(vocab_size: int, length: int) -> spaces.Dict:
@@ -44,7 +44,7 @@ def choose_prompt(options: dict[str, Any] | None, num_prompts: int, rng: np.rand
     return int(rng.integers(num_prompts))
 
 
-class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
+class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
     """Generate text one token per step; the reward comes from pluggable scorers.
 
     Observation layout (``P = max_prompt_tokens``, ``T = max_new_tokens``), e.g. prompt
@@ -120,28 +120,6 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], int]):
         self.action_space = spaces.Discrete(self.core.vocab_size)
         self.observation_space = observation_space(self.core.vocab_size, self.core.length)
         self._active = torch.ones(1, dtype=torch.bool, device=self.core.device)
-
-    # The attributes agents and wrappers read.
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        return self.core.tokenizer
-
-    @property
-    def max_prompt_tokens(self) -> int:
-        return self.core.max_prompt_tokens
-
-    @property
-    def max_new_tokens(self) -> int:
-        return self.core.max_new_tokens
-
-    @property
-    def eos_token_id(self) -> tuple[int, ...]:
-        return self.core.eos_token_ids
-
-    @property
-    def reward(self):
-        """The scorer (a ``Scorer`` or ``CompositeScorer``) that computes rewards."""
-        return self.core.reward
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {

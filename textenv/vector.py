@@ -21,7 +21,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from transformers import PreTrainedTokenizerBase
 
-from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, TextGenCore
+from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
 from textenv.env import choose_prompt, observation_space
 
 ObsType = dict[str, Any]
@@ -32,7 +32,7 @@ OBSERVATION_FORMATS = ("numpy", "torch")
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-class TextGenVectorEnv(gym.vector.VectorEnv[ObsType, Any, np.ndarray]):
+class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.ndarray]):
     """``num_envs`` text-generation episodes in one batch; row ``i`` behaves like a :class:`~textenv.TextGenEnv`.
 
     Observations, actions, rewards and episode ends are those of the single env (see its docstring
@@ -149,27 +149,6 @@ class TextGenVectorEnv(gym.vector.VectorEnv[ObsType, Any, np.ndarray]):
     def device(self) -> torch.device:
         """Where the rows' tensors (and torch observations) live."""
         return self.core.device
-
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        return self.core.tokenizer
-
-    @property
-    def max_prompt_tokens(self) -> int:
-        return self.core.max_prompt_tokens
-
-    @property
-    def max_new_tokens(self) -> int:
-        return self.core.max_new_tokens
-
-    @property
-    def eos_token_id(self) -> tuple[int, ...]:
-        return self.core.eos_token_ids
-
-    @property
-    def reward(self):
-        """The scorer (a ``Scorer`` or ``CompositeScorer``) that computes rewards."""
-        return self.core.reward
 
     @property
     def ended(self) -> np.ndarray:
