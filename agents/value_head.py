@@ -22,6 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from textenv.lm import cache_kwarg
+
 VALUE_HEAD_FILENAME = "value_head.safetensors"
 
 
@@ -102,6 +104,7 @@ class CausalLMWithValueHead(nn.Module):
                 f"lm must be a transformers causal LM (an nn.Module with a .config), got {type(lm).__name__}"
             )
         self.lm = lm
+        self._cache_kwarg = cache_kwarg(lm)
         hidden_size = _hidden_size(lm)
         std = 1.0 / math.sqrt(hidden_size + 1) if value_head_init_std is None else value_head_init_std
         if isinstance(std, bool) or not (isinstance(std, (int, float)) and std >= 0):
@@ -234,11 +237,12 @@ class CausalLMWithValueHead(nn.Module):
         Returns:
             ``ValueHeadOutput(logits (B, T, V), values (B, T) float32, past_key_values)``.
         """
+        if past_key_values is not None:
+            lm_kwargs[self._cache_kwarg] = past_key_values
         out = self.lm(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             output_hidden_states=True,
             return_dict=True,
@@ -252,5 +256,5 @@ class CausalLMWithValueHead(nn.Module):
         return ValueHeadOutput(
             logits=out.logits,
             values=values,
-            past_key_values=out.past_key_values if use_cache else None,
+            past_key_values=getattr(out, self._cache_kwarg) if use_cache else None,
         )

@@ -49,11 +49,21 @@ def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _accepts(model: torch.nn.Module, arg: str) -> bool:
+def accepts_kwarg(model: torch.nn.Module, arg: str) -> bool:
+    """Whether ``model.forward`` declares the keyword argument ``arg``."""
     try:
         return arg in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The name under which ``model.forward`` takes (and its output returns) the KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes away in
+    5.40); older releases only know ``past_key_values``. Decide once per model, not per call.
+    """
+    return "cache" if accepts_kwarg(model, "cache") else "past_key_values"
 
 
 class _Slots:
@@ -141,7 +151,8 @@ class IncrementalLM:
         self.model = model
         self.num_rows = num_rows
         self.max_length = max_length
-        self._keep_last = _accepts(model, "logits_to_keep")
+        self._keep_last = accepts_kwarg(model, "logits_to_keep")
+        self._cache_kwarg = cache_kwarg(model)
         config = getattr(model, "config", None)
         self._attn = getattr(config, "_attn_implementation", None)
         device = next(model.parameters()).device
@@ -163,11 +174,11 @@ class IncrementalLM:
 
     def _forward(self, input_ids, attention_mask, position_ids, cache):
         kwargs = {"logits_to_keep": 1} if self._keep_last else {}
+        kwargs[self._cache_kwarg] = cache
         return self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=True,
             **kwargs,
         )
@@ -195,10 +206,11 @@ class IncrementalLM:
         self.logits[rows] = new_logits
         self.next_position[rows] = mask.sum(-1)
         prompt_len = mask.shape[1]
+        prompt_cache = getattr(out, self._cache_kwarg)
         if self.cache is None:
-            self._allocate(out.past_key_values, max(self.max_length, prompt_len + 1))
+            self._allocate(prompt_cache, max(self.max_length, prompt_len + 1))
         self._ensure_capacity(prompt_len + 1)
-        for layer, new in zip(self.cache.layers, out.past_key_values.layers):  # type: ignore[union-attr]
+        for layer, new in zip(self.cache.layers, prompt_cache.layers):  # type: ignore[union-attr]
             layer.keys[rows, :, :prompt_len] = new.keys
             layer.values[rows, :, :prompt_len] = new.values
         self._mask[rows] = False

@@ -48,7 +48,7 @@ from agents.ppo.rollout import (
     text_core,
 )
 from agents.value_head import CausalLMWithValueHead
-from textenv.lm import IncrementalLM, left_padded_positions
+from textenv.lm import IncrementalLM, accepts_kwarg, left_padded_positions
 
 # Metrics that depend on wall-clock time (excluded when comparing runs for determinism).
 TIME_METRICS = ("samples_per_s", "tokens_per_s", "iteration_time", "rollout_time", "update_time")
@@ -190,15 +190,6 @@ def fuse_tanh_gelu(module: nn.Module) -> int:
     return replaced
 
 
-def _accepts(module: nn.Module, arg: str) -> bool:
-    import inspect
-
-    try:
-        return arg in inspect.signature(module.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def make_env(
     env: Any, num_envs: int, device: torch.device, env_kwargs: dict[str, Any] | None = None
 ) -> tuple[Any, str | None]:
@@ -316,7 +307,7 @@ class PPO:
         self.kl_controller = make_kl_controller(self.config)
         self._sync_kl_coef()
         self.optimizer = self._make_optimizer()
-        self._logits_to_keep = _accepts(self.policy.lm, "logits_to_keep")
+        self._logits_to_keep = accepts_kwarg(self.policy.lm, "logits_to_keep")
 
         self.iteration = 0
         self.num_episodes = 0

@@ -62,7 +62,7 @@ from torch import nn
 
 from agents.ppo.ppo import load_policy, logits_width
 from agents.value_head import CausalLMWithValueHead
-from textenv.lm import _accepts, left_padded_positions
+from textenv.lm import accepts_kwarg, left_padded_positions
 
 OBS_KEYS = ("input_ids", "attention_mask")
 # Float32 (SB3 stores some observations as float) represents every integer below 2**24 exactly.
@@ -266,7 +266,7 @@ class LMPolicy(ActorCriticPolicy):
         self._pending_model: tuple[CausalLMWithValueHead, ...] = (wrapped,)
         self._model_name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
         self._disable_dropout = disable_dropout
-        self._keep_last = _accepts(wrapped.lm, "logits_to_keep")
+        self._keep_last = accepts_kwarg(wrapped.lm, "logits_to_keep")
         super().__init__(
             observation_space,
             action_space,

@@ -280,7 +280,7 @@ class KLPenalty(Scorer):
         """Binds the policy whose log-probs the scorer computes itself (``None`` unbinds).
 
         Args:
-            policy: A causal LM (its forward returns ``.logits`` and takes ``past_key_values``), or an
+            policy: A causal LM (its forward returns ``.logits`` and takes a KV cache), or an
                 ``agents.CausalLMWithValueHead`` (its ``.lm`` is used).
 
         Returns:
