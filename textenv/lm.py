@@ -124,6 +124,9 @@ class _SlotLayer(CacheLayerMixin):
     def get_max_length(self) -> int:
         return self.keys.shape[2]
 
+    def get_max_cache_shape(self) -> int:  # the name of get_max_length before transformers 5.x
+        return self.keys.shape[2]
+
 
 class _SlotCache(Cache):
     """The transformers ``Cache`` of an :class:`IncrementalLM`: one :class:`_SlotLayer` per layer."""
