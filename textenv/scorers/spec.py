@@ -4,7 +4,7 @@ A string spec is one or more terms joined by ``+``; a term is ``[WEIGHT*]NAME[:A
 
     "rouge"                                    ROUGE("rougeL")
     "rouge:rouge2:recall"                      ROUGE("rouge2", measure="recall")
-    "bleu"                                     BLEU()
+    "bleu"                                     BLEU(): sacrebleu's sentence BLEU / 100 (0 to 1)
     "keyword:great,awesome:all"                Keyword(["great", "awesome"], mode="all")
     "keyword"                                  Keyword(None): each prompt's metadata "keywords"
     "sentiment"                                RewardModel("tiny-sentiment", label="positive", output="probability")

@@ -198,7 +198,7 @@ def test_swapping_reward_on_textgen_v0(reward, tiny_lm):
 def test_swapping_reward_objects_and_callables(tokenizer):
     for reward in (
         ROUGE("rouge1"),
-        0.01 * BLEU(),
+        BLEU(),
         lambda p, t, refs, m: float(len(t)),
         Callable(len_all, batched=True),
     ):
@@ -206,7 +206,7 @@ def test_swapping_reward_objects_and_callables(tokenizer):
         total, _ = force_episode(env, " great fun")
         expected = {
             ROUGE: 1.0,
-            CompositeScorer: sacrebleu.sentence_bleu("great fun", PROMPTS[0]["references"]).score / 100,
+            BLEU: sacrebleu.sentence_bleu("great fun", PROMPTS[0]["references"]).score / 100,
         }.get(type(reward), 10.0)
         assert total == pytest.approx(expected)
 
