@@ -4,8 +4,9 @@
 id                     prompts                         reward                                      P    T
 =====================  ==============================  ==========================================  ===  ===
 TextGen-GSM8K-v0       ``openai/gsm8k`` (``main``):    :class:`~textenv.scorers.Answer`: 1.0 for   256  256
-                       the question; the number        the right number (after ``####``, in
-                       after ``####`` is the answer    ``\\boxed{}`` or last), 0.1 if wrong
+                       the question (a chat when the   the right number (after ``####``, in
+                       tokenizer has a template); the  ``\\boxed{}`` or last), 0.1 if wrong
+                       number after ``####`` answers
 TextGen-IMDB-v0        ``stanfordnlp/imdb`` reviews    positive logit of ``lvwerra/distilbert-     8    16
                        over 200 characters, cut to     imdb`` - 0.2 * KL(policy || the starting
                        their first 2 to 8 tokens       model, ``gpt2``) per token
@@ -39,6 +40,7 @@ from textenv.hub import load_dataset_split, load_pretrained
 from textenv.scorers import Answer, KLPenalty, RewardModel
 
 GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
+GSM8K_SYSTEM_PROMPT = "Solve the problem step by step, then write the final answer as '#### <number>'."
 
 Path = str | os.PathLike[str]
 
@@ -67,8 +69,13 @@ def gsm8k_prompts(
     question_column: str = "question",
     answer_column: str = "answer",
     limit: int | None = None,
+    chat: bool = False,
+    system_prompt: str | None = GSM8K_SYSTEM_PROMPT,
 ) -> list[dict[str, Any]]:
     """GSM8K as prompt records: ``{"prompt": question, "answer": "72", "solution": full answer}``.
+
+    With ``chat=True`` each record also holds ``messages``: ``system_prompt`` (unless ``None``) and
+    the question as the user message, for the env to render with the tokenizer's chat template.
 
     Args:
         dataset: Hub name or local path (see :func:`textenv.hub.load_dataset_split`).
@@ -77,6 +84,8 @@ def gsm8k_prompts(
         question_column: Column of the question.
         answer_column: Column of the worked solution that ends with ``#### <answer>``.
         limit: Keep only the first ``limit`` rows.
+        chat: Add ``messages`` to each record.
+        system_prompt: The system message of a chat.
 
     Raises:
         ValueError: A missing column or an answer without ``####`` (the message names the row).
@@ -91,7 +100,15 @@ def gsm8k_prompts(
             answer = gsm8k_answer(str(row[answer_column]))
         except ValueError as err:
             raise ValueError(f"row {i} of dataset {str(dataset)!r}: {err}") from None
-        records.append({"prompt": row[question_column], "answer": answer, "solution": row[answer_column]})
+        record: dict[str, Any] = {
+            "prompt": row[question_column],
+            "answer": answer,
+            "solution": row[answer_column],
+        }
+        if chat:
+            system = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
+            record["messages"] = [*system, {"role": "user", "content": row[question_column]}]
+        records.append(record)
     return records
 
 
@@ -181,6 +198,7 @@ def gsm8k_kwargs(
     question_column: str = "question",
     answer_column: str = "answer",
     limit: int | None = None,
+    system_prompt: str | None = GSM8K_SYSTEM_PROMPT,
     model: Path = "Qwen/Qwen2.5-0.5B-Instruct",
     correct: float = 1.0,
     format: float = 0.1,
@@ -188,8 +206,13 @@ def gsm8k_kwargs(
 ) -> dict[str, Any]:
     """``TextGen-GSM8K-v0``'s env arguments.
 
+    When the tokenizer has a chat template (an instruction-tuned model's) and ``chat_template`` is
+    not ``False``, each prompt is a chat (``system_prompt``, then the question) rendered with it;
+    otherwise the prompt is the question itself.
+
     Args:
-        dataset, config, split, question_column, answer_column, limit: See :func:`gsm8k_prompts`.
+        dataset, config, split, question_column, answer_column, limit, system_prompt: See
+            :func:`gsm8k_prompts`.
         model: Name or path of the causal LM whose tokenizer the env uses (the policy to train).
         correct, format: The :class:`~textenv.scorers.Answer` rewards.
         env_kwargs: Other :class:`~textenv.env.TextGenEnv` arguments (``reward=`` replaces the reward).
@@ -208,6 +231,9 @@ def gsm8k_kwargs(
             question_column=question_column,
             answer_column=answer_column,
             limit=limit,
+            chat=env_kwargs.get("chat_template", "auto") is not False
+            and bool(getattr(env_kwargs["tokenizer"], "chat_template", None)),
+            system_prompt=system_prompt,
         )
     if env_kwargs.get("reward") is None:
         env_kwargs["reward"] = Answer(correct=correct, format=format)

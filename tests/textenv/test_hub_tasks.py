@@ -24,7 +24,7 @@ from transformers import (
 
 import textenv.hub
 from textenv import assets
-from textenv.hub_tasks import gsm8k_answer
+from textenv.hub_tasks import GSM8K_SYSTEM_PROMPT, gsm8k_answer
 from textenv.scorers import KLPenalty
 
 datasets = pytest.importorskip("datasets")
@@ -224,3 +224,31 @@ def test_offline_errors_name_what_could_not_be_downloaded(gsm8k_dir, imdb_dir, m
     from huggingface_hub import constants
 
     assert not hf_datasets.config.HF_HUB_OFFLINE and not constants.HF_HUB_OFFLINE  # offline mode was restored
+
+
+def test_gsm8k_with_a_chat_model_renders_the_chat_template(gsm8k_dir, tmp_path):
+    """An instruction-tuned model's tokenizer (saved with a chat template) turns each question into a chat."""
+    tok = AutoTokenizer.from_pretrained(assets.path("tiny-lm"))
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    tok.save_pretrained(str(tmp_path / "chat-model"))
+    env = gym.make(
+        "TextGen-GSM8K-v0", dataset=gsm8k_dir, model=str(tmp_path / "chat-model"), max_new_tokens=32
+    )
+    chat = [
+        {"role": "system", "content": GSM8K_SYSTEM_PROMPT},
+        {"role": "user", "content": GSM8K_ROWS[0]["question"]},
+    ]
+    expected = tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=False)
+    obs, _ = env.reset(seed=0, options={"prompt_index": 0})
+    P = env.unwrapped.max_prompt_tokens
+    assert obs["input_ids"][P - len(expected) : P].tolist() == expected
+    assert obs["attention_mask"][:P].sum() == len(expected)
+    total, info = play(env, " #### 5")
+    assert total == 1.0 and info["prompt"] == GSM8K_ROWS[0]["question"]  # the scorer saw the plain question
+    plain = gym.make(
+        "TextGen-GSM8K-v0", dataset=gsm8k_dir, model=str(tmp_path / "chat-model"), chat_template=False
+    )
+    assert plain.unwrapped.core.prompts[0].messages == ()
