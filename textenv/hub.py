@@ -52,12 +52,20 @@ def _datasets_offline() -> Iterator[None]:
     import datasets
     from huggingface_hub import constants
 
-    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    # datasets < 2.19 names its flag HF_DATASETS_OFFLINE; newer versions keep it as an alias.
+    flags = [(constants, "HF_HUB_OFFLINE")] + [
+        (datasets.config, name)
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        if hasattr(datasets.config, name)
+    ]
+    saved = [getattr(module, name) for module, name in flags]
+    for module, name in flags:
+        setattr(module, name, True)
     try:
         yield
     finally:
-        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+        for (module, name), value in zip(flags, saved):
+            setattr(module, name, value)
 
 
 def _offline_reason() -> str | None:
