@@ -8,6 +8,8 @@ saved with ``save_pretrained``, and the built-in tiny causal LM. They load throu
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ from transformers import (
 
 import textenv.hub
 from textenv import assets
-from textenv.hub_tasks import GSM8K_SYSTEM_PROMPT, gsm8k_answer
+from textenv.hub_tasks import GSM8K_SYSTEM_PROMPT, HUB_TASKS, gsm8k_answer
 from textenv.scorers import KLPenalty
 
 datasets = pytest.importorskip("datasets")
@@ -139,7 +141,6 @@ def test_gsm8k_end_to_end(gsm8k_dir):
     assert play(env, " #### 1,000", prompt_index=1)[0] == pytest.approx(0.1)  # well-formed, wrong
     assert play(env, " it is -6", prompt_index=2)[0] == 1.0
     assert play(env, " no idea", prompt_index=2)[0] == 0.0
-    check_env(env.unwrapped, skip_render_check=True)
     env.close()
 
 
@@ -202,7 +203,34 @@ def test_imdb_end_to_end(imdb_dir, classifier_dir):
     assert info["reward_terms"]["sentiment"] == pytest.approx(float(logit), abs=1e-5)
     assert info["reward_terms"]["kl"] == pytest.approx(0.0, abs=1e-6)
     assert total == pytest.approx(float(logit), abs=1e-5)
-    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.fixture
+def stand_in_kwargs(gsm8k_dir, imdb_dir, classifier_dir):
+    return {
+        "TextGen-GSM8K-v0": {"dataset": gsm8k_dir, "model": assets.path("tiny-lm"), "max_new_tokens": 8},
+        "TextGen-IMDB-v0": {
+            "dataset": imdb_dir,
+            "model": assets.path("tiny-lm"),
+            "reward_model": classifier_dir,
+        },
+    }
+
+
+@pytest.mark.parametrize("task_id", [t.id for t in HUB_TASKS])
+def test_registered_and_both_env_checkers_pass(task_id, stand_in_kwargs):
+    task = next(t for t in HUB_TASKS if t.id == task_id)
+    spec = gym.spec(task_id)
+    assert spec.entry_point == f"textenv.hub_tasks:make_{task.key}" and spec.reward_threshold is None
+    assert spec.vector_entry_point == f"textenv.hub_tasks:make_{task.key}_vector"
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    env = gym.make(task_id, **stand_in_kwargs[task_id])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+        sb3_checker.check_env(env.unwrapped, warn=True)
+    # The IMDB KL term is 0 (and says so) while the checkers step random actions without a policy.
+    assert [str(w.message) for w in caught if "has no policy log-probs" not in str(w.message)] == []
 
 
 def test_offline_errors_name_what_could_not_be_downloaded(gsm8k_dir, imdb_dir, monkeypatch):
