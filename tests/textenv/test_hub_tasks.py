@@ -188,6 +188,10 @@ def test_imdb_end_to_end(imdb_dir, classifier_dir):
         tok.decode(tok(r)["input_ids"][:n]) for r, n in zip(reviews, lengths)
     ]
     assert len(set(lengths)) > 1 and core.max_prompt_tokens == 8 and core.max_new_tokens == 16
+    # The observation holds the review's own first n tokens (re-encoding the opening drifts nowhere here).
+    for i, (review, n) in enumerate(zip(reviews, lengths)):
+        obs, _ = env.reset(seed=0, options={"prompt_index": i})
+        assert obs["input_ids"][8 - n : 8].tolist() == tok(review)["input_ids"][:n]
 
     # Reward: the classifier's POSITIVE logit of prompt + generation, minus the KL to the starting model.
     (kl,) = env.unwrapped.reward.find(KLPenalty)
