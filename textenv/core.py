@@ -140,7 +140,8 @@ class TextGenCore:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokenises prompts into left-padded (N, P) ids and mask; long prompts keep their tail."""
         P = self.max_prompt_tokens
-        encoded = self.tokenizer([p.text for p in prompts])["input_ids"]
+        # verbose=False: prompts longer than the tokenizer's limit are expected here (they keep their tail).
+        encoded = self.tokenizer([p.text for p in prompts], verbose=False)["input_ids"]
         ids = torch.full((len(prompts), P), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), P), dtype=torch.long)
         truncated = 0

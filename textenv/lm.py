@@ -13,6 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from textenv.loading import from_pretrained
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"``/``None`` is CUDA when present, else CPU; anything else goes to ``torch.device``."""
@@ -27,16 +29,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def load_causal_lm(
-    model: str | torch.nn.Module, *, device: str | torch.device | None = None, **kwargs: object
+    model: str | torch.nn.Module,
+    *,
+    device: str | torch.device | None = None,
+    argument: str = "model",
+    **kwargs: object,
 ) -> torch.nn.Module:
-    """Returns ``model`` itself, or loads a name or local path with ``AutoModelForCausalLM``.
+    """Returns ``model`` itself, or loads a built-in name, local path or hub name with ``AutoModelForCausalLM``.
 
     Weights load from safetensors; remote code is only trusted when ``trust_remote_code=True`` is
-    passed explicitly.
+    passed explicitly. See :func:`textenv.loading.from_pretrained` for names and errors (``argument``
+    names the value in them).
     """
     if isinstance(model, str):
         kwargs.setdefault("use_safetensors", True)
-        model = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+        model = from_pretrained(AutoModelForCausalLM, model, argument=argument, **kwargs)
     elif not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a name, a local path or a torch module, got {type(model).__name__}")
     if device is not None:

@@ -7,16 +7,25 @@ from collections.abc import Sequence
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from textenv.loading import from_pretrained
 
-def load_tokenizer(tokenizer: str | PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """Returns ``tokenizer`` itself, or loads a name or local path with ``AutoTokenizer``.
 
-    Remote code is never trusted here: pass a tokenizer object to use a custom class.
+def load_tokenizer(
+    tokenizer: str | PreTrainedTokenizerBase, *, argument: str = "tokenizer"
+) -> PreTrainedTokenizerBase:
+    """Returns ``tokenizer`` itself, or loads a built-in name, local path or hub name with ``AutoTokenizer``.
+
+    Remote code is never trusted here (``trust_remote_code=False``): pass a tokenizer object to use a
+    custom class. See :func:`textenv.loading.from_pretrained` for names and errors.
+
+    Raises:
+        ValueError: A misspelled built-in name or a tokenizer that cannot be loaded (names ``argument``).
+        TypeError: Neither a string nor a tokenizer.
     """
     if isinstance(tokenizer, PreTrainedTokenizerBase):
         return tokenizer
     if isinstance(tokenizer, str):
-        return AutoTokenizer.from_pretrained(tokenizer)
+        return from_pretrained(AutoTokenizer, tokenizer, argument=argument)
     raise TypeError(
         f"tokenizer must be a name, a local path or a transformers tokenizer, got {type(tokenizer).__name__}"
     )

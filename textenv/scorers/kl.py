@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from textenv.lm import IncrementalLM, load_causal_lm, resolve_device
-from textenv.scorers._models import describe, module_device, resolve_model_name
+from textenv.scorers._models import describe, module_device
 from textenv.scorers.base import Scorer, ScorerContext, ScorerError
 
 ESTIMATORS = ("k1", "k3", "full")
@@ -223,7 +223,15 @@ class KLPenalty(Scorer):
         self.if_unbound = if_unbound
         self.name = name
         self.device = None if device is None else resolve_device(device)
-        self.reference = reference
+        # Loaded now (not at attach) so a bad name fails where it is written, e.g. in a reward spec.
+        self._loaded = isinstance(reference, str)
+        self.reference: torch.nn.Module = (
+            load_causal_lm(reference, device=self.device or "cpu", argument="KLPenalty reference")
+            .eval()
+            .requires_grad_(False)
+            if isinstance(reference, str)
+            else reference
+        )
         self.policy: torch.nn.Module | None = None
         self.ctx: ScorerContext | None = None
         self.last_kl: torch.Tensor | None = None
@@ -244,9 +252,9 @@ class KLPenalty(Scorer):
                 f"{self!r} is already attached to an env; a dense scorer keeps per-row state, so build one "
                 "KLPenalty per env (string specs such as 'kl:tiny-lm:0.1' and registered tasks do)"
             )
-        if isinstance(self.reference, str):
-            model = load_causal_lm(resolve_model_name(self.reference), device=self.device or ctx.device)
-            self.reference = model.eval().requires_grad_(False)
+        if self._loaded:
+            if self.device is None:
+                self.reference.to(ctx.device)
         elif self.reference.training:
             warnings.warn(
                 f"KLPenalty reference {describe(self.reference)} is in training mode (dropout makes the "

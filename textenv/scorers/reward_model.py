@@ -7,11 +7,13 @@ import numbers
 from collections.abc import Sequence
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
 from textenv.lm import resolve_device
-from textenv.scorers._models import describe, module_device, resolve_model_name
+from textenv.loading import from_pretrained
+from textenv.scorers._models import describe, module_device
 from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext
+from textenv.tokenization import load_tokenizer
 
 OUTPUTS = ("logit", "probability")
 TEXTS = ("prompt+generation", "generation")
@@ -23,7 +25,8 @@ class RewardModel(Scorer):
     """Scores ``prompt + text`` (or the text alone) with a sequence-classification model.
 
     The model loads with ``AutoModelForSequenceClassification.from_pretrained(model,
-    use_safetensors=True)`` (remote code is never trusted; pass a module to use a custom class).
+    use_safetensors=True, trust_remote_code=False)`` (remote code is never run; pass a module to use a
+    custom class); built-in names and errors as :func:`textenv.loading.from_pretrained`.
     Texts are scored ``batch_size`` at a time under ``torch.no_grad``, right-padded and truncated
     from the left to the model's length limit (so the generation, at the end, is kept).
 
@@ -78,8 +81,8 @@ class RewardModel(Scorer):
 
     def _load_model(self, model: str | torch.nn.Module) -> torch.nn.Module:
         if isinstance(model, str):
-            loaded = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_name(model), use_safetensors=True
+            loaded = from_pretrained(
+                AutoModelForSequenceClassification, model, argument="RewardModel model", use_safetensors=True
             )
             loaded.requires_grad_(False)
             return loaded.eval().to(self.device or "cpu")
@@ -94,19 +97,19 @@ class RewardModel(Scorer):
         self, tokenizer: str | PreTrainedTokenizerBase | None, model: str | torch.nn.Module
     ) -> PreTrainedTokenizerBase:
         if tokenizer is None:
-            source = resolve_model_name(model) if isinstance(model, str) else self.model.config._name_or_path
+            source = model if isinstance(model, str) else self.model.config._name_or_path
             if not source:
                 raise ValueError(
                     f"RewardModel({describe(model)}) has no saved tokenizer path; pass tokenizer="
                 )
             try:
-                tokenizer = AutoTokenizer.from_pretrained(source)
-            except (OSError, ValueError) as err:
+                tokenizer = load_tokenizer(source, argument="RewardModel tokenizer (from the model)")
+            except ValueError as err:
                 raise ValueError(
                     f"cannot load the tokenizer of reward model {describe(model)}: {err}; pass tokenizer="
                 ) from err
         elif isinstance(tokenizer, str):
-            tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer))
+            tokenizer = load_tokenizer(tokenizer, argument="RewardModel tokenizer")
         elif isinstance(tokenizer, PreTrainedTokenizerBase):
             # Padding and truncation sides are set below: on a copy, not on the user's object.
             tokenizer = copy.deepcopy(tokenizer)
