@@ -22,7 +22,7 @@ from gymnasium.vector.utils import batch_space
 from transformers import PreTrainedTokenizerBase
 
 from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
-from textenv.env import choose_prompt, observation_space
+from textenv.env import fixed_prompt, observation_space
 
 ObsType = dict[str, Any]
 """``{"input_ids": (B, L) int64, "attention_mask": (B, L) int64}``, numpy arrays or torch tensors."""
@@ -194,8 +194,10 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             >>> obs, info = envs.reset(seed=0)  # doctest: +SKIP
             >>> obs, info = envs.reset(options={"reset_mask": envs.ended})  # restart the ended rows
         """
+        # Everything is validated before any row changes, so a bad call leaves the env as it was.
         seeds = self._seeds_per_row(seed)
-        options = dict(options or {})
+        fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
+        options = dict(options or {})  # type: ignore[arg-type]
         mask = options.pop("reset_mask", None)
         rows = np.arange(self.num_envs) if mask is None else np.flatnonzero(self._check_reset_mask(mask))
         for r in rows:
@@ -210,14 +212,16 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         if seed is None:
             return [None] * self.num_envs
         if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-            return [int(seed) + i for i in range(self.num_envs)]
+            return [_check_seed(int(seed) + i, i) for i in range(self.num_envs)]
         if isinstance(seed, (str, bytes)) or not isinstance(seed, (Sequence, np.ndarray)):
             raise TypeError(
                 f"seed must be None, an int or a list of num_envs ints, got {type(seed).__name__}: {seed!r}"
             )
-        if len(seed) != self.num_envs:
-            raise ValueError(f"seed is a list of {len(seed)} seeds; expected num_envs={self.num_envs}")
-        return list(seed)
+        if np.ndim(seed) != 1 or len(seed) != self.num_envs:
+            raise ValueError(
+                f"seed must be one seed per row, {self.num_envs} of them, got shape {np.shape(seed)}: {seed!r}"
+            )
+        return [_check_seed(s, r) for r, s in enumerate(seed)]
 
     def _check_reset_mask(self, mask: object) -> np.ndarray:
         if isinstance(mask, torch.Tensor):
@@ -234,12 +238,11 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 
     def _reset_rows(self, rows: np.ndarray, options: dict[str, Any] | None) -> list[str]:
         """Starts episodes in ``rows`` (each drawing from its own generator); returns their prompts."""
-        choices = [choose_prompt(options, len(self.core.prompts), self._rng(int(r))) for r in rows]
+        fixed = fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
+        n = len(self.core.prompts)
+        choices = [int(self._rng(int(r)).integers(n)) if fixed is None else fixed for r in rows]
         row_list = rows.tolist()
-        if choices and isinstance(choices[0], str):
-            self.core.reset_rows(row_list, texts=choices)  # type: ignore[arg-type]
-        else:
-            self.core.reset_rows(row_list, indices=choices)  # type: ignore[arg-type]
+        self.core.reset_rows(row_list, choices)
         self._started[rows] = True
         self._ended[rows] = False
         self._steps[rows] = 0
@@ -273,13 +276,14 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         mode = self.autoreset_mode
         # NEXT_STEP: ended rows restart and sit this step out; DISABLED: they wait for reset().
         stepping = ~self._ended
+        active = self._all_rows if stepping.all() else torch.as_tensor(stepping, device=self.device)
+        # The core step changes nothing when a scorer raises, so everything else happens after it:
+        # a failed step leaves every row (and every row's prompt generator) as it was.
+        out = self.core.step(tokens, active)
         restarted: dict[int, str] = {}
         if mode is AutoresetMode.NEXT_STEP and self._ended.any():
             rows = np.flatnonzero(self._ended)
             restarted = dict(zip(rows.tolist(), self._reset_rows(rows, None)))
-        active = self._all_rows if stepping.all() else torch.as_tensor(stepping, device=self.device)
-
-        out = self.core.step(tokens, active)
         self._steps += stepping
         terminated = out.terminated
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -336,7 +340,8 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             raise ValueError(f"actions must have shape ({n},) (one token per row), got {array.shape}")
         if array.min() < 0 or array.max() >= vocab:
             self._raise_out_of_range(array)
-        return torch.from_numpy(array.astype(np.int64, copy=False)).to(self.device)
+        # A contiguous int64 copy where needed: reversed (negative-stride) views are valid actions too.
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(self.device)
 
     def _raise_out_of_range(self, array: np.ndarray) -> None:
         vocab = self.core.vocab_size
@@ -386,6 +391,17 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     # A CPU tensor's .numpy() shares memory with the live state, so copy it; .cpu() already copies.
     return tensor.numpy().copy() if tensor.device.type == "cpu" else tensor.cpu().numpy()
+
+
+def _check_seed(seed: object, row: int) -> int | None:
+    """A row's seed as a Python int (NumPy integers included) or None."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed of row {row} must be an int or None, got {type(seed).__name__}: {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed of row {row} must be >= 0, got {seed}")
+    return int(seed)
 
 
 def _autoreset_mode(mode: object) -> AutoresetMode:
