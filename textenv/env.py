@@ -74,6 +74,22 @@ def fixed_prompt(options: object, num_prompts: int, *, column: str = "prompt") -
     return None
 
 
+def check_seed(seed: object, row: int = 0) -> int | None:
+    """A seed as a Python int (NumPy integers included) or None.
+
+    Raises:
+        TypeError: Not an integer (``bool`` and floats included).
+        ValueError: A negative seed.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed of row {row} must be an int or None, got {type(seed).__name__}: {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed of row {row} must be >= 0, got {seed}")
+    return int(seed)
+
+
 def choose_prompt(options: object, num_prompts: int, rng: np.random.Generator) -> int | str | Prompt:
     """The prompt a reset starts from: ``options["prompt"]``, ``options["prompt_index"]`` or a draw."""
     choice = fixed_prompt(options, num_prompts)
@@ -178,6 +194,7 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
             TypeError, ValueError: Bad ``seed`` or ``options``; the env is then as before the call
                 (the running episode, if any, continues).
         """
+        seed = check_seed(seed)
         choice = fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
         super().reset(seed=seed)
         if choice is None:

@@ -41,7 +41,7 @@ def load_prompts(source: object, *, column: str = PROMPT_KEY) -> list[Prompt]:
     """Reads a prompt source into validated :class:`Prompt` records.
 
     Args:
-        source: A list of strings, a list of dicts with a ``column`` key (``references`` is a
+        source: A list of strings, :class:`Prompt` records or dicts with a ``column`` key (``references`` is a
             string or list of strings; other keys become metadata), a path to a ``.txt`` (one
             prompt per line), ``.jsonl`` or ``.csv`` file, or a ``datasets.Dataset``.
         column: The key (or dataset/CSV column) that holds the prompt text.
@@ -134,6 +134,8 @@ def _read_jsonl(f: Iterable[str], path: Path) -> list[object]:
 def _to_prompt(record: object, index: int, column: str) -> Prompt:
     if isinstance(record, str):
         text, refs, meta = record, (), {}
+    elif isinstance(record, Prompt):  # already loaded (e.g. the output of load_prompts): re-checked
+        text, refs, meta = record.text, _references(list(record.references), index), record.metadata
     elif isinstance(record, Mapping):
         if column not in record:
             raise ValueError(f"prompt record {index} has no {column!r} key: {dict(record)!r}")

@@ -22,7 +22,7 @@ from gymnasium.vector.utils import batch_space
 from transformers import PreTrainedTokenizerBase
 
 from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
-from textenv.env import fixed_prompt, observation_space
+from textenv.env import check_seed, fixed_prompt, observation_space
 
 ObsType = dict[str, Any]
 """``{"input_ids": (B, L) int64, "attention_mask": (B, L) int64}``, numpy arrays or torch tensors."""
@@ -212,7 +212,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         if seed is None:
             return [None] * self.num_envs
         if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-            return [_check_seed(int(seed) + i, i) for i in range(self.num_envs)]
+            return [check_seed(int(seed) + i, i) for i in range(self.num_envs)]
         if isinstance(seed, (str, bytes)) or not isinstance(seed, (Sequence, np.ndarray)):
             raise TypeError(
                 f"seed must be None, an int or a list of num_envs ints, got {type(seed).__name__}: {seed!r}"
@@ -221,7 +221,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             raise ValueError(
                 f"seed must be one seed per row, {self.num_envs} of them, got shape {np.shape(seed)}: {seed!r}"
             )
-        return [_check_seed(s, r) for r, s in enumerate(seed)]
+        return [check_seed(s, r) for r, s in enumerate(seed)]
 
     def _check_reset_mask(self, mask: object) -> np.ndarray:
         if isinstance(mask, torch.Tensor):
@@ -391,17 +391,6 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     # A CPU tensor's .numpy() shares memory with the live state, so copy it; .cpu() already copies.
     return tensor.numpy().copy() if tensor.device.type == "cpu" else tensor.cpu().numpy()
-
-
-def _check_seed(seed: object, row: int) -> int | None:
-    """A row's seed as a Python int (NumPy integers included) or None."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed of row {row} must be an int or None, got {type(seed).__name__}: {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed of row {row} must be >= 0, got {seed}")
-    return int(seed)
 
 
 def _autoreset_mode(mode: object) -> AutoresetMode:
