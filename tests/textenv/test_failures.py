@@ -243,3 +243,25 @@ def test_callable_scorer_outputs_are_checked_per_value():
     env = TextGenEnv(prompts=PROMPTS, reward=Callable(lambda p, t, r, m: True), max_new_tokens=1)
     env.reset()
     assert env.step(5)[1] == 1.0  # a bool counts as 0/1
+
+
+def test_readme_composed_spec_behaves_like_the_sentiment_task():
+    import warnings
+
+    for make in (
+        lambda: gym.make(
+            "TextGen-v0", reward="sentiment + kl:tiny-lm:0.05 + 0.1*missing_eos", max_new_tokens=4
+        ),
+        lambda: gym.make("TextGen-Sentiment-v0", max_new_tokens=4),
+    ):
+        env = make()
+        env.action_space.seed(0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            env.reset(seed=0)
+            for _ in range(8):
+                *_, terminated, _, info = env.step(env.action_space.sample())
+                if terminated:
+                    assert info["reward_terms"]["kl"] == 0.0
+                    env.reset()
+        assert len([w for w in caught if "no policy log-probs" in str(w.message)]) == 1
