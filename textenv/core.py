@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,6 @@ class StepOutput:
 def _as_prompt(choice: object) -> Prompt:
     if isinstance(choice, Prompt):
         return choice
-    if isinstance(choice, str):
-        return Prompt(text=choice)
     raise TypeError(f"a prompt choice must be a source index, a text or a Prompt, got {choice!r}")
 
 
@@ -197,7 +196,9 @@ class TextGenCore:
             texts: Same as ``prompts`` with texts only (older spelling).
         """
         prompts = list(indices) if indices is not None else list(texts) if texts else list(prompts)
-        choices = [self._index_of.get(p, p) if isinstance(p, str) else p for p in prompts]
+        choices: list[int | Prompt] = [
+            self._index_of.get(p, Prompt(text=p)) if isinstance(p, str) else p for p in prompts
+        ]
         records = [self.prompts[c] if isinstance(c, int) else _as_prompt(c) for c in choices]
         ids, mask = self._prompt_tensors(choices, records)  # (R, P)
         row_index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
@@ -290,7 +291,7 @@ class TextGenCore:
         for k, (name, weight, scorer) in enumerate(self.terms):
             if scorer.dense:
                 prompts = self._row_texts()
-                values = call_scorer(name, scorer, lambda s=scorer: s.step_rows(actions, active), prompts)
+                values = call_scorer(name, scorer, partial(scorer.step_rows, actions, active), prompts)
                 checked = check_scores(
                     name, scorer, values, prompts=prompts, active=active, device=self.device
                 )
@@ -325,7 +326,7 @@ class TextGenCore:
         """(K, R) weighted terminal rewards of the finished ``rows``: one batched call per term."""
         out = torch.zeros(len(self.terms), len(rows), dtype=torch.float64, device=self.device)
         for k, (name, weight, scorer) in enumerate(self.terms):
-            values = call_scorer(name, scorer, lambda s=scorer: s.score(batch), batch.prompts)
+            values = call_scorer(name, scorer, partial(scorer.score, batch), batch.prompts)
             out[k] = weight * check_scores(
                 name, scorer, values, prompts=batch.prompts, texts=batch.texts, device=self.device
             )

@@ -68,7 +68,11 @@ def fixed_prompt(options: object, num_prompts: int, *, column: str = "prompt") -
         return record if isinstance(record, str) else prompt
     if "prompt_index" in options:
         index = options["prompt_index"]
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < num_prompts:
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, numbers.Integral)
+            or not 0 <= int(index) < num_prompts
+        ):
             raise ValueError(f"options['prompt_index'] must be an int in [0, {num_prompts}), got {index!r}")
         return int(index)
     return None
@@ -85,7 +89,7 @@ def check_seed(seed: object, row: int = 0) -> int | None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed of row {row} must be an int or None, got {type(seed).__name__}: {seed!r}")
-    if seed < 0:
+    if int(seed) < 0:
         raise ValueError(f"seed of row {row} must be >= 0, got {seed}")
     return int(seed)
 
@@ -169,8 +173,9 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
             prompt_column=prompt_column,
         )
         self.render_mode = render_mode
-        self.action_space = spaces.Discrete(self.core.vocab_size)
-        self.observation_space = observation_space(self.core.vocab_size, self.core.length)
+        # Gymnasium types Env.action_space as Space[ActType]; Discrete samples np.int64, which is fine here.
+        self.action_space = spaces.Discrete(self.core.vocab_size)  # type: ignore[assignment]
+        self.observation_space = observation_space(self.core.vocab_size, self.core.length)  # type: ignore[assignment]
         self._active = torch.ones(1, dtype=torch.bool, device=self.core.device)
 
     def _obs(self) -> dict[str, np.ndarray]:
@@ -221,7 +226,7 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
             action = action.item()
         if isinstance(action, bool) or not isinstance(action, numbers.Integral):
             raise TypeError(f"action must be an integer token id, got {type(action).__name__}: {action!r}")
-        if not 0 <= action < self.core.vocab_size:
+        if not 0 <= int(action) < self.core.vocab_size:
             raise ValueError(f"action {action} is outside the action space [0, {self.core.vocab_size})")
         return int(action)
 

@@ -132,8 +132,10 @@ def _read_jsonl(f: Iterable[str], path: Path) -> list[object]:
 
 
 def _to_prompt(record: object, index: int, column: str) -> Prompt:
+    refs: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = {}
     if isinstance(record, str):
-        text, refs, meta = record, (), {}
+        text = record
     elif isinstance(record, Prompt):  # already loaded (e.g. the output of load_prompts): re-checked
         text, refs, meta = record.text, _references(list(record.references), index), record.metadata
     elif isinstance(record, Mapping):

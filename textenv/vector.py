@@ -155,13 +155,14 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         """(num_envs,) bool copy: rows whose episode ended on an earlier step and has not restarted."""
         return self._ended.copy()
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
+    # One generator and seed per row, as SyncVectorEnv's (Gymnasium types VectorEnv's as single ones).
+    @property  # type: ignore[misc]
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
         """Each row's prompt-drawing generator (as ``SyncVectorEnv.np_random``: one per row)."""
         return tuple(self._rng(r) for r in range(self.num_envs))
 
     @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
+    def np_random_seed(self) -> tuple[int | None, ...]:  # type: ignore[override]
         """Each row's seed (-1 where unknown), as ``SyncVectorEnv.np_random_seed``."""
         for r in range(self.num_envs):
             self._rng(r)
@@ -355,7 +356,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         return {"input_ids": _to_numpy(ids), "attention_mask": _to_numpy(mask)}
 
     # --- the rest of the VectorEnv API ------------------------------------------------------------------
-    def render(self) -> tuple[str | None, ...]:
+    def render(self) -> tuple[str | None, ...]:  # type: ignore[override]
         """``"ansi"``: each row's prompt and generation so far; ``"human"``: prints them."""
         texts = tuple(self.core.render_row(r) for r in range(self.num_envs))
         if self.render_mode == "human":

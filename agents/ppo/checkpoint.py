@@ -24,7 +24,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -116,7 +116,9 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def _jsonable_numpy_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # legacy=True: the (name, keys, pos, has_gauss, cached) tuple that np.random.set_state takes back.
+    state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
+    name, keys, pos, has_gauss, cached = state
     return {
         "name": name,
         "keys": keys.tolist(),

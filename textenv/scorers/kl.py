@@ -194,6 +194,13 @@ class KLPenalty(Scorer):
     """
 
     dense = True
+    coef: float
+    estimator: str
+    if_unbound: str
+    device: torch.device | None
+    _loaded: bool
+    _warned: bool
+    _policy_stale: bool
 
     def __init__(
         self,
@@ -431,6 +438,8 @@ class KLPenalty(Scorer):
         )
 
     def _policy_logprobs(self) -> torch.Tensor:
+        if self.policy is None:
+            raise RuntimeError(f"{self!r} has no bound policy")
         if self.policy is self.reference:
             self._policy = self._ref  # same model, same inputs: share the cache, KL is exactly 0
         elif (

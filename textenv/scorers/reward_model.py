@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
@@ -52,6 +53,18 @@ class RewardModel(Scorer):
         >>> env = gym.make("TextGen-v0", reward=reward)  # doctest: +SKIP
     """
 
+    output: str
+    text: str
+    batch_size: int
+    device: torch.device | None
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    label: int
+    max_length: int | None
+    pad_token_id: int
+    empty_token_id: int
+    _loaded: bool
+
     def __init__(
         self,
         model: str | torch.nn.Module,
@@ -97,7 +110,7 @@ class RewardModel(Scorer):
         self, tokenizer: str | PreTrainedTokenizerBase | None, model: str | torch.nn.Module
     ) -> PreTrainedTokenizerBase:
         if tokenizer is None:
-            source = model if isinstance(model, str) else self.model.config._name_or_path
+            source = model if isinstance(model, str) else self._config._name_or_path
             if not source:
                 raise ValueError(
                     f"RewardModel({describe(model)}) has no saved tokenizer path; pass tokenizer="
@@ -121,8 +134,13 @@ class RewardModel(Scorer):
         tokenizer.truncation_side = "left"
         return tokenizer
 
+    @property
+    def _config(self) -> Any:
+        """The model's transformers config (``Module.__getattr__`` is typed as returning a tensor)."""
+        return self.model.config
+
     def _resolve_label(self, label: int | str | None) -> int:
-        config = self.model.config
+        config = self._config
         num_labels = int(config.num_labels)
         names = {str(v): int(k) for k, v in (config.id2label or {}).items()}
         if label is None:
@@ -145,7 +163,7 @@ class RewardModel(Scorer):
     def _max_length(self) -> int | None:
         limits = [int(self.tokenizer.model_max_length)] if self.tokenizer.model_max_length < _NO_LIMIT else []
         for key in ("n_positions", "max_position_embeddings"):
-            value = getattr(self.model.config, key, None)
+            value = getattr(self._config, key, None)
             if isinstance(value, int) and value > 0:
                 limits.append(value)
         return min(limits) if limits else None
@@ -160,9 +178,9 @@ class RewardModel(Scorer):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Classifiers such as GPT2ForSequenceClassification find the last real token through
         # config.pad_token_id and refuse batches without it.
-        if getattr(self.model.config, "pad_token_id", None) is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.pad_token_id = int(self.model.config.pad_token_id)
+        if getattr(self._config, "pad_token_id", None) is None:
+            self._config.pad_token_id = self.tokenizer.pad_token_id
+        self.pad_token_id = int(self._config.pad_token_id)
         empty = (
             self.tokenizer.bos_token_id
             if self.tokenizer.bos_token_id is not None
