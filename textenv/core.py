@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from textenv.lm import resolve_device
 from textenv.prompts import Prompt, load_prompts
-from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, ScorerError, check_scores
+from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, call_scorer, check_scores
 from textenv.tokenization import load_tokenizer, resolve_eos_ids, resolve_pad_id
 
 DEFAULT_MAX_PROMPT_TOKENS = 16
@@ -37,6 +38,12 @@ class StepOutput:
     rewards: np.ndarray
     terminated: np.ndarray
     infos: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def _as_prompt(choice: object) -> Prompt:
+    if isinstance(choice, Prompt):
+        return choice
+    raise TypeError(f"a prompt choice must be a source index, a text or a Prompt, got {choice!r}")
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -95,9 +102,14 @@ class TextGenCore:
         self.vocab_size = self._resolve_vocab_size(vocab_size)
         self.eos_token_ids = resolve_eos_ids(self.tokenizer, eos_token_id, self.vocab_size)
         self.pad_token_id = resolve_pad_id(self.tokenizer, self.eos_token_ids, self.vocab_size)
+        self.prompt_column = prompt_column
         self.prompts = load_prompts(
             assets.path("review-prompts") if prompts is None else prompts, column=prompt_column
         )
+        # Text -> first index in the source, so reset(options={"prompt": text}) keeps its references.
+        self._index_of: dict[str, int] = {}
+        for i, p in enumerate(self.prompts):
+            self._index_of.setdefault(p.text, i)
         self.prompt_ids, self.prompt_mask = self.encode_prompts(self.prompts, warn=True)  # (N, P)
         self.reward = as_scorer(reward)
         self.terms = self.reward.terms()
@@ -176,7 +188,9 @@ class TextGenCore:
         plain = [i for i, chat in enumerate(chats) if chat is None]
         ids: list[list[int]] = [[] for _ in prompts]
         if plain:
-            for i, row in zip(plain, self.tokenizer([prompts[i].text for i in plain])["input_ids"]):
+            # verbose=False: prompts longer than the tokenizer's limit are expected (they keep their tail).
+            texts = [prompts[i].text for i in plain]
+            for i, row in zip(plain, self.tokenizer(texts, verbose=False)["input_ids"]):
                 ids[i] = row
         for i, chat in enumerate(chats):
             if chat is not None:
@@ -200,16 +214,30 @@ class TextGenCore:
         return [dict(m) for m in prompt.messages] or [{"role": "user", "content": prompt.text}]
 
     def reset_rows(
-        self, rows: Sequence[int], indices: Sequence[int] | None = None, texts: Sequence[str] = ()
+        self,
+        rows: Sequence[int],
+        prompts: Sequence[int | str | Prompt] = (),
+        *,
+        indices: Sequence[int] | None = None,
+        texts: Sequence[str] = (),
     ) -> None:
-        """Starts new episodes in ``rows``: prompts by index into the source, or ad-hoc texts."""
-        if indices is not None:
-            prompts = [self.prompts[i] for i in indices]
-            index = torch.as_tensor(list(indices), device=self.device)
-            ids, mask = self.prompt_ids[index], self.prompt_mask[index]
-        else:
-            prompts = [Prompt(text=t) for t in texts]
-            ids, mask = self.encode_prompts(load_prompts(list(texts)), warn=True)
+        """Starts new episodes in ``rows``: each from a source index, a text or an ad-hoc prompt record.
+
+        A text of the prompt source starts from that prompt (its references and metadata included);
+        other texts and records are tokenised now. Raises before changing anything.
+
+        Args:
+            rows: The rows to restart.
+            prompts: One source index, text or :class:`~textenv.prompts.Prompt` per row.
+            indices: Same as ``prompts`` with source indices only (older spelling).
+            texts: Same as ``prompts`` with texts only (older spelling).
+        """
+        prompts = list(indices) if indices is not None else list(texts) if texts else list(prompts)
+        choices: list[int | Prompt] = [
+            self._index_of.get(p, Prompt(text=p)) if isinstance(p, str) else p for p in prompts
+        ]
+        records = [self.prompts[c] if isinstance(c, int) else _as_prompt(c) for c in choices]
+        ids, mask = self._prompt_tensors(choices, records)  # (R, P)
         row_index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
         P = self.max_prompt_tokens
         self.input_ids[row_index] = self.pad_token_id
@@ -219,44 +247,93 @@ class TextGenCore:
         self.num_generated[row_index] = 0
         self.done[row_index] = False
         self.term_totals[:, row_index] = 0
-        for r, p in zip(rows, prompts):
+        for r, p in zip(rows, records):
             self.row_prompts[r] = p
         for _, _, scorer in self.terms:
             if scorer.dense:
                 scorer.reset_rows(row_index, ids, mask)
 
+    def _prompt_tensors(
+        self, choices: Sequence[int | Prompt], records: Sequence[Prompt]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R, P) ids and mask of the chosen prompts: cached rows for source indices, new ones for the rest."""
+        if all(isinstance(c, int) for c in choices):
+            index = torch.as_tensor(list(choices), dtype=torch.long, device=self.device)
+            return self.prompt_ids[index], self.prompt_mask[index]
+        new = [i for i, c in enumerate(choices) if not isinstance(c, int)]
+        new_ids, new_mask = self.encode_prompts([records[i] for i in new], warn=True)
+        ids = torch.empty(len(choices), self.max_prompt_tokens, dtype=torch.long, device=self.device)
+        mask = torch.empty_like(ids)
+        for j, i in enumerate(new):
+            ids[i], mask[i] = new_ids[j], new_mask[j]
+        for i, c in enumerate(choices):
+            if isinstance(c, int):
+                ids[i], mask[i] = self.prompt_ids[c], self.prompt_mask[c]
+        return ids, mask
+
     def step(self, actions: torch.Tensor, active: torch.Tensor) -> StepOutput:
-        """Appends ``actions`` (B,) to the active rows (B,) bool and returns their rewards."""
+        """Appends ``actions`` (B,) to the active rows (B,) bool and returns their rewards.
+
+        A step happens whole or not at all: if a scorer raises (or returns an unusable value) the
+        rows, their totals and every dense scorer are left exactly as before the call.
+
+        Raises:
+            ScorerError: A term raised or returned something other than one finite float per row.
+        """
         actions = actions.to(self.device, torch.long)
         active = active.to(self.device, torch.bool) & ~self.done
         # Every row writes at its next free position; inactive rows write back what is there. No
         # row indexing by a nonzero() mask, so the only host sync of a step is reading `terminated`.
         pos = (self.max_prompt_tokens + self.num_generated).clamp_(max=self.length - 1).unsqueeze(1)  # (B, 1)
-        token = torch.where(active, actions, self.input_ids.gather(1, pos).squeeze(1))
-        seen = self.attention_mask.gather(1, pos).squeeze(1) | active
-        self.input_ids.scatter_(1, pos, token.unsqueeze(1))
-        self.attention_mask.scatter_(1, pos, seen.unsqueeze(1))
+        before = (self.input_ids.gather(1, pos), self.attention_mask.gather(1, pos))  # (B, 1) each
+        num_generated, done = self.num_generated.clone(), self.done.clone()
+        self.input_ids.scatter_(1, pos, torch.where(active.unsqueeze(1), actions.unsqueeze(1), before[0]))
+        self.attention_mask.scatter_(1, pos, before[1] | active.unsqueeze(1))
         self.num_generated += active
         is_eos = torch.isin(actions, self._eos) & active
         terminated = is_eos | (active & (self.num_generated >= self.max_new_tokens))
         self.done |= terminated
-
-        dense_total = None
-        for k, (_, weight, scorer) in enumerate(self.terms):
-            if scorer.dense:
-                dense = weight * scorer.step_rows(actions, active).to(torch.float64) * active
-                dense_total = dense if dense_total is None else dense_total + dense
-                self.term_totals[k] += dense
-
-        terminated_np = terminated.cpu().numpy()
-        rewards = np.zeros(self.num_rows) if dense_total is None else dense_total.cpu().numpy()
-        infos: dict[int, dict[str, Any]] = {}
-        if terminated_np.any():
+        try:
+            dense = self._dense_rewards(actions, active)  # (K, B), no scorer advanced yet
+            terminated_np = terminated.cpu().numpy()
             finished = np.flatnonzero(terminated_np).tolist()
-            batch = self.episode_batch(finished, is_eos)
-            rewards = rewards + self._score(batch, finished).cpu().numpy()
+            batch = self.episode_batch(finished, is_eos) if finished else None
+            terminal = self._score(batch, finished) if batch is not None else None  # (K, R)
+        except BaseException:
+            # Undo the token writes: a failed step leaves no trace.
+            self.input_ids.scatter_(1, pos, before[0])
+            self.attention_mask.scatter_(1, pos, before[1])
+            self.num_generated.copy_(num_generated)
+            self.done.copy_(done)
+            raise
+        for _, _, scorer in self.terms:
+            if scorer.dense:
+                scorer.advance_rows(actions, active)
+        self.term_totals += dense
+        rewards = dense.sum(0)
+        infos: dict[int, dict[str, Any]] = {}
+        if terminal is not None and batch is not None:
+            index = torch.as_tensor(finished, device=self.device)
+            self.term_totals[:, index] += terminal
+            rewards[index] += terminal.sum(0)
             infos = self._end_infos(batch, finished)
-        return StepOutput(rewards=rewards, terminated=terminated_np, infos=infos)
+        return StepOutput(rewards=rewards.cpu().numpy(), terminated=terminated_np, infos=infos)
+
+    def _row_texts(self) -> list[str]:
+        return [p.text if p is not None else "" for p in self.row_prompts]
+
+    def _dense_rewards(self, actions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """(K, B) float64 weighted rewards of the dense terms for this step (0 for terminal terms)."""
+        out = torch.zeros(len(self.terms), self.num_rows, dtype=torch.float64, device=self.device)
+        for k, (name, weight, scorer) in enumerate(self.terms):
+            if scorer.dense:
+                prompts = self._row_texts()
+                values = call_scorer(name, scorer, partial(scorer.step_rows, actions, active), prompts)
+                checked = check_scores(
+                    name, scorer, values, prompts=prompts, active=active, device=self.device
+                )
+                out[k] = weight * torch.where(active, checked, torch.zeros_like(checked))
+        return out
 
     def generated_ids(self, row: int) -> list[int]:
         """Token ids generated so far in ``row`` (EOS included)."""
@@ -283,23 +360,14 @@ class TextGenCore:
         )
 
     def _score(self, batch: EpisodeBatch, rows: list[int]) -> torch.Tensor:
-        """Terminal rewards of the finished ``rows``: one batched call per term."""
-        index = torch.as_tensor(rows, device=self.device)
-        extra = torch.zeros(self.num_rows, dtype=torch.float64, device=self.device)
+        """(K, R) weighted terminal rewards of the finished ``rows``: one batched call per term."""
+        out = torch.zeros(len(self.terms), len(rows), dtype=torch.float64, device=self.device)
         for k, (name, weight, scorer) in enumerate(self.terms):
-            try:
-                values = scorer.score(batch)
-            except ScorerError:
-                raise
-            except Exception as err:
-                raise ScorerError(
-                    f"scorer {scorer!r} (term {name!r}) raised {type(err).__name__}: {err} "
-                    f"while scoring prompts {batch.prompts!r}"
-                ) from err
-            term = weight * torch.as_tensor(check_scores(name, scorer, values, batch), device=self.device)
-            extra[index] += term
-            self.term_totals[k, index] += term
-        return extra
+            values = call_scorer(name, scorer, partial(scorer.score, batch), batch.prompts)
+            out[k] = weight * check_scores(
+                name, scorer, values, prompts=batch.prompts, texts=batch.texts, device=self.device
+            )
+        return out
 
     def _end_infos(self, batch: EpisodeBatch, rows: list[int]) -> dict[int, dict[str, Any]]:
         totals = self.term_totals[:, torch.as_tensor(rows, device=self.device)].cpu().numpy()  # (K, R)

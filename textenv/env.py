@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -13,6 +13,7 @@ from gymnasium import spaces
 from transformers import PreTrainedTokenizerBase
 
 from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
+from textenv.prompts import Prompt, load_prompts
 
 
 def observation_space(vocab_size: int, length: int) -> spaces.Dict:
@@ -25,23 +26,78 @@ def observation_space(vocab_size: int, length: int) -> spaces.Dict:
     )
 
 
-def choose_prompt(options: dict[str, Any] | None, num_prompts: int, rng: np.random.Generator) -> int | str:
-    """The prompt a reset starts from: ``options["prompt"]`` text, ``options["prompt_index"]`` or a draw."""
-    options = options or {}
-    unknown = set(options) - {"prompt", "prompt_index", "reset_mask"}
+RESET_OPTIONS = ("prompt", "prompt_index", "reset_mask")
+
+
+def fixed_prompt(options: object, num_prompts: int, *, column: str = "prompt") -> int | str | Prompt | None:
+    """Validates reset ``options`` and returns the prompt they fix, or ``None`` for a random draw.
+
+    Args:
+        options: ``None`` or a dict with ``"prompt"`` (a non-blank string, or a prompt record dict
+            such as ``{"prompt": text, "references": [...]}``), ``"prompt_index"`` (an int in
+            ``[0, num_prompts)``) and, for the vector env, ``"reset_mask"``.
+        num_prompts: Size of the prompt source.
+        column: The key of the prompt text in a record dict.
+
+    Raises:
+        TypeError: ``options`` is not a dict, or a value of the wrong type.
+        ValueError: Unknown keys, both ``prompt`` and ``prompt_index``, or a bad value.
+    """
+    if options is None:
+        return None
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict or None, got {type(options).__name__}: {options!r}")
+    unknown = set(options) - set(RESET_OPTIONS)
     if unknown:
-        raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'prompt' or 'prompt_index'")
+        raise ValueError(
+            f"unknown reset options {sorted(unknown, key=repr)}; expected 'prompt' or 'prompt_index'"
+        )
+    if "prompt" in options and "prompt_index" in options:
+        raise ValueError("options has both 'prompt' and 'prompt_index'; expected one of them")
     if "prompt" in options:
-        text = options["prompt"]
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"options['prompt'] must be non-blank text, got {text!r}")
-        return text
+        record = options["prompt"]
+        if not isinstance(record, (str, Mapping)):
+            raise TypeError(
+                f"options['prompt'] must be text or a prompt record dict, got {type(record).__name__}: {record!r}"
+            )
+        try:
+            (prompt,) = load_prompts([record], column=column)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"options['prompt'] = {record!r} is not a usable prompt: {err}") from err
+        # A text stays a text: the core starts it from the source prompt of that text when there is one.
+        return record if isinstance(record, str) else prompt
     if "prompt_index" in options:
         index = options["prompt_index"]
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < num_prompts:
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, numbers.Integral)
+            or not 0 <= int(index) < num_prompts
+        ):
             raise ValueError(f"options['prompt_index'] must be an int in [0, {num_prompts}), got {index!r}")
         return int(index)
-    return int(rng.integers(num_prompts))
+    return None
+
+
+def check_seed(seed: object, row: int = 0) -> int | None:
+    """A seed as a Python int (NumPy integers included) or None.
+
+    Raises:
+        TypeError: Not an integer (``bool`` and floats included).
+        ValueError: A negative seed.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed of row {row} must be an int or None, got {type(seed).__name__}: {seed!r}")
+    if int(seed) < 0:
+        raise ValueError(f"seed of row {row} must be >= 0, got {seed}")
+    return int(seed)
+
+
+def choose_prompt(options: object, num_prompts: int, rng: np.random.Generator) -> int | str | Prompt:
+    """The prompt a reset starts from: ``options["prompt"]``, ``options["prompt_index"]`` or a draw."""
+    choice = fixed_prompt(options, num_prompts)
+    return int(rng.integers(num_prompts)) if choice is None else choice
 
 
 class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
@@ -122,8 +178,9 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
             chat_template=chat_template,
         )
         self.render_mode = render_mode
-        self.action_space = spaces.Discrete(self.core.vocab_size)
-        self.observation_space = observation_space(self.core.vocab_size, self.core.length)
+        # Gymnasium types Env.action_space as Space[ActType]; Discrete samples np.int64, which is fine here.
+        self.action_space = spaces.Discrete(self.core.vocab_size)  # type: ignore[assignment]
+        self.observation_space = observation_space(self.core.vocab_size, self.core.length)  # type: ignore[assignment]
         self._active = torch.ones(1, dtype=torch.bool, device=self.core.device)
 
     def _obs(self) -> dict[str, np.ndarray]:
@@ -139,14 +196,20 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
 
         Args:
             seed: Seeds ``self.np_random`` (prompt draws).
-            options: ``{"prompt": "text"}`` or ``{"prompt_index": i}`` chooses the prompt.
+            options: ``{"prompt": "text"}`` (a text of the prompt source keeps its references and
+                metadata), ``{"prompt": {"prompt": "text", "references": [...], ...}}`` (a record) or
+                ``{"prompt_index": i}`` chooses the prompt.
+
+        Raises:
+            TypeError, ValueError: Bad ``seed`` or ``options``; the env is then as before the call
+                (the running episode, if any, continues).
         """
+        seed = check_seed(seed)
+        choice = fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
         super().reset(seed=seed)
-        choice = choose_prompt(options, len(self.core.prompts), self.np_random)
-        if isinstance(choice, str):
-            self.core.reset_rows([0], texts=[choice])
-        else:
-            self.core.reset_rows([0], indices=[choice])
+        if choice is None:
+            choice = int(self.np_random.integers(len(self.core.prompts)))
+        self.core.reset_rows([0], [choice])
         if self.render_mode == "human":
             self.render()
         return self._obs(), {"prompt": self.core.row_prompts[0].text}  # type: ignore[union-attr]
@@ -168,7 +231,7 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
             action = action.item()
         if isinstance(action, bool) or not isinstance(action, numbers.Integral):
             raise TypeError(f"action must be an integer token id, got {type(action).__name__}: {action!r}")
-        if not 0 <= action < self.core.vocab_size:
+        if not 0 <= int(action) < self.core.vocab_size:
             raise ValueError(f"action {action} is outside the action space [0, {self.core.vocab_size})")
         return int(action)
 

@@ -8,10 +8,13 @@ rows, never the whole prefix again.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
+
+from textenv.loading import from_pretrained
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -27,21 +30,28 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def load_causal_lm(
-    model: str | torch.nn.Module, *, device: str | torch.device | None = None, **kwargs: object
+    model: str | torch.nn.Module,
+    *,
+    device: str | torch.device | None = None,
+    argument: str = "model",
+    **kwargs: object,
 ) -> torch.nn.Module:
-    """Returns ``model`` itself, or loads a name or local path with ``AutoModelForCausalLM``.
+    """Returns ``model`` itself, or loads a built-in name, local path or hub name with ``AutoModelForCausalLM``.
 
     Weights load from safetensors; remote code is only trusted when ``trust_remote_code=True`` is
-    passed explicitly.
+    passed explicitly. See :func:`textenv.loading.from_pretrained` for names and errors (``argument``
+    names the value in them).
     """
     if isinstance(model, str):
         kwargs.setdefault("use_safetensors", True)
-        model = AutoModelForCausalLM.from_pretrained(model, **kwargs)
-    elif not isinstance(model, torch.nn.Module):
+        module: torch.nn.Module = from_pretrained(AutoModelForCausalLM, model, argument=argument, **kwargs)
+    elif isinstance(model, torch.nn.Module):
+        module = model
+    else:
         raise TypeError(f"model must be a name, a local path or a torch module, got {type(model).__name__}")
     if device is not None:
-        model = model.to(resolve_device(device))
-    return model
+        module = module.to(resolve_device(device))
+    return module
 
 
 def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -91,7 +101,8 @@ class _SlotLayer(CacheLayerMixin):
     def __init__(self, slots: _Slots, keys: torch.Tensor, values: torch.Tensor):
         super().__init__()
         self.slots = slots
-        self.keys, self.values = keys, values
+        self.keys: torch.Tensor = keys
+        self.values: torch.Tensor = values
         self.dtype, self.device = keys.dtype, keys.device
         self.is_initialized = True
 
@@ -132,7 +143,8 @@ class _SlotCache(Cache):
     """The transformers ``Cache`` of an :class:`IncrementalLM`: one :class:`_SlotLayer` per layer."""
 
     def __init__(self, layers: list[_SlotLayer]):
-        super().__init__(layers=layers)
+        generic: list[Any] = list(layers)
+        super().__init__(layers=generic)
 
 
 class IncrementalLM:
@@ -232,7 +244,9 @@ class IncrementalLM:
     def _allocate(self, prompt_cache: Cache, capacity: int) -> None:
         layers = []
         for layer in prompt_cache.layers:
-            k, v = layer.keys, layer.values  # (R, H, P, D)
+            # (R, H, P, D); a prefill fills the keys/values of every attention layer.
+            k: torch.Tensor = layer.keys  # type: ignore[union-attr, assignment]
+            v: torch.Tensor = layer.values  # type: ignore[union-attr, assignment]
             keys = k.new_zeros((self.num_rows, k.shape[1], capacity, k.shape[3]))
             values = v.new_zeros((self.num_rows, v.shape[1], capacity, v.shape[3]))
             layers.append(_SlotLayer(self._slots, keys, values))

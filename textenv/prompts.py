@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,8 @@ def load_prompts(source: object, *, column: str = PROMPT_KEY) -> list[Prompt]:
     """Reads a prompt source into validated :class:`Prompt` records.
 
     Args:
-        source: A list of strings, a list of dicts with a ``column`` key (``references`` is a
-            string or list of strings; ``messages`` a chat, which may stand in for ``column``; other
+        source: A list of strings, :class:`Prompt` records or dicts with a ``column`` key (``references``
+            is a string or list of strings; ``messages`` a chat, which may stand in for ``column``; other
             keys become metadata), a path to a ``.txt`` (one
             prompt per line), ``.jsonl`` or ``.csv`` file, or a ``datasets.Dataset``.
         column: The key (or dataset/CSV column) that holds the prompt text.
@@ -89,6 +89,8 @@ def _is_dataset(source: object) -> bool:
 
 
 def _read_file(path: Path, column: str) -> list[object]:
+    if path.is_dir():
+        raise ValueError(f"prompt source {str(path)!r} is a directory; expected a .txt, .jsonl or .csv file")
     if not path.is_file():
         raise ValueError(f"prompt file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
@@ -96,32 +98,55 @@ def _read_file(path: Path, column: str) -> list[object]:
         raise ValueError(
             f"prompt file {str(path)!r} has unknown format {suffix!r}; expected one of {FILE_FORMATS}"
         )
-    with path.open(encoding="utf-8", newline="") as f:
-        if suffix == ".txt":
-            return [line.rstrip("\r\n") for line in f if line.strip()]
-        if suffix == ".csv":
-            rows = list(csv.DictReader(f))
-            if rows and column not in rows[0]:
-                raise ValueError(
-                    f"CSV file {str(path)!r} has no column {column!r}; columns are {list(rows[0])}"
-                )
-            return rows  # type: ignore[return-value]
-        records = []
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"line {n} of {str(path)!r} is not valid JSON: {err}") from err
-        return records
+    try:
+        # utf-8-sig: a leading byte-order mark (as spreadsheet tools write) is not part of the first key.
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            if suffix == ".txt":
+                return [line.rstrip("\r\n") for line in f if line.strip()]
+            if suffix == ".csv":
+                return _read_csv(f, path, column)
+            return _read_jsonl(f, path)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"prompt file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); expected a UTF-8 "
+            f"{suffix} file"
+        ) from None
+    except csv.Error as err:
+        raise ValueError(f"prompt file {str(path)!r} is not valid CSV: {err}") from None
+
+
+def _read_csv(f: Iterable[str], path: Path, column: str) -> list[object]:
+    rows = list(csv.DictReader(f))
+    if rows and column not in rows[0]:
+        raise ValueError(f"CSV file {str(path)!r} has no column {column!r}; columns are {list(rows[0])}")
+    return rows  # type: ignore[return-value]
+
+
+def _read_jsonl(f: Iterable[str], path: Path) -> list[object]:
+    records = []
+    for n, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"line {n} of {str(path)!r} is not valid JSON: {err}") from err
+        except RecursionError:
+            raise ValueError(
+                f"line {n} of {str(path)!r} nests JSON too deeply to read; expected a flat record"
+            ) from None
+    return records
 
 
 def _to_prompt(record: object, index: int, column: str) -> Prompt:
     messages: tuple[dict[str, str], ...] = ()
     refs: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = {}
     if isinstance(record, str):
-        text, refs, meta = record, (), {}
+        text = record
+    elif isinstance(record, Prompt):  # already loaded (e.g. the output of load_prompts): re-checked
+        text, refs, meta = record.text, _references(list(record.references), index), record.metadata
+        messages = record.messages
     elif isinstance(record, Mapping):
         # None: a dataset row of a column that other rows fill
         messages = _messages(record[MESSAGES_KEY], index) if record.get(MESSAGES_KEY) is not None else ()
@@ -140,6 +165,13 @@ def _to_prompt(record: object, index: int, column: str) -> Prompt:
         raise TypeError(f"prompt {index} must be a string, got {type(text).__name__}: {text!r}")
     if not text.strip():
         raise ValueError(f"prompt {index} is empty ({text!r}); expected non-blank text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"prompt {index} ({text!r}) holds {text[err.start : err.end]!r}, which is not valid Unicode text "
+            "(a lone surrogate); expected text that UTF-8 can encode"
+        ) from None
     return Prompt(text=text, references=refs, metadata=dict(meta), messages=messages)
 
 

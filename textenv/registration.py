@@ -6,6 +6,13 @@ import gymnasium as gym
 
 VECTOR_ENTRY_POINT = "textenv.vector:TextGenVectorEnv"
 
+# Gymnasium's PassiveEnvChecker marks its first reset as checked before that reset runs: when the
+# first reset raises (e.g. a bad options["prompt_index"]), its saved reset data stays None and every
+# later step fails with a TypeError inside the checker, even after a valid reset. textenv's envs
+# pass gymnasium.utils.env_checker.check_env in the test suite, so `gym.make` leaves the passive
+# checker out (`gym.make(id, disable_env_checker=False)` still adds it, with that flaw).
+DISABLE_ENV_CHECKER = True
+
 
 def register_envs() -> None:
     """Registers ``TextGen-v0`` and the task suite (:mod:`textenv.tasks`); safe to call twice."""
@@ -14,7 +21,7 @@ def register_envs() -> None:
             id="TextGen-v0",
             entry_point="textenv.env:TextGenEnv",
             vector_entry_point=VECTOR_ENTRY_POINT,
-            disable_env_checker=False,
+            disable_env_checker=DISABLE_ENV_CHECKER,
         )
     from textenv.tasks import TASKS
 
@@ -27,7 +34,7 @@ def register_envs() -> None:
             entry_point=f"textenv.tasks:make_{task.key}",
             vector_entry_point=f"textenv.tasks:make_{task.key}_vector",
             reward_threshold=task.reward_threshold,
-            disable_env_checker=False,
+            disable_env_checker=DISABLE_ENV_CHECKER,
         )
     _register_hub_tasks()
 

@@ -7,16 +7,25 @@ from collections.abc import Sequence
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from textenv.loading import from_pretrained
 
-def load_tokenizer(tokenizer: str | PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """Returns ``tokenizer`` itself, or loads a name or local path with ``AutoTokenizer``.
 
-    Remote code is never trusted here: pass a tokenizer object to use a custom class.
+def load_tokenizer(
+    tokenizer: str | PreTrainedTokenizerBase, *, argument: str = "tokenizer"
+) -> PreTrainedTokenizerBase:
+    """Returns ``tokenizer`` itself, or loads a built-in name, local path or hub name with ``AutoTokenizer``.
+
+    Remote code is never trusted here (``trust_remote_code=False``): pass a tokenizer object to use a
+    custom class. See :func:`textenv.loading.from_pretrained` for names and errors.
+
+    Raises:
+        ValueError: A misspelled built-in name or a tokenizer that cannot be loaded (names ``argument``).
+        TypeError: Neither a string nor a tokenizer.
     """
     if isinstance(tokenizer, PreTrainedTokenizerBase):
         return tokenizer
     if isinstance(tokenizer, str):
-        return AutoTokenizer.from_pretrained(tokenizer)
+        return from_pretrained(AutoTokenizer, tokenizer, argument=argument)
     raise TypeError(
         f"tokenizer must be a name, a local path or a transformers tokenizer, got {type(tokenizer).__name__}"
     )
@@ -37,15 +46,22 @@ def resolve_eos_ids(
             raise ValueError(
                 f"tokenizer {type(tokenizer).__name__} has no EOS token; pass eos_token_id=<id or list of ids>"
             )
-    ids = [eos_token_id] if isinstance(eos_token_id, numbers.Integral) else list(eos_token_id)
-    if not ids:
+    if isinstance(eos_token_id, numbers.Integral):
+        raw: list[object] = [eos_token_id]
+    elif isinstance(eos_token_id, Sequence) and not isinstance(eos_token_id, str):
+        raw = list(eos_token_id)
+    else:
+        raise TypeError(f"eos_token_id must be an int or a list of ints, got {eos_token_id!r}")
+    if not raw:
         raise ValueError("eos_token_id is an empty list; expected at least one id")
-    for i in ids:
+    ids = []
+    for i in raw:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
             raise TypeError(f"eos_token_id must be an int or a list of ints, got {eos_token_id!r}")
-        if not 0 <= i < vocab_size:
+        if not 0 <= int(i) < vocab_size:
             raise ValueError(f"eos_token_id {i} is outside [0, vocab_size={vocab_size})")
-    return tuple(int(i) for i in ids)
+        ids.append(int(i))
+    return tuple(ids)
 
 
 def resolve_pad_id(tokenizer: PreTrainedTokenizerBase, eos_ids: tuple[int, ...], vocab_size: int) -> int:

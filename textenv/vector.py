@@ -22,7 +22,7 @@ from gymnasium.vector.utils import batch_space
 from transformers import PreTrainedTokenizerBase
 
 from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
-from textenv.env import choose_prompt, observation_space
+from textenv.env import check_seed, fixed_prompt, observation_space
 
 ObsType = dict[str, Any]
 """``{"input_ids": (B, L) int64, "attention_mask": (B, L) int64}``, numpy arrays or torch tensors."""
@@ -160,13 +160,14 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         """(num_envs,) bool copy: rows whose episode ended on an earlier step and has not restarted."""
         return self._ended.copy()
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
+    # One generator and seed per row, as SyncVectorEnv's (Gymnasium types VectorEnv's as single ones).
+    @property  # type: ignore[misc]
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
         """Each row's prompt-drawing generator (as ``SyncVectorEnv.np_random``: one per row)."""
         return tuple(self._rng(r) for r in range(self.num_envs))
 
     @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
+    def np_random_seed(self) -> tuple[int | None, ...]:  # type: ignore[override]
         """Each row's seed (-1 where unknown), as ``SyncVectorEnv.np_random_seed``."""
         for r in range(self.num_envs):
             self._rng(r)
@@ -199,8 +200,10 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             >>> obs, info = envs.reset(seed=0)  # doctest: +SKIP
             >>> obs, info = envs.reset(options={"reset_mask": envs.ended})  # restart the ended rows
         """
+        # Everything is validated before any row changes, so a bad call leaves the env as it was.
         seeds = self._seeds_per_row(seed)
-        options = dict(options or {})
+        fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
+        options = dict(options or {})  # type: ignore[arg-type]
         mask = options.pop("reset_mask", None)
         rows = np.arange(self.num_envs) if mask is None else np.flatnonzero(self._check_reset_mask(mask))
         for r in rows:
@@ -215,14 +218,16 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         if seed is None:
             return [None] * self.num_envs
         if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-            return [int(seed) + i for i in range(self.num_envs)]
+            return [check_seed(int(seed) + i, i) for i in range(self.num_envs)]
         if isinstance(seed, (str, bytes)) or not isinstance(seed, (Sequence, np.ndarray)):
             raise TypeError(
                 f"seed must be None, an int or a list of num_envs ints, got {type(seed).__name__}: {seed!r}"
             )
-        if len(seed) != self.num_envs:
-            raise ValueError(f"seed is a list of {len(seed)} seeds; expected num_envs={self.num_envs}")
-        return list(seed)
+        if np.ndim(seed) != 1 or len(seed) != self.num_envs:
+            raise ValueError(
+                f"seed must be one seed per row, {self.num_envs} of them, got shape {np.shape(seed)}: {seed!r}"
+            )
+        return [check_seed(s, r) for r, s in enumerate(seed)]
 
     def _check_reset_mask(self, mask: object) -> np.ndarray:
         if isinstance(mask, torch.Tensor):
@@ -239,12 +244,11 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 
     def _reset_rows(self, rows: np.ndarray, options: dict[str, Any] | None) -> list[str]:
         """Starts episodes in ``rows`` (each drawing from its own generator); returns their prompts."""
-        choices = [choose_prompt(options, len(self.core.prompts), self._rng(int(r))) for r in rows]
+        fixed = fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
+        n = len(self.core.prompts)
+        choices = [int(self._rng(int(r)).integers(n)) if fixed is None else fixed for r in rows]
         row_list = rows.tolist()
-        if choices and isinstance(choices[0], str):
-            self.core.reset_rows(row_list, texts=choices)  # type: ignore[arg-type]
-        else:
-            self.core.reset_rows(row_list, indices=choices)  # type: ignore[arg-type]
+        self.core.reset_rows(row_list, choices)
         self._started[rows] = True
         self._ended[rows] = False
         self._steps[rows] = 0
@@ -278,13 +282,14 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         mode = self.autoreset_mode
         # NEXT_STEP: ended rows restart and sit this step out; DISABLED: they wait for reset().
         stepping = ~self._ended
+        active = self._all_rows if stepping.all() else torch.as_tensor(stepping, device=self.device)
+        # The core step changes nothing when a scorer raises, so everything else happens after it:
+        # a failed step leaves every row (and every row's prompt generator) as it was.
+        out = self.core.step(tokens, active)
         restarted: dict[int, str] = {}
         if mode is AutoresetMode.NEXT_STEP and self._ended.any():
             rows = np.flatnonzero(self._ended)
             restarted = dict(zip(rows.tolist(), self._reset_rows(rows, None)))
-        active = self._all_rows if stepping.all() else torch.as_tensor(stepping, device=self.device)
-
-        out = self.core.step(tokens, active)
         self._steps += stepping
         terminated = out.terminated
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -341,7 +346,8 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             raise ValueError(f"actions must have shape ({n},) (one token per row), got {array.shape}")
         if array.min() < 0 or array.max() >= vocab:
             self._raise_out_of_range(array)
-        return torch.from_numpy(array.astype(np.int64, copy=False)).to(self.device)
+        # A contiguous int64 copy where needed: reversed (negative-stride) views are valid actions too.
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(self.device)
 
     def _raise_out_of_range(self, array: np.ndarray) -> None:
         vocab = self.core.vocab_size
@@ -355,7 +361,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         return {"input_ids": _to_numpy(ids), "attention_mask": _to_numpy(mask)}
 
     # --- the rest of the VectorEnv API ------------------------------------------------------------------
-    def render(self) -> tuple[str | None, ...]:
+    def render(self) -> tuple[str | None, ...]:  # type: ignore[override]
         """``"ansi"``: each row's prompt and generation so far; ``"human"``: prints them."""
         texts = tuple(self.core.render_row(r) for r in range(self.num_envs))
         if self.render_mode == "human":

@@ -24,7 +24,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -75,9 +75,13 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[str]:
 
     Yields:
         The temporary directory to write into.
+
+    Raises:
+        FileExistsError: ``path`` (or a parent of it) exists and is not a directory; nothing is touched.
     """
     final = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(final)
+    _check_directory_target(final)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(final)}-", dir=parent)
     try:
@@ -101,20 +105,20 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[str]:
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Hides transformers' per-file progress bars ("Writing model shards", "Loading weights")."""
-    from transformers.utils import logging as hf_logging
+    """Hides transformers' per-file progress bars ("Writing model shards", "Loading weights") and info logs.
 
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    The user's settings are restored afterwards (see :func:`textenv.loading.quiet_transformers`).
+    """
+    from textenv.loading import quiet_transformers as scoped_quiet
+
+    with scoped_quiet():
         yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _jsonable_numpy_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # legacy=True: the (name, keys, pos, has_gauss, cached) tuple that np.random.set_state takes back.
+    state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
+    name, keys, pos, has_gauss, cached = state
     return {
         "name": name,
         "keys": keys.tolist(),
@@ -312,16 +316,135 @@ def read_checkpoint(
         ``(directory, state, tensors)``.
 
     Raises:
-        FileNotFoundError: If there is no complete checkpoint.
-        ValueError: If the checkpoint was written by an unknown format version.
+        FileNotFoundError: If there is no complete checkpoint, or a part of it (weights, value head) is
+            missing; the message names the file.
+        ValueError: If a file is unreadable or garbled, was written by an unknown format version, or
+            misses a field or holds one of the wrong type; the message names the file and the field.
     """
     directory = resolve_checkpoint(path)
-    with open(os.path.join(directory, STATE_JSON)) as f:
-        state = json.load(f)
+    _check_model_files(os.path.join(directory, MODEL_DIR))
+    state = _read_state_json(os.path.join(directory, STATE_JSON))
+    tensors = _read_state_pt(os.path.join(directory, STATE_PT), device)
+    return directory, state, tensors
+
+
+# --- validation of what a checkpoint holds ------------------------------------------------------------------
+# field -> (accepted types, required); "rng" is checked further below.
+_STATE_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "format_version": ((int,), True),
+    "iteration": ((int,), True),
+    "num_episodes": ((int,), True),
+    "config": ((dict,), True),
+    "kl_controller": ((dict,), True),
+    "rng": ((dict,), True),
+    "kl_coefs": ((list,), False),
+    "env_id": ((str, type(None)), False),
+    "env_kwargs": ((dict, type(None)), False),
+    "env_seeded": ((bool,), False),
+    "env_rng": ((list, type(None)), False),
+    "min_new_tokens": ((int,), False),
+    "history": ((list,), False),
+}
+_COUNTERS = ("iteration", "num_episodes", "min_new_tokens")
+
+
+def _check_directory_target(final: str) -> None:
+    """Refuses, before anything is written or moved, a checkpoint path that is (or lies under) a file."""
+    probe = final
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        raise FileExistsError(
+            f"cannot save a checkpoint to {final!r}: {probe!r} is an existing file, not a directory; "
+            "expected a new or existing checkpoint directory"
+        )
+
+
+def _check_model_files(model_dir: str) -> None:
+    """The weights and the value head of a checkpoint exist (a missing head must not load as a fresh one)."""
+    from agents.value_head import VALUE_HEAD_FILENAME
+
+    weights = ("model.safetensors", "model.safetensors.index.json")
+    if not any(os.path.isfile(os.path.join(model_dir, name)) for name in weights):
+        raise FileNotFoundError(f"checkpoint weights {os.path.join(model_dir, weights[0])!r} are missing")
+    head = os.path.join(model_dir, VALUE_HEAD_FILENAME)
+    if not os.path.isfile(head):
+        raise FileNotFoundError(
+            f"checkpoint value head {head!r} is missing; a checkpoint without it cannot resume training"
+        )
+
+
+def _read_state_json(path: str) -> dict[str, Any]:
+    """``trainer_state.json``, checked field by field."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(
+            f"checkpoint file {path!r} is not valid JSON ({err}); the checkpoint is corrupt"
+        ) from None
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint file {path!r} holds a {type(state).__name__}, expected a JSON object")
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
-            f"checkpoint {directory!r} has format_version={version!r}, expected {FORMAT_VERSION}"
+            f"checkpoint file {path!r} has format_version={version!r}, expected {FORMAT_VERSION}"
         )
-    tensors = torch.load(os.path.join(directory, STATE_PT), map_location=device, weights_only=True)
-    return directory, state, tensors
+    for name, (types, required) in _STATE_FIELDS.items():
+        if name not in state:
+            if required:
+                raise ValueError(f"checkpoint file {path!r} has no field {name!r}")
+            continue
+        value = state[name]
+        # bool is an int subclass: a counter must not be true/false.
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(
+                f"checkpoint file {path!r}: field {name!r} is {type(value).__name__} {value!r}, expected {expected}"
+            )
+    for name in _COUNTERS:
+        if name in state and state[name] < 0:
+            raise ValueError(f"checkpoint file {path!r}: field {name!r} is {state[name]}, expected >= 0")
+    coefs = state.get("kl_coefs", [])
+    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coefs):
+        raise ValueError(
+            f"checkpoint file {path!r}: field 'kl_coefs' is {coefs!r}, expected a list of numbers"
+        )
+    rng = state["rng"]
+    if not isinstance(rng.get("python"), list) or not isinstance(rng.get("numpy"), dict):
+        raise ValueError(
+            f"checkpoint file {path!r}: field 'rng' must hold a 'python' list and a 'numpy' object, got "
+            f"keys {sorted(rng)}"
+        )
+    return state
+
+
+def _read_state_pt(path: str, device: torch.device | str) -> dict[str, Any]:
+    """``trainer_state.pt`` (tensors only, ``weights_only=True``), checked for the parts a resume reads."""
+    try:
+        tensors = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for a bad file
+        raise ValueError(
+            f"checkpoint file {path!r} cannot be read as tensors only ({type(err).__name__}: {err}); the "
+            "checkpoint is corrupt or holds objects that weights_only loading refuses"
+        ) from None
+    if not isinstance(tensors, dict):
+        raise ValueError(f"checkpoint file {path!r} holds a {type(tensors).__name__}, expected a dict")
+    optimizer = tensors.get("optimizer")
+    if not isinstance(optimizer, dict) or not {"state", "param_groups"} <= set(optimizer):
+        raise ValueError(
+            f"checkpoint file {path!r}: field 'optimizer' must be an optimizer state dict (with 'state' and "
+            f"'param_groups'), got {type(optimizer).__name__}"
+        )
+    rng = tensors.get("rng")
+    if not isinstance(rng, dict):
+        raise ValueError(f"checkpoint file {path!r} has no field 'rng' (a dict of RNG state tensors)")
+    for key in ("torch", "shuffle_generator"):
+        if not isinstance(rng.get(key), torch.Tensor):
+            raise ValueError(
+                f"checkpoint file {path!r}: field 'rng.{key}' must be a tensor, got {rng.get(key)!r}"
+            )
+    return tensors

@@ -183,3 +183,114 @@ def test_checkpoint_holds_everything_to_resume(tmp_path):
     with pytest.raises(FileNotFoundError):
         ckpt.read_checkpoint(tmp_path / "nothing")
     assert np.isfinite(state["history"][0]["score"])
+
+
+# --- a corrupt checkpoint never loads -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    ppo = make_ppo()
+    ppo.train_iteration()
+    return ppo.save(tmp_path_factory.mktemp("ckpt") / "good")
+
+
+def corrupt_copy(saved, tmp_path, edit_json=None, edit_pt=None, remove=None):
+    import json
+    import shutil
+
+    path = tmp_path / "bad"
+    shutil.copytree(saved, path)
+    if edit_json is not None:
+        state = json.loads((path / ckpt.STATE_JSON).read_text())
+        edit_json(state)
+        (path / ckpt.STATE_JSON).write_text(json.dumps(state))
+    if edit_pt is not None:
+        tensors = torch.load(path / ckpt.STATE_PT, weights_only=True)
+        edit_pt(tensors)
+        torch.save(tensors, path / ckpt.STATE_PT)
+    if remove is not None:
+        os.remove(path / remove)
+    return path
+
+
+def test_missing_value_head_is_an_error_naming_the_file(saved, tmp_path):
+    path = corrupt_copy(saved, tmp_path, remove="model/value_head.safetensors")
+    with pytest.raises(
+        FileNotFoundError, match=r"value head '.*bad/model/value_head.safetensors' is missing"
+    ):
+        PPO.load(path, env=make_env(), verbose=0)
+    path = corrupt_copy(saved, tmp_path / "w", remove="model/model.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"weights '.*model/model.safetensors' are missing"):
+        ckpt.read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s.pop("iteration"), r"trainer_state.json' has no field 'iteration'"),
+        (lambda s: s.pop("kl_controller"), r"trainer_state.json' has no field 'kl_controller'"),
+        (lambda s: s.update(num_episodes="8"), r"field 'num_episodes' is str '8', expected int"),
+        (lambda s: s.update(num_episodes=-8), r"field 'num_episodes' is -8, expected >= 0"),
+        (lambda s: s.update(iteration=True), r"field 'iteration' is bool True, expected int"),
+        (lambda s: s.update(config=[1]), r"field 'config' is list \[1\], expected dict"),
+        (lambda s: s.update(env_rng="x"), r"field 'env_rng' is str 'x', expected list or null"),
+        (lambda s: s.update(kl_coefs=["0.1"]), r"field 'kl_coefs' is \['0.1'\], expected a list of numbers"),
+        (
+            lambda s: s.update(rng={"python": 1}),
+            r"field 'rng' must hold a 'python' list and a 'numpy' object",
+        ),
+        (lambda s: s.update(format_version=99), r"format_version=99, expected 1"),
+    ],
+)
+def test_bad_trainer_state_json_names_file_and_field(saved, tmp_path, edit, match):
+    path = corrupt_copy(saved, tmp_path, edit_json=edit)
+    with pytest.raises(ValueError, match=match):
+        PPO.load(path, env=make_env(), verbose=0)
+
+
+def test_garbled_json_names_the_file(saved, tmp_path):
+    path = corrupt_copy(saved, tmp_path)
+    (path / ckpt.STATE_JSON).write_text('{"iteration": 1, "num_epi')
+    with pytest.raises(ValueError, match=r"checkpoint file '.*bad/trainer_state.json' is not valid JSON"):
+        ckpt.read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda t: t.pop("optimizer"),
+            r"trainer_state.pt': field 'optimizer' must be an optimizer state dict",
+        ),
+        (lambda t: t["rng"].pop("shuffle_generator"), r"field 'rng.shuffle_generator' must be a tensor"),
+        (lambda t: t.pop("rng"), r"trainer_state.pt' has no field 'rng'"),
+    ],
+)
+def test_bad_trainer_state_pt_names_file_and_field(saved, tmp_path, edit, match):
+    path = corrupt_copy(saved, tmp_path, edit_pt=edit)
+    with pytest.raises(ValueError, match=match):
+        PPO.load(path, env=make_env(), verbose=0)
+
+
+class Payload:
+    """An arbitrary object: unsafe pickle would construct it; weights_only loading refuses it."""
+
+
+def test_trainer_state_pt_is_never_unpickled_unsafely(saved, tmp_path):
+    path = corrupt_copy(saved, tmp_path)
+    torch.save({"optimizer": Payload(), "rng": {}}, path / ckpt.STATE_PT)
+    with pytest.raises(ValueError, match=r"trainer_state.pt' cannot be read as tensors only"):
+        ckpt.read_checkpoint(path)
+    (path / ckpt.STATE_PT).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"trainer_state.pt' cannot be read as tensors only"):
+        ckpt.read_checkpoint(path)
+
+
+def test_save_onto_a_regular_file_refuses_before_touching_anything(tmp_path):
+    ppo = make_ppo()
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    for path in (target, target / "sub"):
+        with pytest.raises(FileExistsError, match=r"'.*notes.txt' is an existing file, not a directory"):
+            ppo.save(path)
+    assert target.read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]

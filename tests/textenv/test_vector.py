@@ -269,7 +269,7 @@ def test_bad_arguments_raise_clear_errors(tokenizer):
     envs = TextGenVectorEnv(num_envs=2, **env_kwargs(tokenizer))
     with pytest.raises(ValueError, match=r"step\(\) called before reset\(\) for rows \[0, 1\]"):
         envs.step(np.array([3, 4]))
-    with pytest.raises(ValueError, match="list of 3 seeds; expected num_envs=2"):
+    with pytest.raises(ValueError, match=r"one seed per row, 2 of them, got shape \(3,\)"):
         envs.reset(seed=[1, 2, 3])
     with pytest.raises(TypeError, match="numpy bool array"):
         envs.reset(options={"reset_mask": [True, False]})

@@ -1,15 +1,8 @@
-"""Helpers shared by the model-based scorers (reward model, KL penalty): names, devices, widths."""
+"""Helpers shared by the model-based scorers (reward model, KL penalty): devices and names in errors."""
 
 from __future__ import annotations
 
 import torch
-
-
-def resolve_model_name(name: str) -> str:
-    """A built-in asset name (``"tiny-lm"``, ``"tiny-sentiment"``) becomes its local path; others pass."""
-    from textenv import assets
-
-    return assets.path(name) if name in assets.NAMES else name
 
 
 def module_device(module: torch.nn.Module) -> torch.device:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable as CallableType
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -101,8 +102,18 @@ class Scorer:
         """Dense scorers: rows ``rows`` start new episodes with these left-padded prompts (R, P)."""
 
     def step_rows(self, actions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """Dense scorers: reward (B,) for the token each active row just generated."""
+        """Dense scorers: reward (B,) for the token each active row just generated.
+
+        Should change no state: the env may still fail the step (another term raises), and a failed
+        step changes nothing. Record the tokens in :meth:`advance_rows`.
+        """
         return torch.zeros(actions.shape[0], dtype=torch.float64, device=actions.device)
+
+    def advance_rows(self, actions: torch.Tensor, active: torch.Tensor) -> None:
+        """Dense scorers: the step whose rewards :meth:`step_rows` computed happened; record its tokens.
+
+        Called once per successful step, after every term has scored it.
+        """
 
     def terms(self) -> list[tuple[str, float, Scorer]]:
         """The weighted terms this scorer is made of: ``[(name, weight, scorer)]``."""
@@ -175,29 +186,116 @@ class ScorerError(ValueError):
     """A scorer raised or returned an unusable value; the message names scorer, term, value and prompt."""
 
 
-def check_scores(name: str, scorer: Scorer, values: object, batch: EpisodeBatch) -> np.ndarray:
-    """Validates a terminal scorer's output: one finite float per episode.
+def check_scores(
+    name: str,
+    scorer: Scorer,
+    values: object,
+    *,
+    prompts: Sequence[str],
+    texts: Sequence[str] | None = None,
+    active: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Validates what a scorer returned, terminal or dense: one finite number per episode (or row).
+
+    The one check every scorer output goes through. Accepted: a sequence of real numbers (Python,
+    NumPy or 0-d tensors; bools count as 0/1), a 1-D NumPy array or a 1-D torch tensor of a numeric
+    dtype, of length ``len(prompts)``. Rows where ``active`` is False (dense scorers' idle rows) are
+    not checked for finiteness.
+
+    Args:
+        name: The term's name.
+        scorer: The scorer that returned ``values``.
+        values: Its output.
+        prompts: The prompt of each episode (row), for the error message.
+        texts: The generated text of each episode, when known.
+        active: (B,) bool, the rows whose value counts (dense scorers).
+        device: Where the returned tensor lives.
+
+    Returns:
+        (N,) float64 tensor on ``device``.
 
     Raises:
-        ScorerError: wrong count, non-numeric, NaN or infinite values.
+        ScorerError: ``None``, strings or other non-numbers, numbers too large for a float, the wrong
+            shape or count, NaN or infinity; the message names scorer, term, value and prompt.
     """
-    try:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as err:
+    n = len(prompts)
+    where = f"scorer {scorer!r} (term {name!r})"
+    expected = f"expected {n} finite float{'s' if n != 1 else ''} (one per episode)"
+    if isinstance(values, torch.Tensor):
+        if values.dtype == torch.bool or values.is_floating_point() or values.dtype in _TORCH_INTS:
+            out = values.detach().to(device=device, dtype=torch.float64)
+        else:
+            raise ScorerError(
+                f"{where} returned a tensor of dtype {values.dtype}; {expected} for prompts {list(prompts)!r}"
+            )
+    else:
+        out = torch.as_tensor(_to_float_array(where, expected, values, prompts), device=device)
+    if tuple(out.shape) != (n,):
         raise ScorerError(
-            f"scorer {scorer!r} (term {name!r}) returned {values!r}, expected {len(batch)} floats "
-            f"for prompts {batch.prompts!r}"
-        ) from err
-    if arr.shape[0] != len(batch):
-        raise ScorerError(
-            f"scorer {scorer!r} (term {name!r}) returned {arr.shape[0]} values, expected {len(batch)} "
-            f"(one per finished episode) for prompts {batch.prompts!r}"
+            f"{where} returned {_short(values)} of shape {tuple(out.shape)}; {expected} for prompts {list(prompts)!r}"
         )
-    bad = ~np.isfinite(arr)
+    bad = ~torch.isfinite(out)
+    if active is not None:
+        bad &= active.to(out.device, torch.bool)
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        i = int(bad.nonzero()[0, 0])
+        text = "" if texts is None else f" and text {texts[i]!r}"
         raise ScorerError(
-            f"scorer {scorer!r} (term {name!r}) returned {float(arr[i])!r} for prompt {batch.prompts[i]!r} "
-            f"and text {batch.texts[i]!r}; expected a finite float"
+            f"{where} returned {float(out[i])!r} for prompt {prompts[i]!r}{text}; expected a finite float"
         )
-    return arr
+    return out
+
+
+_TORCH_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _short(values: object) -> str:
+    text = repr(values)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _to_float_array(where: str, expected: str, values: object, prompts: Sequence[str]) -> np.ndarray:
+    """``values`` as float64, or a ScorerError naming the first element that is not a real number."""
+    if values is None or isinstance(values, (str, bytes, Mapping)):
+        raise ScorerError(f"{where} returned {_short(values)}; {expected} for prompts {list(prompts)!r}")
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    if not isinstance(values, (Sequence, np.ndarray)) or np.ndim(values) != 1:  # type: ignore[arg-type]
+        raise ScorerError(
+            f"{where} returned {type(values).__name__} {_short(values)}; {expected} for prompts {list(prompts)!r}"
+        )
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        if (
+            isinstance(v, torch.Tensor)
+            and v.numel() == 1
+            and (v.is_floating_point() or v.dtype in _TORCH_INTS)
+        ):
+            v = v.item()
+        prompt = f" for prompt {prompts[i]!r}" if i < len(prompts) else ""
+        if not isinstance(v, numbers.Real):
+            raise ScorerError(
+                f"{where} returned {type(v).__name__} {_short(v)} at index {i}{prompt}; {expected} for prompts "
+                f"{list(prompts)!r}"
+            )
+        try:
+            out[i] = float(v)
+        except OverflowError:
+            raise ScorerError(
+                f"{where} returned {v!r} at index {i}{prompt}, too large for a float; expected a finite float"
+            ) from None
+    return out
+
+
+def call_scorer(name: str, scorer: Scorer, fn: CallableType[[], object], prompts: Sequence[str]) -> object:
+    """Runs ``fn`` (a scorer's ``score`` or ``step_rows``); any exception becomes a :class:`ScorerError`."""
+    try:
+        return fn()
+    except ScorerError:
+        raise
+    except Exception as err:
+        raise ScorerError(
+            f"scorer {scorer!r} (term {name!r}) raised {type(err).__name__}: {err} while scoring prompts "
+            f"{list(prompts)!r}"
+        ) from err

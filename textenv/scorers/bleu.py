@@ -54,14 +54,21 @@ class BLEU(Scorer):
         # Dividing by 100 / scale keeps both ends exact: / 100.0 for scale 1, / 1.0 for scale 100.
         self._divisor = 100.0 / self.scale
         # One metric object for all calls: sentence_bleu() builds the same object on every call.
-        self.metric = SacreBLEU(
-            lowercase=lowercase,
-            tokenize=tokenize,
-            force=False,
-            smooth_method=smooth_method,
-            smooth_value=smooth_value,
-            effective_order=use_effective_order,
-        )
+        try:
+            self.metric = SacreBLEU(
+                lowercase=lowercase,
+                tokenize=tokenize,
+                force=False,
+                smooth_method=smooth_method,
+                smooth_value=smooth_value,
+                effective_order=use_effective_order,
+            )
+        except KeyError:
+            # sacrebleu looks the tokenizer up in a dict and lets the KeyError out.
+            raise ValueError(
+                f"BLEU tokenize={tokenize!r} is not a sacrebleu tokenizer; expected one of "
+                f"{list(SacreBLEU.TOKENIZERS)}"
+            ) from None
         self.name = name
 
     def attach(self, ctx: ScorerContext) -> None:

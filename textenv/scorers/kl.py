@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from textenv.lm import IncrementalLM, load_causal_lm, resolve_device
-from textenv.scorers._models import describe, module_device, resolve_model_name
+from textenv.scorers._models import describe, module_device
 from textenv.scorers.base import Scorer, ScorerContext, ScorerError
 
 ESTIMATORS = ("k1", "k3", "full")
@@ -194,6 +194,13 @@ class KLPenalty(Scorer):
     """
 
     dense = True
+    coef: float
+    estimator: str
+    if_unbound: str
+    device: torch.device | None
+    _loaded: bool
+    _warned: bool
+    _policy_stale: bool
 
     def __init__(
         self,
@@ -223,10 +230,19 @@ class KLPenalty(Scorer):
         self.if_unbound = if_unbound
         self.name = name
         self.device = None if device is None else resolve_device(device)
-        self.reference = reference
+        # Loaded now (not at attach) so a bad name fails where it is written, e.g. in a reward spec.
+        self._loaded = isinstance(reference, str)
+        self.reference: torch.nn.Module = (
+            load_causal_lm(reference, device=self.device or "cpu", argument="KLPenalty reference")
+            .eval()
+            .requires_grad_(False)
+            if isinstance(reference, str)
+            else reference
+        )
         self.policy: torch.nn.Module | None = None
         self.ctx: ScorerContext | None = None
         self.last_kl: torch.Tensor | None = None
+        self._step_kl: torch.Tensor | None = None  # KL of the step being scored, until it happens
         self._ref: _Follower | None = None
         self._policy: _Follower | None = None
         self._policy_stale = True
@@ -244,9 +260,9 @@ class KLPenalty(Scorer):
                 f"{self!r} is already attached to an env; a dense scorer keeps per-row state, so build one "
                 "KLPenalty per env (string specs such as 'kl:tiny-lm:0.1' and registered tasks do)"
             )
-        if isinstance(self.reference, str):
-            model = load_causal_lm(resolve_model_name(self.reference), device=self.device or ctx.device)
-            self.reference = model.eval().requires_grad_(False)
+        if self._loaded:
+            if self.device is None:
+                self.reference.to(ctx.device)
         elif self.reference.training:
             warnings.warn(
                 f"KLPenalty reference {describe(self.reference)} is in training mode (dropout makes the "
@@ -349,20 +365,32 @@ class KLPenalty(Scorer):
             self._policy.reset_rows(rows, input_ids, attention_mask)
 
     def step_rows(self, actions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """``-coef * KL`` (B,) of this step's actions; records nothing (see :meth:`advance_rows`).
+
+        Raises:
+            ScorerError: No policy log-probs (with ``if_unbound="error"``) or a non-finite KL; the
+                handed-over log-probs then stay for the retried step.
+        """
         if self._ref is None or self._rows is None or self.ctx is None:
             raise RuntimeError(f"{self!r} must be attached to an env before step_rows()")
         actions = actions.to(self.ctx.device).long()
         active = active.to(self.ctx.device).bool()
-        handed, self._handed = self._handed, None
         if not active.any():  # e.g. a vector-env step in which every row restarts
-            self._record(actions, active, policy_stepped=True)
-            self.last_kl = torch.zeros(actions.shape[0], dtype=torch.float64, device=self.ctx.device)
-            return self.last_kl.clone()
+            self._step_kl = torch.zeros(actions.shape[0], dtype=torch.float64, device=self.ctx.device)
+            return self._step_kl.clone()
         logq_all = self._ref.logprobs()  # (B, V)
-        kl = self._kl(actions, active, handed, logq_all)
+        self._step_kl = self._kl(actions, active, self._handed, logq_all)
+        return -self.coef * self._step_kl
+
+    def advance_rows(self, actions: torch.Tensor, active: torch.Tensor) -> None:
+        """The step happened: append its tokens to every row and consume the handed-over log-probs."""
+        if self.ctx is None:
+            raise RuntimeError(f"{self!r} must be attached to an env before advance_rows()")
+        actions = actions.to(self.ctx.device).long()
+        active = active.to(self.ctx.device).bool()
+        handed, self._handed = self._handed, None
         self._record(actions, active, policy_stepped=handed is None)
-        self.last_kl = kl
-        return -self.coef * kl
+        self.last_kl = self._step_kl
 
     def _kl(
         self, actions: torch.Tensor, active: torch.Tensor, handed: torch.Tensor | None, logq_all: torch.Tensor
@@ -370,7 +398,9 @@ class KLPenalty(Scorer):
         B = actions.shape[0]
         if handed is None and self.policy is None:
             if self.if_unbound == "error":
-                raise RuntimeError(f"{self!r} has no policy log-probs for this step: {_BIND_HELP}")
+                raise ScorerError(
+                    f"scorer {self!r} (term {self.name!r}) has no policy log-probs for this step: {_BIND_HELP}"
+                )
             if not self._warned:
                 warnings.warn(
                     f"{self!r} has no policy log-probs, so its reward is 0: {_BIND_HELP}", stacklevel=4
@@ -408,6 +438,8 @@ class KLPenalty(Scorer):
         )
 
     def _policy_logprobs(self) -> torch.Tensor:
+        if self.policy is None:
+            raise RuntimeError(f"{self!r} has no bound policy")
         if self.policy is self.reference:
             self._policy = self._ref  # same model, same inputs: share the cache, KL is exactly 0
         elif (

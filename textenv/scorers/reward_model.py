@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
 from textenv.lm import resolve_device
-from textenv.scorers._models import describe, module_device, resolve_model_name
+from textenv.loading import from_pretrained
+from textenv.scorers._models import describe, module_device
 from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext
+from textenv.tokenization import load_tokenizer
 
 OUTPUTS = ("logit", "probability")
 TEXTS = ("prompt+generation", "generation")
@@ -23,7 +26,8 @@ class RewardModel(Scorer):
     """Scores ``prompt + text`` (or the text alone) with a sequence-classification model.
 
     The model loads with ``AutoModelForSequenceClassification.from_pretrained(model,
-    use_safetensors=True)`` (remote code is never trusted; pass a module to use a custom class).
+    use_safetensors=True, trust_remote_code=False)`` (remote code is never run; pass a module to use a
+    custom class); built-in names and errors as :func:`textenv.loading.from_pretrained`.
     Texts are scored ``batch_size`` at a time under ``torch.no_grad``, right-padded and truncated
     from the left to the model's length limit (so the generation, at the end, is kept).
 
@@ -48,6 +52,18 @@ class RewardModel(Scorer):
         >>> reward = RewardModel("tiny-sentiment", label="positive", output="probability")
         >>> env = gym.make("TextGen-v0", reward=reward)  # doctest: +SKIP
     """
+
+    output: str
+    text: str
+    batch_size: int
+    device: torch.device | None
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    label: int
+    max_length: int | None
+    pad_token_id: int
+    empty_token_id: int
+    _loaded: bool
 
     def __init__(
         self,
@@ -78,8 +94,8 @@ class RewardModel(Scorer):
 
     def _load_model(self, model: str | torch.nn.Module) -> torch.nn.Module:
         if isinstance(model, str):
-            loaded = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_name(model), use_safetensors=True
+            loaded = from_pretrained(
+                AutoModelForSequenceClassification, model, argument="RewardModel model", use_safetensors=True
             )
             loaded.requires_grad_(False)
             return loaded.eval().to(self.device or "cpu")
@@ -94,19 +110,19 @@ class RewardModel(Scorer):
         self, tokenizer: str | PreTrainedTokenizerBase | None, model: str | torch.nn.Module
     ) -> PreTrainedTokenizerBase:
         if tokenizer is None:
-            source = resolve_model_name(model) if isinstance(model, str) else self.model.config._name_or_path
+            source = model if isinstance(model, str) else self._config._name_or_path
             if not source:
                 raise ValueError(
                     f"RewardModel({describe(model)}) has no saved tokenizer path; pass tokenizer="
                 )
             try:
-                tokenizer = AutoTokenizer.from_pretrained(source)
-            except (OSError, ValueError) as err:
+                tokenizer = load_tokenizer(source, argument="RewardModel tokenizer (from the model)")
+            except ValueError as err:
                 raise ValueError(
                     f"cannot load the tokenizer of reward model {describe(model)}: {err}; pass tokenizer="
                 ) from err
         elif isinstance(tokenizer, str):
-            tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer))
+            tokenizer = load_tokenizer(tokenizer, argument="RewardModel tokenizer")
         elif isinstance(tokenizer, PreTrainedTokenizerBase):
             # Padding and truncation sides are set below: on a copy, not on the user's object.
             tokenizer = copy.deepcopy(tokenizer)
@@ -118,8 +134,13 @@ class RewardModel(Scorer):
         tokenizer.truncation_side = "left"
         return tokenizer
 
+    @property
+    def _config(self) -> Any:
+        """The model's transformers config (``Module.__getattr__`` is typed as returning a tensor)."""
+        return self.model.config
+
     def _resolve_label(self, label: int | str | None) -> int:
-        config = self.model.config
+        config = self._config
         num_labels = int(config.num_labels)
         names = {str(v): int(k) for k, v in (config.id2label or {}).items()}
         if label is None:
@@ -142,7 +163,7 @@ class RewardModel(Scorer):
     def _max_length(self) -> int | None:
         limits = [int(self.tokenizer.model_max_length)] if self.tokenizer.model_max_length < _NO_LIMIT else []
         for key in ("n_positions", "max_position_embeddings"):
-            value = getattr(self.model.config, key, None)
+            value = getattr(self._config, key, None)
             if isinstance(value, int) and value > 0:
                 limits.append(value)
         return min(limits) if limits else None
@@ -157,9 +178,9 @@ class RewardModel(Scorer):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Classifiers such as GPT2ForSequenceClassification find the last real token through
         # config.pad_token_id and refuse batches without it.
-        if getattr(self.model.config, "pad_token_id", None) is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.pad_token_id = int(self.model.config.pad_token_id)
+        if getattr(self._config, "pad_token_id", None) is None:
+            self._config.pad_token_id = self.tokenizer.pad_token_id
+        self.pad_token_id = int(self._config.pad_token_id)
         empty = (
             self.tokenizer.bos_token_id
             if self.tokenizer.bos_token_id is not None

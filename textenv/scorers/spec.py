@@ -9,7 +9,9 @@ A string spec is one or more terms joined by ``+``; a term is ``[WEIGHT*]NAME[:A
     "keyword"                                  Keyword(None): each prompt's metadata "keywords"
     "sentiment"                                RewardModel("tiny-sentiment", label="positive", output="probability")
     "reward_model:PATH_OR_NAME[:LABEL]"        RewardModel(PATH_OR_NAME, label=LABEL)
-    "kl[:PATH_OR_NAME[:COEF]]"                 KLPenalty(PATH_OR_NAME, coef=COEF), default "tiny-lm", 0.1
+    "kl[:PATH_OR_NAME[:COEF]]"                 KLPenalty(PATH_OR_NAME, coef=COEF, if_unbound="zero"),
+                                               default "tiny-lm", 0.1; 0 and one warning until a
+                                               policy is bound or hands its log-probs over
     "length[:TARGET]"                          Length(target=TARGET)
     "missing_eos[:VALUE]"                      MissingEOSPenalty(VALUE), default 1.0
     "answer[:COMPARE[:FORMAT]]"                Answer(compare=COMPARE, format=FORMAT): "numeric"/"exact", 0.1
@@ -120,7 +122,9 @@ def _reward_model(spec: str, args: list[str]) -> Scorer:
 def _kl(spec: str, args: list[str]) -> Scorer:
     _max_args(spec, args, 2)
     reference = args[0] if args and args[0] else "tiny-lm"
-    return KLPenalty(reference, coef=_float(spec, args[1])) if len(args) > 1 else KLPenalty(reference)
+    coef = _float(spec, args[1]) if len(args) > 1 else 0.1
+    # As in the registered tasks: 0 (and one warning) until a policy is bound or hands log-probs over.
+    return KLPenalty(reference, coef=coef, if_unbound="zero")
 
 
 def _length(spec: str, args: list[str]) -> Scorer:
@@ -240,6 +244,12 @@ def _parse_term(spec: str, term: str) -> Scorer:
     if name not in SPECS:
         valid = ", ".join(usage for _, usage in SPECS.values())
         raise ValueError(f"reward spec {spec!r} names no scorer ({name!r}); valid specs: {valid}")
-    builder, _ = SPECS[name]
-    scorer = builder(spec, [a.strip() for a in args])
+    builder, usage = SPECS[name]
+    try:
+        scorer = builder(spec, [a.strip() for a in args])
+    except (TypeError, ValueError) as err:
+        if repr(spec) in str(err):
+            raise
+        # Name the spec: "reward spec 'kl:tiny_lm:0.1' (kl[:PATH_OR_NAME[:COEF]]): ... did you mean 'tiny-lm'?"
+        raise type(err)(f"reward spec {spec!r} ({usage}): {err}") from err
     return scorer if weight is None else weight * scorer

@@ -267,7 +267,9 @@ class Bad(Scorer):
             return ["high"]
         if self.kind == "ok":
             return [2.0] * len(batch)
-        return [{"nan": math.nan, "inf": math.inf}[self.kind]] * len(batch)
+        return [
+            {"nan": math.nan, "inf": math.inf, "str": "0.5", "none": None, "huge": 10**400}[self.kind]
+        ] * len(batch)
 
 
 @pytest.mark.parametrize(
@@ -275,8 +277,20 @@ class Bad(Scorer):
     [
         ("nan", r"scorer Bad\(name='bad'\) \(term 'bad'\) returned nan for prompt 'The movie was'"),
         ("inf", r"\(term 'bad'\) returned inf for prompt 'The movie was'"),
-        ("count", r"\(term 'bad'\) returned 2 values, expected 1 .* prompts \['The movie was'\]"),
-        ("text", r"\(term 'bad'\) returned \['high'\], expected 1 floats for prompts \['The movie was'\]"),
+        (
+            "count",
+            r"\(term 'bad'\) returned \[1.0, 1.0\] of shape \(2,\); expected 1 finite float .* \['The movie was'\]",
+        ),
+        (
+            "text",
+            r"\(term 'bad'\) returned str 'high' at index 0 for prompt 'The movie was'; expected 1 finite",
+        ),
+        ("str", r"\(term 'bad'\) returned str '0.5' at index 0 for prompt 'The movie was'"),
+        ("none", r"\(term 'bad'\) returned NoneType None at index 0 for prompt 'The movie was'"),
+        (
+            "huge",
+            r"\(term 'bad'\) returned 1000000000.* at index 0 for prompt 'The movie was', too large for a float",
+        ),
         ("raise", r"\(term 'bad'\) raised KeyError: 'boom' while scoring prompts \['The movie was'\]"),
     ],
 )

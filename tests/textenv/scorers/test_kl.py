@@ -185,7 +185,7 @@ def test_unbound_is_a_clear_error_and_the_next_reset_works(tokenizer, tiny_lm, p
     kl = KLPenalty(tiny_lm)
     core = make_core(tokenizer, kl, num_rows=1)
     core.reset_rows([0], indices=[0])
-    with pytest.raises(RuntimeError, match=r"set_policy_logprobs.*kl\.bind\(model\)"):
+    with pytest.raises(ScorerError, match=r"set_policy_logprobs.*kl\.bind\(model\)"):
         core.step(torch.tensor([5]), torch.ones(1, dtype=torch.bool))
     kl.bind(policy)
     core.reset_rows([0], indices=[1])
