@@ -1,4 +1,4 @@
-"""Loading datasets, tokenizers and models by Hub name or local path, with clear errors offline.
+"""Loading datasets by Hub name or local path, with clear errors offline (models: textenv.loading).
 
 Every loader here is the call a user with a network makes (``datasets.load_dataset(name)``,
 ``AutoModel*.from_pretrained(name)``), with remote code never trusted. A local directory works
@@ -13,7 +13,6 @@ says that it could not be downloaded.
 
 Example:
     >>> ds = load_dataset_split("openai/gsm8k", config="main", split="test")  # doctest: +SKIP
-    >>> tok = load_pretrained(AutoTokenizer, "gpt2", what="tokenizer")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,26 +22,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-HUB_PROBE_TIMEOUT_S = 5.0
-
-
-def hub_offline() -> bool:
-    """Whether offline mode is set (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """One HEAD request to the Hub endpoint (through huggingface_hub's session, so its proxies apply)."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
-    try:
-        get_session().head(constants.ENDPOINT, timeout=timeout)
-    except Exception:  # any transport failure means "cannot download"; HTTP statuses do not raise
-        return False
-    return True
+from textenv.loading import offline_reason
 
 
 @contextlib.contextmanager
@@ -66,15 +46,6 @@ def _datasets_offline() -> Iterator[None]:
     finally:
         for (module, name), value in zip(flags, saved):
             setattr(module, name, value)
-
-
-def _offline_reason() -> str | None:
-    """Why a download cannot happen now (``None`` when it can)."""
-    if hub_offline():
-        return "offline mode is set (HF_HUB_OFFLINE)"
-    if not hub_reachable():
-        return "the Hugging Face Hub cannot be reached"
-    return None
 
 
 def load_dataset_split(
@@ -107,7 +78,7 @@ def load_dataset_split(
             return datasets.load_dataset(str(path), config, split=split, trust_remote_code=False)
         except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"{where} could not be loaded from its local directory: {err}") from err
-    reason = _offline_reason()
+    reason = offline_reason()
     try:
         with _datasets_offline() if reason else contextlib.nullcontext():
             return datasets.load_dataset(str(path), config, split=split, trust_remote_code=False)
@@ -123,32 +94,3 @@ def load_dataset_split(
 
 def _is_saved_to_disk(path: str) -> bool:
     return any(os.path.isfile(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json"))
-
-
-def load_pretrained(cls: Any, name: str | os.PathLike[str], *, what: str, **kwargs: Any) -> Any:
-    """``cls.from_pretrained(name, trust_remote_code=False, **kwargs)`` with a clear error offline.
-
-    Args:
-        cls: A transformers auto class, e.g. ``AutoTokenizer`` or ``AutoModelForCausalLM``.
-        name: A Hub name or a local directory written by ``save_pretrained``.
-        what: What it is, for messages (``"tokenizer"``, ``"reward model"``).
-        kwargs: More ``from_pretrained`` options (``use_safetensors=True`` for weights).
-
-    Raises:
-        ValueError: It cannot be loaded; offline, the message says that it could not be downloaded.
-    """
-    name = str(name)
-    if os.path.isdir(name):
-        try:
-            return cls.from_pretrained(name, trust_remote_code=False, **kwargs)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{what} {name!r} could not be loaded from its local directory: {err}") from err
-    reason = _offline_reason()
-    try:
-        return cls.from_pretrained(name, trust_remote_code=False, local_files_only=bool(reason), **kwargs)
-    except (OSError, ValueError) as err:
-        because = f"{reason}, and it is not in the local cache" if reason else str(err)
-        raise ValueError(
-            f"{what} {name!r} could not be downloaded: {because}. Pass a local directory written by "
-            f"save_pretrained instead, or run where the Hub is reachable."
-        ) from err

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from textenv.env import TextGenEnv
-from textenv.hub import load_dataset_split, load_pretrained
+from textenv.hub import load_dataset_split
+from textenv.loading import from_pretrained
 from textenv.scorers import Answer, KLPenalty, RewardModel
 
 GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
@@ -222,7 +223,7 @@ def gsm8k_kwargs(
     env_kwargs.setdefault("max_prompt_tokens", 256)
     env_kwargs.setdefault("max_new_tokens", 256)
     if env_kwargs.get("tokenizer") is None:
-        env_kwargs["tokenizer"] = load_pretrained(AutoTokenizer, model, what="tokenizer")
+        env_kwargs["tokenizer"] = from_pretrained(AutoTokenizer, model, argument="tokenizer")
     if env_kwargs.get("prompts") is None:
         env_kwargs["prompts"] = gsm8k_prompts(
             dataset,
@@ -276,7 +277,7 @@ def imdb_kwargs(
     env_kwargs.setdefault("max_prompt_tokens", max_tokens)
     env_kwargs.setdefault("max_new_tokens", 16)
     if env_kwargs.get("tokenizer") is None:
-        env_kwargs["tokenizer"] = load_pretrained(AutoTokenizer, model, what="tokenizer")
+        env_kwargs["tokenizer"] = from_pretrained(AutoTokenizer, model, argument="tokenizer")
     if env_kwargs.get("prompts") is None:
         env_kwargs["prompts"] = imdb_prompts(
             env_kwargs["tokenizer"],
@@ -291,13 +292,11 @@ def imdb_kwargs(
         )
     if env_kwargs.get("reward") is None:
         device = resolve_device(env_kwargs.get("device", "cpu"))
-        classifier = load_pretrained(
-            AutoModelForSequenceClassification, reward_model, what="reward model", use_safetensors=True
+        classifier = from_pretrained(
+            AutoModelForSequenceClassification, reward_model, argument="reward_model", use_safetensors=True
         )
-        classifier_tokenizer = load_pretrained(AutoTokenizer, reward_model, what="reward model tokenizer")
-        reference = load_pretrained(
-            AutoModelForCausalLM, model, what="KL reference model", use_safetensors=True
-        )
+        classifier_tokenizer = from_pretrained(AutoTokenizer, reward_model, argument="reward_model")
+        reference = from_pretrained(AutoModelForCausalLM, model, argument="model", use_safetensors=True)
         env_kwargs["reward"] = RewardModel(
             classifier.eval().requires_grad_(False).to(device),
             tokenizer=classifier_tokenizer,

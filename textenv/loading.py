@@ -9,7 +9,11 @@ Every ``from_pretrained`` of textenv goes through :func:`from_pretrained`, which
 * hides transformers' "Loading weights" progress bars and info logs for the duration of the load
   only (:func:`quiet_transformers` restores the user's settings afterwards);
 * reports a failed load (offline hub, missing folder, custom code refused) as a ``ValueError`` that
-  names the argument and the value.
+  names the argument and the value;
+* fails fast offline: huggingface_hub retries each request for about 25 s before failing, so before a
+  hub load the Hub is probed once (one HEAD request, 5 s timeout); when it cannot be reached, or
+  ``HF_HUB_OFFLINE=1`` is set, the load runs from the local cache only, and a name that is not
+  cached fails at once saying that it could not be downloaded.
 
 Example:
     >>> from transformers import AutoTokenizer
@@ -23,6 +27,8 @@ import difflib
 import os
 from collections.abc import Iterator
 from typing import Any
+
+HUB_PROBE_TIMEOUT_S = 5.0
 
 # Built-in assets that from_pretrained can read (the others are prompt files).
 PRETRAINED_ASSETS = ("tiny-lm", "tiny-tokenizer", "tiny-sentiment")
@@ -89,6 +95,34 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def hub_offline() -> bool:
+    """Whether offline mode is set (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """One HEAD request to the Hub endpoint (through huggingface_hub's session, so its proxies apply)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # any transport failure means "cannot download"; HTTP statuses do not raise
+        return False
+    return True
+
+
+def offline_reason() -> str | None:
+    """Why a download cannot happen now (``None`` when it can)."""
+    if hub_offline():
+        return "offline mode is set (HF_HUB_OFFLINE)"
+    if not hub_reachable():
+        return "the Hugging Face Hub cannot be reached"
+    return None
+
+
 def from_pretrained(auto_class: Any, name: str, *, argument: str, **kwargs: Any) -> Any:
     """``auto_class.from_pretrained(name, **kwargs)`` with the safeguards of this module.
 
@@ -104,10 +138,19 @@ def from_pretrained(auto_class: Any, name: str, *, argument: str, **kwargs: Any)
     """
     path = resolve_pretrained(name, argument=argument)
     kwargs.setdefault("trust_remote_code", False)
+    reason = None if os.path.isdir(path) else offline_reason()
+    if reason:
+        kwargs["local_files_only"] = True
     try:
         with quiet_transformers():
             return auto_class.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:
+        if reason:
+            raise ValueError(
+                f"{argument}={name!r} could not be downloaded: {reason}, and it is not in the local "
+                "cache. Pass a built-in name or a local directory written by save_pretrained instead, "
+                "or run where the Hub is reachable."
+            ) from err
         raise ValueError(
             f"cannot load {argument}={name!r} with {auto_class.__name__}.from_pretrained: {err} "
             "(expected a built-in name, a local model folder or a hub name reachable from here; "

@@ -24,7 +24,7 @@ from transformers import (
     DistilBertTokenizerFast,
 )
 
-import textenv.hub
+import textenv.loading
 from textenv import assets
 from textenv.hub_tasks import GSM8K_SYSTEM_PROMPT, HUB_TASKS, gsm8k_answer
 from textenv.scorers import KLPenalty
@@ -238,14 +238,14 @@ def test_registered_and_both_env_checkers_pass(task_id, stand_in_kwargs):
 
 
 def test_offline_errors_name_what_could_not_be_downloaded(gsm8k_dir, imdb_dir, monkeypatch):
-    monkeypatch.setattr(textenv.hub, "hub_reachable", lambda timeout=5.0: False)
+    monkeypatch.setattr(textenv.loading, "hub_reachable", lambda timeout=5.0: False)
     with pytest.raises(
         ValueError, match=r"dataset 'openai/gsm8k' .*could not be downloaded: the Hugging Face Hub"
     ):
         gym.make("TextGen-GSM8K-v0", model=assets.path("tiny-lm"))
-    with pytest.raises(ValueError, match=r"tokenizer 'no-such-org/no-such-model' could not be downloaded"):
+    with pytest.raises(ValueError, match=r"tokenizer='no-such-org/no-such-model' could not be downloaded"):
         gym.make("TextGen-GSM8K-v0", dataset=gsm8k_dir, model="no-such-org/no-such-model")
-    with pytest.raises(ValueError, match=r"reward model 'no-such-org/no-such-imdb' could not be downloaded"):
+    with pytest.raises(ValueError, match=r"reward_model='no-such-org/no-such-imdb' could not be downloaded"):
         gym.make(
             "TextGen-IMDB-v0",
             dataset=imdb_dir,
