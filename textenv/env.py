@@ -215,7 +215,13 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
         return self._obs(), {"prompt": self.core.row_prompts[0].text}  # type: ignore[union-attr]
 
     def step(self, action: object) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        """Appends the token ``action``; see the class docstring for when the episode ends."""
+        """Appends the token ``action``; see the class docstring for when the episode ends.
+
+        Raises:
+            TypeError, ValueError: A bad action, or a step after the episode ended.
+            ScorerError: A reward term raised or returned an unusable value; the step then changed
+                nothing (retry it or reset).
+        """
         token = self._check_action(action)
         if bool(self.core.done[0]):
             raise ValueError("step() called after the episode ended; call reset() first")

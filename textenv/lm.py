@@ -22,11 +22,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(
             f"device {device!r} is not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
         ) from err
+    if resolved.type == "cuda":
+        # Without this, the first tensor moved there fails with a bare AssertionError from torch.
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: CUDA is not available here; use 'cpu' or 'auto'")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(
+                f"device {device!r}: there are {count} CUDA devices (cuda:0 to cuda:{count - 1})"
+            )
+    return resolved
 
 
 def load_causal_lm(

@@ -274,6 +274,9 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         Raises:
             TypeError: ``actions`` is not integer.
             ValueError: wrong shape, an id outside the action space, or rows never reset.
+            ScorerError: a reward term raised or returned an unusable value. A step that raises
+                changes nothing (no token appended, no row ended or restarted, no prompt drawn):
+                retry it or reset.
         """
         tokens = self._check_actions(actions)
         if not self._started.all():

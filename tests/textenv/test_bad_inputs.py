@@ -7,6 +7,7 @@ import json
 import huggingface_hub.constants
 import numpy as np
 import pytest
+import torch
 
 from textenv import TextGenEnv, load_prompts
 from textenv.vector import TextGenVectorEnv
@@ -130,3 +131,12 @@ def test_prompt_option_keeps_the_source_prompts_references_and_metadata(tmp_path
         env.reset(options={"prompt": {"text": "no key"}})
     with pytest.raises(TypeError, match=r"options\['prompt'\] must be text or a prompt record dict, got int"):
         env.reset(options={"prompt": 3})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(
+            ValueError, match=rf"device '{device}': CUDA is not available here; use 'cpu' or 'auto'"
+        ):
+            TextGenVectorEnv(num_envs=2, prompts=PROMPTS, reward="length", device=device)

@@ -115,6 +115,8 @@ class Wobbly(Scorer):
     def score(self, batch):
         if isinstance(self.out, Exception):
             raise self.out
+        if isinstance(self.out, str) and self.out == "fine":
+            return [0.5] * len(batch)
         return self.out
 
 
@@ -171,7 +173,7 @@ def vector_envs():
         mode: TextGenVectorEnv(
             num_envs=3,
             prompts=PROMPTS,
-            reward=Length(),
+            reward=Length() + Wobbly(),
             max_new_tokens=T,
             autoreset_mode=mode,
             max_episode_steps=4,
@@ -190,13 +192,18 @@ def vector_envs():
             options,
             masks,
             vector_actions,
+            st.one_of(st.just("fine"), junk, st.just(RuntimeError("down"))),
         ),
         max_size=8,
     ),
 )
 def test_vector_env_any_calls_in_every_autoreset_mode(vector_envs, mode, ops):
     envs = vector_envs[mode]
-    for op, seed, opts, mask, acts in ops:
+    (wobbly,) = envs.reward.find(Wobbly)
+    for op, seed, opts, mask, acts, out in ops:
+        # The terminal scorer returns one value per finished episode, or junk, or raises.
+        wobbly.out = out
+        before = envs.ended, {k: v.copy() for k, v in envs._observations().items()}
         try:
             if op == "reset":
                 if mask is not None and isinstance(opts, dict):
@@ -208,7 +215,11 @@ def test_vector_env_any_calls_in_every_autoreset_mode(vector_envs, mode, ops):
                 assert terminated.dtype == bool and truncated.dtype == bool
             assert envs.observation_space.contains(obs)
         except DOCUMENTED:
-            pass
+            # A failed call changes nothing.
+            np.testing.assert_array_equal(envs.ended, before[0])
+            for k, v in envs._observations().items():
+                np.testing.assert_array_equal(v, before[1][k])
+    wobbly.out = "fine"
     envs.reset(seed=0)
     for _ in range(T + 1):
         obs, *_ = envs.step(np.array([5, 6, 7]))

@@ -178,9 +178,8 @@ def test_project_loads_print_no_progress_bars_or_length_warnings(capfd):
     # Prompts far longer than the tokenizer's model_max_length (128) are truncated by the env on purpose.
     long_prompt = "The movie was " + "very " * 200
     capfd.readouterr()
-    env = TextGenEnv(prompts=[long_prompt], reward="sentiment + kl:tiny-lm:0.05", max_prompt_tokens=8)
     with pytest.warns(UserWarning, match="longer than max_prompt_tokens"):
-        env.core.encode_prompts(env.core.prompts, warn=True)
+        env = TextGenEnv(prompts=[long_prompt], reward="sentiment + kl:tiny-lm:0.05", max_prompt_tokens=8)
     env.reset(options={"prompt": long_prompt})
     out, err = capfd.readouterr()
     assert "Loading weights" not in out + err
