@@ -1,4 +1,4 @@
-"""Agents for textenv: a PPO agent for transformers causal LMs.
+"""Agents for textenv: on-policy RL algorithms for transformers causal LMs on one shared core.
 
 Example:
     >>> from agents import PPO
@@ -6,8 +6,7 @@ Example:
     >>> agent.learn(total_episodes=512)  # doctest: +SKIP
 """
 
-from agents.ppo.config import PPOConfig
-from agents.ppo.ppo import PPO
-from agents.value_head import CausalLMWithValueHead
+from agents.common.value_head import CausalLMWithValueHead
+from agents.ppo import PPO, PPOConfig
 
 __all__ = ["PPO", "CausalLMWithValueHead", "PPOConfig"]

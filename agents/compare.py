@@ -176,8 +176,8 @@ def run_agents_ppo(spec: RunSpec) -> tuple[list[float], list[int], float]:
     """:class:`agents.PPO`: ``num_envs`` episodes per iteration, two minibatches, the task's KL coefficient."""
     import torch
 
-    from agents.ppo.config import PPOConfig
-    from agents.ppo.ppo import PPO, make_env
+    from agents.common.rollout import make_env
+    from agents.ppo import PPO, PPOConfig
     from agents.sb3.kl import find_kl_penalties
 
     # The env PPO would build from the id, built here to read the task's KL coefficient first.

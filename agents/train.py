@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_config(args: argparse.Namespace) -> Any:
     """A ``PPOConfig`` from the parsed flags (unset flags keep the config's defaults)."""
-    from agents.ppo.config import PPOConfig
+    from agents.ppo import PPOConfig
 
     fields = {
         field: getattr(args, flag) for flag, field in _CONFIG_FLAGS.items() if getattr(args, flag) is not None
@@ -152,8 +152,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     import textenv  # noqa: F401  (registers the env ids)
-    from agents.ppo.logger import plot_learning_curve
-    from agents.ppo.ppo import PPO
+    from agents.common.logger import plot_learning_curve
+    from agents.ppo import PPO
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")

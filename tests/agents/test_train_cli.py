@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from agents.ppo import checkpoint as ckpt
-from agents.ppo.logger import read_csv
+from agents.common import checkpoint as ckpt
+from agents.common.logger import read_csv
 from agents.train import build_parser, main, make_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

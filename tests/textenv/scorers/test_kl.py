@@ -217,7 +217,7 @@ def test_coef_is_a_plain_mutable_attribute(tokenizer, tiny_lm, policy):
 
 
 def test_binds_the_lm_of_a_value_head_model(tiny_lm, policy):
-    from agents.value_head import CausalLMWithValueHead
+    from agents import CausalLMWithValueHead
 
     assert KLPenalty(tiny_lm).bind(CausalLMWithValueHead(policy)).policy is policy
 

@@ -1,8 +1,10 @@
-"""Atomic training checkpoints: everything a PPO run needs to resume bit for bit.
+"""Atomic training checkpoints: everything a training run needs to resume bit for bit.
 
 Layout of one checkpoint directory::
 
-    <dir>/model/                 CausalLMWithValueHead.save_pretrained (safetensors) + tokenizer files
+    <dir>/model/                 the policy's save_pretrained (safetensors; PPO: LM + value_head.safetensors)
+                                 + tokenizer files
+    <dir>/<name>/                further frozen models an algorithm keeps (e.g. reference/, GRPO with beta > 0)
     <dir>/trainer_state.json     iteration, episodes, config, KL controller, Python/NumPy/env RNG states
     <dir>/trainer_state.pt       optimizer state and torch RNG states (tensors only; read with
                                  ``torch.load(..., weights_only=True)``, never unsafe pickle)
@@ -117,7 +119,7 @@ def _jsonable_numpy_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "name": name,
-        "keys": keys.tolist(),
+        "keys": np.asarray(keys).tolist(),
         "pos": int(pos),
         "has_gauss": int(has_gauss),
         "cached": cached,
@@ -178,6 +180,7 @@ def write_checkpoint(
     tokenizer: Any = None,
     state: dict[str, Any],
     tensors: dict[str, Any],
+    extra_models: dict[str, Any] | None = None,
 ) -> str:
     """Writes one checkpoint atomically (see the module docstring for the layout).
 
@@ -187,6 +190,8 @@ def write_checkpoint(
         tokenizer: Saved next to the weights when given, so ``PPO.load`` can decode without the env.
         state: JSON-able trainer state.
         tensors: Tensor state (optimizer state dict, RNG tensors); nested dicts/lists of tensors and numbers.
+        extra_models: Further models (``save_pretrained``), each into ``<path>/<name>/`` (e.g. the frozen
+            reference of a KL term in the loss).
 
     Returns:
         The absolute checkpoint path.
@@ -198,6 +203,9 @@ def write_checkpoint(
             model.save_pretrained(model_dir)
         if tokenizer is not None:
             tokenizer.save_pretrained(model_dir)
+        for name, extra in (extra_models or {}).items():
+            with quiet_transformers():
+                extra.save_pretrained(os.path.join(tmp, name))
         torch.save(tensors, os.path.join(tmp, STATE_PT))
         with open(os.path.join(tmp, STATE_JSON), "w") as f:
             json.dump({"format_version": FORMAT_VERSION, **state}, f, indent=1)

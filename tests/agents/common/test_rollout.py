@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from agents import PPO, PPOConfig
-from agents.ppo.core import sampling_logprobs
-from agents.ppo.rollout import EnvDriver
+from agents.common.rollout import EnvDriver
+from agents.common.sampling import sampling_logprobs
 from tests.agents.tiny import PROMPTS, P, T, tiny_lm, tiny_tokenizer
 from textenv import TextGenEnv
 from textenv.lm import left_padded_positions
