@@ -185,7 +185,9 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             seed: ``None`` (rows keep their generators), an int ``s`` (row ``i`` gets ``s + i``) or one
                 seed (or ``None``) per row.
             options: ``{"prompt": "text"}`` or ``{"prompt_index": i}`` (every reset row starts from
-                it), and/or ``{"reset_mask": (num_envs,) bool array}`` to reset only those rows.
+                it), or ``{"prompt_index": [i_0, ..., i_{num_envs - 1}]}`` (row ``r`` starts from prompt
+                ``i_r``; with a ``reset_mask`` the entries of rows not reset are ignored), and/or
+                ``{"reset_mask": (num_envs,) bool array}`` to reset only those rows.
 
         Returns:
             The observations of all rows and the reset info of the reset rows (``info["prompt"]``).
@@ -193,6 +195,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         Example:
             >>> obs, info = envs.reset(seed=0)  # doctest: +SKIP
             >>> obs, info = envs.reset(options={"reset_mask": envs.ended})  # restart the ended rows
+            >>> obs, info = envs.reset(options={"prompt_index": [0, 0, 1, 1]})  # two rows per prompt
         """
         seeds = self._seeds_per_row(seed)
         options = dict(options or {})
@@ -234,7 +237,15 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 
     def _reset_rows(self, rows: np.ndarray, options: dict[str, Any] | None) -> list[str]:
         """Starts episodes in ``rows`` (each drawing from its own generator); returns their prompts."""
-        choices = [choose_prompt(options, len(self.core.prompts), self._rng(int(r))) for r in rows]
+        per_row = self._per_row_prompt_indices(options)
+        choices = [
+            choose_prompt(
+                options if per_row is None else {**options, "prompt_index": per_row[r]},  # type: ignore[dict-item]
+                len(self.core.prompts),
+                self._rng(int(r)),
+            )
+            for r in rows
+        ]
         row_list = rows.tolist()
         if choices and isinstance(choices[0], str):
             self.core.reset_rows(row_list, texts=choices)  # type: ignore[arg-type]
@@ -244,6 +255,20 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         self._ended[rows] = False
         self._steps[rows] = 0
         return [self.core.row_prompts[r].text for r in row_list]  # type: ignore[union-attr]
+
+    def _per_row_prompt_indices(self, options: dict[str, Any] | None) -> list[Any] | None:
+        """``options["prompt_index"]`` as one entry per row when it is a sequence, else ``None``."""
+        index = (options or {}).get("prompt_index")
+        if not isinstance(index, (Sequence, np.ndarray, torch.Tensor)) or isinstance(index, (str, bytes)):
+            return None
+        indices = index.tolist() if isinstance(index, (np.ndarray, torch.Tensor)) else list(index)
+        if len(indices) != self.num_envs or (
+            isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim != 1
+        ):
+            raise ValueError(
+                f"options['prompt_index'] as a list must hold one index per row ({self.num_envs}), got {index!r}"
+            )
+        return indices
 
     def _add_reset_infos(self, infos: dict[str, Any], prompts: list[str], rows: np.ndarray) -> dict[str, Any]:
         for r, prompt in zip(rows.tolist(), prompts):
