@@ -54,7 +54,9 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
       stepping while its slowest row finishes, which is what synchronous rollouts need.
 
     Infos follow the vector convention: ``info[key]`` is an array over rows and ``info["_" + key]``
-    marks the rows that have it (nested dicts such as ``reward_terms`` likewise).
+    marks the rows that have it (nested dicts such as ``reward_terms`` likewise). With a ``KLPenalty`` in
+    the reward, every step's info holds ``info["kl"]``, each row's KL on that step: the policy hands its
+    log-probs over with :meth:`set_policy_logprobs` before the step (the KL channel).
 
     For GPU agents, ``observation_format="torch"`` returns the observations as tensors on the env's
     device (no host copy) and :meth:`step` takes a torch tensor of actions as it is.
@@ -320,6 +322,8 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             for r in sorted([*restarted, *out.infos]):
                 infos = self._add_info(infos, out.infos[r] if r in out.infos else {"prompt": restarted[r]}, r)
             obs = self._observations()
+        if out.kl is not None:  # the KL channel: every row's KL on this step (see set_policy_logprobs)
+            infos["kl"], infos["_kl"] = out.kl, np.ones(self.num_envs, dtype=bool)
         if self.render_mode == "human":
             self.render()
         return obs, out.rewards, terminated, truncated, infos
