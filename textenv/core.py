@@ -219,7 +219,7 @@ class TextGenCore:
 
         terminated_np = terminated.cpu().numpy()
         rewards = np.zeros(self.num_rows) if dense_total is None else dense_total.cpu().numpy()
-        kl = sum(t.last_kl for t in self.kl_terms).cpu().numpy() if self.kl_terms else None  # type: ignore[union-attr]
+        kl = torch.stack([t.step_kl() for t in self.kl_terms]).sum(0).cpu().numpy() if self.kl_terms else None
         infos: dict[int, dict[str, Any]] = {}
         if terminated_np.any():
             finished = np.flatnonzero(terminated_np).tolist()
