@@ -7,9 +7,10 @@ terminated. Rows that finished early are inactive for the rest of the wave (the 
 untouched and the policy's cache masks their slots). ``episodes_per_iteration / num_envs`` waves make
 one rollout batch of exactly ``episodes_per_iteration`` finished episodes.
 
-When the env's reward contains a ``KLPenalty`` term, the policy's log-probs of the sampled actions are
-handed to it before each ``env.step`` (``set_policy_logprobs``), so the scorer never runs the policy a
-second time; the KL it measures is read back from its ``last_kl``.
+When the env's reward contains a ``KLPenalty`` term, the policy's log-probs are handed to the env before
+each ``env.step`` through its KL channel (``env.unwrapped.set_policy_logprobs``), so the scorer never runs
+the policy a second time; the KL comes back in the step's ``info["kl"]``. Actions go to a vector env as
+tensors on the policy's device (no host round trip per step).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def make_env(
 
 
 def kl_terms(env: Any) -> list[Any]:
-    """The KL-penalty scorers (anything with ``set_policy_logprobs``) among the env's reward terms."""
-    return [scorer for _, _, scorer in text_core(env).terms if hasattr(scorer, "set_policy_logprobs")]
+    """The env's ``KLPenalty`` terms (``env.unwrapped.kl_penalties``), whose coefficient a KL controller sets."""
+    text_core(env)  # raises TypeError for other envs
+    return list(env.unwrapped.kl_penalties)
 
 
 def _is_vector_env(env: Any) -> bool:
@@ -119,6 +121,7 @@ class EnvDriver:
         self.device = device
         self.vector = _is_vector_env(env)
         self.num_rows = int(env.num_envs) if self.vector else 1
+        self.has_kl = bool(kl_terms(env))
         if self.vector:
             mode = env.metadata.get("autoreset_mode")
             if mode is not None and getattr(mode, "value", mode) != gym.vector.AutoresetMode.DISABLED.value:
@@ -161,26 +164,38 @@ class EnvDriver:
         return len(self.core.prompts)
 
     def step(
-        self, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, dict[int, dict[str, Any]]]:
+        self, actions: torch.Tensor, logprobs: torch.Tensor | None = None
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None
+    ]:
         """Steps every row with ``actions`` (B,); finished rows ignore theirs.
 
+        Args:
+            actions: ``(B,)`` token ids on the driver's device (a vector env takes them as they are).
+            logprobs: ``(B, V)`` the policy's log-probs of this step, handed to the env's KL channel when
+                it has KL terms.
+
         Returns:
-            ``(input_ids, attention_mask, rewards (B,) float64, terminated (B,) bool, {row: info})``, the
-            info only for rows that terminated on this step.
+            ``(input_ids, attention_mask, rewards (B,) float64, terminated (B,) bool, {row: info}, kl)``,
+            the info only for rows that terminated on this step, ``kl`` the ``(B,)`` KL of this step's
+            tokens from ``info["kl"]`` (``None`` without KL terms).
         """
+        if self.has_kl and logprobs is not None:
+            self.env.unwrapped.set_policy_logprobs(logprobs)
         if self.vector:
-            obs, rewards, terminated, truncated, infos = self.env.step(actions.cpu().numpy())
+            obs, rewards, terminated, truncated, infos = self.env.step(actions)
             terminated = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
             ended = {int(r): _row_info(infos, int(r)) for r in np.flatnonzero(terminated)}
             rewards = np.asarray(rewards, dtype=np.float64)
+            kl = infos.get("kl")
         else:
             obs, reward, term, trunc, info = self.env.step(int(actions[0]))
             terminated = np.array([bool(term or trunc)])
             ended = {0: info} if terminated[0] else {}
             rewards = np.array([float(reward)])
+            kl = np.array([info["kl"]]) if "kl" in info else None
         ids, mask = self._tensors(obs)
-        return ids, mask, rewards, terminated, ended
+        return ids, mask, rewards, terminated, ended, None if kl is None else np.asarray(kl, dtype=np.float64)
 
     def env_rng_state(self) -> list[dict[str, Any]] | None:
         """The env's prompt-drawing RNG states (one per row of a vector env), JSON-able, for checkpoints."""
@@ -233,7 +248,6 @@ class RolloutCollector:
         self.prompt_len = int(core.max_prompt_tokens)
         self.max_new_tokens = int(core.max_new_tokens)
         self.pad_id = int(core.pad_token_id)
-        self.kl_terms = kl_terms(driver.env)
         self._cache = IncrementalLM(
             lm, num_rows=driver.num_rows, max_length=self.prompt_len + self.max_new_tokens
         )
@@ -301,22 +315,22 @@ class RolloutCollector:
         tokens = torch.full((B, T), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros(B, T, device=device)
         rewards = np.zeros((B, T), dtype=np.float64)
-        kl = torch.zeros(B, dtype=torch.float64, device=device) if self.kl_terms else None
+        kl = np.zeros(B, dtype=np.float64) if self.driver.has_kl else None
         active = torch.ones(B, dtype=torch.bool, device=device)
         infos: dict[int, dict[str, Any]] = {}
         for t in range(T):
             logp_all = self.sampling.logprobs(logits, step=t)  # (B, V)
             action = logp_all.argmax(-1) if deterministic else sample_tokens(logp_all, self.generator)  # (B,)
             logp = logp_all.gather(1, action[:, None]).squeeze(1)  # (B,)
-            for term in self.kl_terms:
-                term.set_policy_logprobs(logp_all if getattr(term, "estimator", "k1") == "full" else logp)
             with torch.autocast(device.type, enabled=False):  # the env's scorers run as they are
-                obs_ids, obs_mask, step_rewards, terminated, ended = self.driver.step(action)
+                obs_ids, obs_mask, step_rewards, terminated, ended, step_kl = self.driver.step(
+                    action, logp_all
+                )
             tokens[:, t] = torch.where(active, action, tokens[:, t])
             logprobs[:, t] = torch.where(active, logp, logprobs[:, t])
             rewards[:, t] = step_rewards
-            for term in self.kl_terms:
-                kl += term.last_kl.to(device) * active  # type: ignore[operator]
+            if kl is not None and step_kl is not None:
+                kl += step_kl  # idle rows have KL 0
             done_now = torch.as_tensor(terminated, device=device) & active
             final_ids = torch.where(done_now[:, None], obs_ids, final_ids)
             final_mask = torch.where(done_now[:, None], obs_mask, final_mask)
@@ -338,7 +352,7 @@ class RolloutCollector:
         tokens: torch.Tensor,
         logprobs: torch.Tensor,
         rewards: np.ndarray,
-        kl: torch.Tensor | None,
+        kl: np.ndarray | None,
         infos: dict[int, dict[str, Any]],
     ) -> RolloutBatch:
         B, P = tokens.shape[0], self.prompt_len
@@ -359,7 +373,7 @@ class RolloutCollector:
             prompt_len=P,
             scores=rewards.sum(1),
             reward_terms=terms,
-            kl=None if kl is None else kl.cpu().numpy(),
+            kl=kl,
             texts=[str(i.get("text", "")) for i in row_infos],
             prompts=[str(i.get("prompt", "")) for i in row_infos],
             finish_reasons=[str(i.get("finish_reason", "")) for i in row_infos],
