@@ -254,6 +254,7 @@ class OnPolicyAlgorithm:
         tokens: torch.Tensor,
         with_entropy: bool = False,
         entropy_grad: bool = False,
+        model: nn.Module | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """One full forward over whole sequences: log-prob (value, entropy) of each generated token.
 
@@ -264,6 +265,7 @@ class OnPolicyAlgorithm:
             tokens: ``(B, T)`` generated tokens.
             with_entropy: Also return the entropy of the sampling distribution.
             entropy_grad: Keep the entropy in the autograd graph (an entropy bonus); else it is a statistic.
+            model: Another causal LM to evaluate the tokens with (e.g. a frozen reference); default: the policy.
 
         Returns:
             ``(logprobs (B, T), values (B, T) or None, entropy (B, T) or None)``, float32; values only with
@@ -272,11 +274,12 @@ class OnPolicyAlgorithm:
         T = tokens.shape[1]
         P = input_ids.shape[1] - T
         kwargs = {"logits_to_keep": T + 1} if self._logits_to_keep else {}
-        model = self.policy if self.uses_value_head else self.lm
+        with_values = model is None and self.uses_value_head
+        forward = self.policy if with_values else (self.lm if model is None else model)
         with self._autocast():
-            out = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+            out = forward(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         logits = out.logits[:, -(T + 1) : -1].float()  # (B, T, V)
-        values = out.values[:, P - 1 : P + T - 1].float() if self.uses_value_head else None  # (B, T)
+        values = out.values[:, P - 1 : P + T - 1].float() if with_values else None  # (B, T)
         logp_all = self.sampling.logprobs(logits)  # (B, T, V)
         logprobs = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
         entropy = None
