@@ -85,6 +85,32 @@ def build(args: argparse.Namespace) -> Any:
     return cls(model, env, config, min_new_tokens=args.new_tokens, verbose=0, progress_bar=False)
 
 
+def time_iterations(agent: Any, iters: int, new_tokens: int) -> tuple[list[float], list[tuple[float, float]]]:
+    """Runs one warm-up and ``iters`` timed iterations of ``agent``.
+
+    Returns:
+        ``(seconds of each timed iteration, (rollout_s, update_s) of each)``.
+
+    Raises:
+        RuntimeError: An episode did not have exactly ``new_tokens`` tokens.
+    """
+    times, phases = [], []
+    for i in range(iters + 1):
+        if agent.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        metrics = agent.train_iteration()
+        if agent.device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        if i:  # the first iteration warms up
+            times.append(elapsed)
+            phases.append((metrics["rollout_time"], metrics["update_time"]))
+        if metrics["episode_length"] != new_tokens:
+            raise RuntimeError(f"episodes had {metrics['episode_length']} tokens, expected {new_tokens}")
+    return times, phases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", choices=ALGOS, default="grpo")
@@ -103,20 +129,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     agent = build(args)
-    times, phases = [], []
-    for i in range(args.iters + 1):
-        if agent.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        metrics = agent.train_iteration()
-        if agent.device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        if i:  # the first iteration warms up
-            times.append(elapsed)
-            phases.append((metrics["rollout_time"], metrics["update_time"]))
-        if metrics["episode_length"] != args.new_tokens:
-            raise RuntimeError(f"episodes had {metrics['episode_length']} tokens, expected {args.new_tokens}")
+    times, phases = time_iterations(agent, args.iters, args.new_tokens)
     best = min(times)
     rollout, update = phases[times.index(best)]
     precision = "bf16" if args.bf16 else "fp32"

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agents.common import checkpoint as ckpt
-from agents.common.buffers import RolloutBatch
+from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig, resolve_device
 from agents.common.kl import make_kl_controller
 from agents.common.logger import MetricsLogger, plot_learning_curve
@@ -286,6 +286,38 @@ class OnPolicyAlgorithm:
         if with_entropy:
             with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
                 entropy = entropy_from_logprobs(logp_all)  # (B, T)
+        return logprobs, values, entropy
+
+    @torch.no_grad()
+    def evaluate_batch(
+        self, b: TrainBatch, *, with_entropy: bool = False, model: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`evaluate_tokens` over a whole batch without grad, one minibatch of rows at a time.
+
+        Returns:
+            ``(logprobs (N, T), values (N, T) or None, entropy (N, T) or None)``, 0 outside ``b.mask``.
+        """
+        zeros = torch.zeros(b.mask.shape, device=self.device)  # (N, T)
+        logprobs = zeros.clone()
+        values = zeros.clone() if model is None and self.uses_value_head else None
+        entropy = zeros.clone() if with_entropy else None
+        for idx in torch.arange(b.tokens.shape[0], device=self.device).split(
+            self.config.effective_minibatch_size
+        ):
+            mb = b.take(idx)
+            t = mb.tokens.shape[1]
+            logp, v, ent = self.evaluate_tokens(
+                mb.input_ids,
+                mb.attention_mask,
+                mb.position_ids,
+                mb.tokens,
+                with_entropy=with_entropy,
+                model=model,
+            )
+            logprobs[idx, :t] = torch.where(mb.mask, logp, 0.0)
+            for out, part in ((values, v), (entropy, ent)):
+                if out is not None and part is not None:
+                    out[idx, :t] = torch.where(mb.mask, part, 0.0)
         return logprobs, values, entropy
 
     def backward(self, loss: torch.Tensor) -> None:

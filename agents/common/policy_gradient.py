@@ -27,7 +27,6 @@ from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig
 from agents.common.on_policy import OnPolicyAlgorithm
 from agents.common.stats import as_bool_mask, masked_mean
-from textenv.lm import left_padded_positions
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
@@ -237,36 +236,13 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
     @torch.no_grad()
     def prepare_batch(self, batch: RolloutBatch) -> TrainBatch:
         """The training view of a rollout: advantages and, where needed, old and reference log-probs."""
-        cfg = self.config
         self.policy.eval()
-        mask = batch.mask  # (N, T)
-        zeros = torch.zeros(mask.shape, device=self.device)  # (N, T)
-        b = TrainBatch(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=left_padded_positions(batch.attention_mask),  # (N, L)
-            tokens=batch.tokens,
-            mask=mask,
-            old_logprobs=zeros,
-            advantages=torch.where(mask, self.compute_advantages(batch).to(self.device), 0.0),
-            entropy=zeros,
-        )
-        need_old = not self._fresh_old_logprobs
-        if not need_old and self.ref_lm is None:
-            return b
-        old, ref = zeros.clone(), zeros.clone()  # (N, T)
-        for idx in torch.arange(len(batch), device=self.device).split(cfg.effective_minibatch_size):
-            mb = b.take(idx)
-            t = mb.tokens.shape[1]
-            if need_old:
-                logp, _, _ = self.evaluate_tokens(mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens)
-                old[idx, :t] = torch.where(mb.mask, logp, 0.0)
-            if self.ref_lm is not None:
-                logq, _, _ = self.evaluate_tokens(
-                    mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, model=self.ref_lm
-                )
-                ref[idx, :t] = torch.where(mb.mask, logq, 0.0)
-        return b._replace(old_logprobs=old, ref_logprobs=ref if self.ref_lm is not None else None)
+        b = TrainBatch.from_rollout(batch, self.compute_advantages(batch).to(self.device))
+        if not self._fresh_old_logprobs:
+            b = b._replace(old_logprobs=self.evaluate_batch(b)[0])
+        if self.ref_lm is not None:
+            b = b._replace(ref_logprobs=self.evaluate_batch(b, model=self.ref_lm)[0])
+        return b
 
     def update(self, b: TrainBatch) -> dict[str, float]:
         """``num_iterations`` passes of minibatch optimizer steps over ``b``; returns the mean statistics."""
