@@ -54,7 +54,7 @@ def main() -> None:
 
     import textenv  # noqa: F401
     from agents import PPO, PPOConfig
-    from agents.ppo.logger import plot_learning_curve
+    from agents.common.logger import plot_learning_curve
 
     threshold = gym.spec(args.env).reward_threshold
     config = PPOConfig(**{"device": "cpu", **parse_overrides(args.set)})

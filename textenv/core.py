@@ -33,11 +33,14 @@ class StepOutput:
         rewards: (B,) float64 reward of each row (0 for inactive rows).
         terminated: (B,) bool, rows whose episode ended on this step.
         infos: End-of-episode info of each row that finished, by row index.
+        kl: (B,) float64 KL(policy || reference) of each row's token on this step, summed over the
+            env's ``KLPenalty`` terms (0 for inactive rows); ``None`` when the reward has no KL term.
     """
 
     rewards: np.ndarray
     terminated: np.ndarray
     infos: dict[int, dict[str, Any]] = field(default_factory=dict)
+    kl: np.ndarray | None = None
 
 
 def _as_prompt(choice: object) -> Prompt:
@@ -90,6 +93,7 @@ class TextGenCore:
     ):
         from textenv import assets
         from textenv.scorers import as_scorer
+        from textenv.scorers.kl import KLPenalty
 
         self.max_prompt_tokens = _check_positive_int("max_prompt_tokens", max_prompt_tokens)
         self.max_new_tokens = _check_positive_int("max_new_tokens", max_new_tokens)
@@ -113,6 +117,7 @@ class TextGenCore:
         self.prompt_ids, self.prompt_mask = self.encode_prompts(self.prompts, warn=True)  # (N, P)
         self.reward = as_scorer(reward)
         self.terms = self.reward.terms()
+        self.kl_terms: list[KLPenalty] = [s for _, _, s in self.terms if isinstance(s, KLPenalty)]
         self.reward.attach(
             ScorerContext(
                 tokenizer=self.tokenizer,
@@ -317,7 +322,8 @@ class TextGenCore:
             self.term_totals[:, index] += terminal
             rewards[index] += terminal.sum(0)
             infos = self._end_infos(batch, finished)
-        return StepOutput(rewards=rewards.cpu().numpy(), terminated=terminated_np, infos=infos)
+        kl = torch.stack([t.step_kl() for t in self.kl_terms]).sum(0).cpu().numpy() if self.kl_terms else None
+        return StepOutput(rewards=rewards.cpu().numpy(), terminated=terminated_np, infos=infos, kl=kl)
 
     def _row_texts(self) -> list[str]:
         return [p.text if p is not None else "" for p in self.row_prompts]
@@ -334,6 +340,23 @@ class TextGenCore:
                 )
                 out[k] = weight * torch.where(active, checked, torch.zeros_like(checked))
         return out
+
+    def set_policy_logprobs(self, logprobs: object) -> None:
+        """Hands the policy's log-probs for the next :meth:`step` to every ``KLPenalty`` term.
+
+        Args:
+            logprobs: ``(B,)`` log-prob of each row's action or ``(B, V)`` log-probs over the vocabulary
+                (see :meth:`KLPenalty.set_policy_logprobs <textenv.scorers.kl.KLPenalty.set_policy_logprobs>`).
+
+        Raises:
+            ValueError: The reward has no KL term, or the shape fits neither layout.
+        """
+        if not self.kl_terms:
+            raise ValueError(
+                "set_policy_logprobs: the env's reward has no KLPenalty term to hand log-probs to"
+            )
+        for term in self.kl_terms:
+            term.set_policy_logprobs(logprobs)
 
     def generated_ids(self, row: int) -> list[int]:
         """Token ids generated so far in ``row`` (EOS included)."""
@@ -416,3 +439,25 @@ class CoreAttributes:
     def reward(self) -> Scorer:
         """The scorer (a ``Scorer`` or ``CompositeScorer``) that computes rewards."""
         return self.core.reward
+
+    @property
+    def kl_penalties(self) -> list[Any]:
+        """The ``KLPenalty`` terms of the reward (their ``coef`` is what a KL controller sets); may be empty."""
+        return list(self.core.kl_terms)
+
+    def set_policy_logprobs(self, logprobs: object) -> None:
+        """The KL channel: hands the policy's log-probs of the next step's actions to the env's KL terms.
+
+        An agent that samples its actions calls this before each ``step`` (``(B,)`` log-prob of each
+        row's action, or ``(B, V)`` log-probs over the vocabulary; one row for the single env); the
+        step's info then holds ``info["kl"]``, the KL of each row's token. Agents that cannot hand
+        log-probs over bind their policy to the term instead (``KLPenalty.bind``).
+
+        Example:
+            >>> env.unwrapped.set_policy_logprobs(logp)  # doctest: +SKIP
+            >>> obs, reward, terminated, truncated, info = env.step(actions)  # info["kl"]
+
+        Raises:
+            ValueError: The reward has no KL term, or the shape fits neither layout.
+        """
+        self.core.set_policy_logprobs(logprobs)

@@ -228,7 +228,10 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
         out = self.core.step(torch.tensor([token]), self._active)
         if self.render_mode == "human":
             self.render()
-        return self._obs(), float(out.rewards[0]), bool(out.terminated[0]), False, out.infos.get(0, {})
+        info = out.infos.get(0, {})
+        if out.kl is not None:  # the KL channel: KL of this step's token (see set_policy_logprobs)
+            info = {**info, "kl": float(out.kl[0])}
+        return self._obs(), float(out.rewards[0]), bool(out.terminated[0]), False, info
 
     def _check_action(self, action: object) -> int:
         if isinstance(action, np.ndarray) and action.shape == ():

@@ -23,6 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
 from textenv.env import check_seed, fixed_prompt, observation_space
+from textenv.prompts import Prompt
 
 ObsType = dict[str, Any]
 """``{"input_ids": (B, L) int64, "attention_mask": (B, L) int64}``, numpy arrays or torch tensors."""
@@ -54,7 +55,9 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
       stepping while its slowest row finishes, which is what synchronous rollouts need.
 
     Infos follow the vector convention: ``info[key]`` is an array over rows and ``info["_" + key]``
-    marks the rows that have it (nested dicts such as ``reward_terms`` likewise).
+    marks the rows that have it (nested dicts such as ``reward_terms`` likewise). With a ``KLPenalty`` in
+    the reward, every step's info holds ``info["kl"]``, each row's KL on that step: the policy hands its
+    log-probs over with :meth:`set_policy_logprobs` before the step (the KL channel).
 
     For GPU agents, ``observation_format="torch"`` returns the observations as tensors on the env's
     device (no host copy) and :meth:`step` takes a torch tensor of actions as it is.
@@ -191,7 +194,9 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             seed: ``None`` (rows keep their generators), an int ``s`` (row ``i`` gets ``s + i``) or one
                 seed (or ``None``) per row.
             options: ``{"prompt": "text"}`` or ``{"prompt_index": i}`` (every reset row starts from
-                it), and/or ``{"reset_mask": (num_envs,) bool array}`` to reset only those rows.
+                it), or ``{"prompt_index": [i_0, ..., i_{num_envs - 1}]}`` (row ``r`` starts from prompt
+                ``i_r``; with a ``reset_mask`` the entries of rows not reset are ignored), and/or
+                ``{"reset_mask": (num_envs,) bool array}`` to reset only those rows.
 
         Returns:
             The observations of all rows and the reset info of the reset rows (``info["prompt"]``).
@@ -199,17 +204,17 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         Example:
             >>> obs, info = envs.reset(seed=0)  # doctest: +SKIP
             >>> obs, info = envs.reset(options={"reset_mask": envs.ended})  # restart the ended rows
+            >>> obs, info = envs.reset(options={"prompt_index": [0, 0, 1, 1]})  # two rows per prompt
         """
         # Everything is validated before any row changes, so a bad call leaves the env as it was.
         seeds = self._seeds_per_row(seed)
-        fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
-        options = dict(options or {})  # type: ignore[arg-type]
-        mask = options.pop("reset_mask", None)
+        mask = options.get("reset_mask") if isinstance(options, dict) else None
         rows = np.arange(self.num_envs) if mask is None else np.flatnonzero(self._check_reset_mask(mask))
+        fixed = self._fixed_prompts(options, rows)
         for r in rows:
             if seeds[r] is not None:
                 self._row_rngs[r], self._row_seeds[r] = seeding.np_random(seeds[r])
-        infos = self._add_reset_infos({}, self._reset_rows(rows, options), rows)
+        infos = self._add_reset_infos({}, self._reset_rows(rows, fixed), rows)
         if self.render_mode == "human":
             self.render()
         return self._observations(), infos
@@ -242,17 +247,50 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             raise ValueError("options['reset_mask'] selects no row; expected at least one True")
         return mask
 
-    def _reset_rows(self, rows: np.ndarray, options: dict[str, Any] | None) -> list[str]:
-        """Starts episodes in ``rows`` (each drawing from its own generator); returns their prompts."""
-        fixed = fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
+    def _reset_rows(self, rows: np.ndarray, fixed: dict[int, int | str | Prompt] | None = None) -> list[str]:
+        """Starts episodes in ``rows``, from the ``fixed`` prompt of a row or a draw from the row's generator.
+
+        Returns the rows' prompts.
+        """
         n = len(self.core.prompts)
-        choices = [int(self._rng(int(r)).integers(n)) if fixed is None else fixed for r in rows]
+        choices = [int(self._rng(int(r)).integers(n)) if fixed is None else fixed[r] for r in rows]
         row_list = rows.tolist()
         self.core.reset_rows(row_list, choices)
         self._started[rows] = True
         self._ended[rows] = False
         self._steps[rows] = 0
         return [self.core.row_prompts[r].text for r in row_list]  # type: ignore[union-attr]
+
+    def _fixed_prompts(self, options: object, rows: np.ndarray) -> dict[int, int | str | Prompt] | None:
+        """Validates reset ``options``; the prompt each of ``rows`` must start from, or ``None`` for draws.
+
+        A per-row ``prompt_index`` list is only checked at the rows being reset.
+        """
+        per_row = self._per_row_prompt_indices(options) if isinstance(options, dict) else None
+        n, column = len(self.core.prompts), self.core.prompt_column
+        if per_row is None:
+            fixed = fixed_prompt(options, n, column=column)
+            return None if fixed is None else {int(r): fixed for r in rows}
+        rest = {k: v for k, v in options.items() if k != "prompt_index"}  # type: ignore[union-attr]
+        fixed_prompt(rest, n, column=column)  # the other keys are checked as usual
+        return {
+            int(r): fixed_prompt({"prompt_index": per_row[r]}, n, column=column)  # type: ignore[misc]
+            for r in rows
+        }
+
+    def _per_row_prompt_indices(self, options: dict[str, Any] | None) -> list[Any] | None:
+        """``options["prompt_index"]`` as one entry per row when it is a sequence, else ``None``."""
+        index = (options or {}).get("prompt_index")
+        if not isinstance(index, (Sequence, np.ndarray, torch.Tensor)) or isinstance(index, (str, bytes)):
+            return None
+        indices = index.tolist() if isinstance(index, (np.ndarray, torch.Tensor)) else list(index)
+        if len(indices) != self.num_envs or (
+            isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim != 1
+        ):
+            raise ValueError(
+                f"options['prompt_index'] as a list must hold one index per row ({self.num_envs}), got {index!r}"
+            )
+        return indices
 
     def _add_reset_infos(self, infos: dict[str, Any], prompts: list[str], rows: np.ndarray) -> dict[str, Any]:
         for r, prompt in zip(rows.tolist(), prompts):
@@ -308,6 +346,8 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             for r in sorted([*restarted, *out.infos]):
                 infos = self._add_info(infos, out.infos[r] if r in out.infos else {"prompt": restarted[r]}, r)
             obs = self._observations()
+        if out.kl is not None:  # the KL channel: every row's KL on this step (see set_policy_logprobs)
+            infos["kl"], infos["_kl"] = out.kl, np.ones(self.num_envs, dtype=bool)
         if self.render_mode == "human":
             self.render()
         return obs, out.rewards, terminated, truncated, infos

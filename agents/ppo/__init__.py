@@ -1,39 +1,7 @@
-"""PPO for transformers causal LMs: configuration, tensor math, and KL-coefficient controllers."""
+"""PPO for transformers causal LMs: its configuration, its tensor math (GAE, clipped losses) and the update."""
 
-from agents.ppo.config import PPOConfig, resolve_device
-from agents.ppo.core import (
-    compute_gae,
-    entropy_from_logprobs,
-    explained_variance,
-    logprobs_of,
-    masked_mean,
-    masked_sum,
-    masked_var,
-    masked_whiten,
-    policy_loss,
-    sample,
-    sampling_logprobs,
-    value_loss,
-)
-from agents.ppo.kl import AdaptiveKLController, FixedKLController, KLController, make_kl_controller
+from agents.ppo.config import PPOConfig
+from agents.ppo.core import compute_gae, policy_loss, value_loss
+from agents.ppo.ppo import PPO
 
-__all__ = [
-    "AdaptiveKLController",
-    "FixedKLController",
-    "KLController",
-    "PPOConfig",
-    "compute_gae",
-    "entropy_from_logprobs",
-    "explained_variance",
-    "logprobs_of",
-    "make_kl_controller",
-    "masked_mean",
-    "masked_sum",
-    "masked_var",
-    "masked_whiten",
-    "policy_loss",
-    "resolve_device",
-    "sample",
-    "sampling_logprobs",
-    "value_loss",
-]
+__all__ = ["PPO", "PPOConfig", "compute_gae", "policy_loss", "value_loss"]

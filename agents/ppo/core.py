@@ -1,111 +1,19 @@
-"""Pure tensor functions of PPO for causal LMs: masked statistics, GAE, sampling log-probs, losses.
+"""PPO's own tensor math for causal LMs: GAE, the clipped surrogate and the clipped value loss.
 
 Shape letters: ``B`` episodes (rows), ``T`` generated-token steps, ``V`` vocabulary. A ``mask (B, T)``
 marks the valid generated tokens of each row (1/True) and is a prefix of the row: rows of different
 lengths are right-padded with mask 0. Values outside the mask may be anything (even NaN or -inf); every
 function here ignores them and returns 0 there.
 
-Nothing here calls ``.item()`` except where a Python number is the documented result
-(:func:`explained_variance`) or a validity check needs one (:func:`masked_var`, :func:`compute_gae`).
+Masked statistics and the sampling distribution are shared by every algorithm: ``agents.common.stats``
+and ``agents.common.sampling``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-# Variance floor of masked_whiten, as in TRL and stable-baselines3.
-WHITEN_EPS = 1e-8
-
-
-def _as_bool_mask(mask: torch.Tensor, like: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.shape != like.shape:
-        raise ValueError(
-            f"{name} must have the shape of the data {tuple(like.shape)}, got {tuple(mask.shape)}"
-        )
-    return mask if mask.dtype == torch.bool else mask != 0
-
-
-# --- masked statistics ------------------------------------------------------------------------------
-def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Sum of the entries of ``x`` where ``mask`` is set.
-
-    Args:
-        x: Data, any shape.
-        mask: Same shape as ``x``; bool or 0/1 numbers.
-        dim: Reduce over this dimension only; ``None`` reduces over all entries.
-
-    Returns:
-        A 0-d tensor, or ``x`` reduced over ``dim``.
-    """
-    m = _as_bool_mask(mask, x)
-    zeroed = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    return zeroed.sum() if dim is None else zeroed.sum(dim)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of the entries of ``x`` where ``mask`` is set.
-
-    An empty selection gives 0 (not NaN), so a loss over an all-padding micro-batch is harmless.
-
-    Args:
-        x: Data, any shape, floating dtype.
-        mask: Same shape as ``x``; bool or 0/1 numbers.
-        dim: Reduce over this dimension only; ``None`` reduces over all entries.
-
-    Returns:
-        A 0-d tensor, or ``x`` reduced over ``dim``.
-    """
-    m = _as_bool_mask(mask, x)
-    count = m.sum() if dim is None else m.sum(dim)
-    return masked_sum(x, m, dim) / count.clamp(min=1).to(x.dtype)
-
-
-def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Variance of the entries of ``x`` where ``mask`` is set (over all dimensions).
-
-    Args:
-        x: Data, any shape, floating dtype.
-        mask: Same shape as ``x``; bool or 0/1 numbers.
-        unbiased: Bessel's correction (divide by ``n - 1``), as ``torch.var``'s default.
-
-    Returns:
-        A 0-d tensor.
-
-    Raises:
-        ValueError: If the mask selects no entry, or a single entry with ``unbiased=True``.
-    """
-    m = _as_bool_mask(mask, x)
-    n = int(m.sum().item())
-    if n == 0 or (unbiased and n == 1):
-        raise ValueError(f"masked_var needs at least {2 if unbiased else 1} masked entries, got {n}")
-    mean = masked_mean(x, m)
-    var = masked_mean((x - mean) ** 2, m)
-    return var * (n / (n - 1)) if unbiased else var
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """Normalises the masked entries of ``x`` to zero mean and unit (unbiased) variance.
-
-    Args:
-        x: Data, any shape, floating dtype, e.g. advantages ``(B, T)``.
-        mask: Same shape as ``x``; bool or 0/1 numbers.
-        shift_mean: If False, only scale: the masked mean is added back after normalising.
-
-    Returns:
-        Same shape as ``x``; 0 outside the mask. With fewer than 2 masked entries the variance is taken
-        as 0 (only centring happens; an empty mask gives all zeros).
-    """
-    m = _as_bool_mask(mask, x)
-    n = int(m.sum().item())
-    mean = masked_mean(x, m)
-    var = masked_var(x, m, unbiased=True) if n >= 2 else torch.zeros((), dtype=x.dtype, device=x.device)
-    whitened = (x - mean) * torch.rsqrt(var + WHITEN_EPS)
-    if not shift_mean:
-        whitened = whitened + mean
-    return torch.where(m, whitened, torch.zeros((), dtype=x.dtype, device=x.device))
+from agents.common.stats import as_bool_mask, masked_mean
 
 
 # --- advantages ---------------------------------------------------------------------------------------
@@ -149,7 +57,7 @@ def compute_gae(
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     if not 0 <= lam <= 1:
         raise ValueError(f"lam must be in [0, 1], got {lam!r}")
-    m = _as_bool_mask(mask, rewards)
+    m = as_bool_mask(mask, rewards)
     if bool((m[:, 1:] & ~m[:, :-1]).any()):
         raise ValueError("mask must be a prefix of each row (valid tokens first, then padding)")
 
@@ -172,125 +80,6 @@ def compute_gae(
     advantages = advantages * mf
     returns = (advantages + v) * mf
     return advantages, returns
-
-
-# --- sampling distribution ------------------------------------------------------------------------------
-def sampling_logprobs(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
-) -> torch.Tensor:
-    """Log-probabilities of the distribution actually sampled from.
-
-    Order as in transformers' generate: temperature scaling, then top-k, then top-p (on the distribution
-    left by top-k). Filtered-out tokens get ``-inf``.
-
-    Args:
-        logits: ``(..., V)`` raw logits; computed in float32 (or float64 if given).
-        temperature: > 0; logits are divided by it.
-        top_k: Keep exactly the ``top_k`` largest logits (ties broken by ``torch.topk``); 0 or >= V: off.
-        top_p: Keep the smallest set of most likely tokens whose probability sum reaches ``top_p``
-            (always at least one token); 1.0: off.
-
-    Returns:
-        ``(..., V)`` log-probabilities (``-inf`` for filtered tokens), float32 or float64.
-
-    Raises:
-        ValueError: If ``temperature <= 0``, ``top_k < 0`` or ``top_p`` is not in ``(0, 1]``.
-    """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    scores = logits.to(dtype)
-    if temperature != 1.0:
-        scores = scores / temperature  # (..., V)
-    V = scores.shape[-1]
-    if 0 < top_k < V:
-        top_values, top_indices = torch.topk(scores, top_k, dim=-1)  # (..., k)
-        scores = torch.full_like(scores, float("-inf")).scatter(-1, top_indices, top_values)
-    if top_p < 1.0:
-        sorted_scores, sorted_indices = torch.sort(scores, dim=-1, descending=True)  # (..., V)
-        sorted_probs = sorted_scores.softmax(dim=-1)
-        # Probability mass of the strictly more likely tokens; a token is dropped when that mass alone
-        # already reaches top_p. The most likely token (mass 0 before it) is always kept.
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # (..., V)
-        drop_sorted = mass_before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, sorted_indices, drop_sorted)
-        scores = scores.masked_fill(drop, float("-inf"))
-    return F.log_softmax(scores, dim=-1)
-
-
-def logprobs_of(
-    logits: torch.Tensor,
-    tokens: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-) -> torch.Tensor:
-    """Log-probability of ``tokens`` under :func:`sampling_logprobs` of ``logits``.
-
-    Args:
-        logits: ``(..., V)``.
-        tokens: ``(...)`` int64 token ids.
-        temperature: See :func:`sampling_logprobs`.
-        top_k: See :func:`sampling_logprobs`.
-        top_p: See :func:`sampling_logprobs`.
-
-    Returns:
-        ``(...)`` log-probs (``-inf`` for tokens outside the filtered support).
-    """
-    if tokens.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"tokens must have the shape of logits without the vocab dim {tuple(logits.shape[:-1])}, "
-            f"got {tuple(tokens.shape)}"
-        )
-    logp = sampling_logprobs(logits, temperature, top_k, top_p)  # (..., V)
-    return logp.gather(-1, tokens.unsqueeze(-1).long()).squeeze(-1)  # (...)
-
-
-@torch.no_grad()
-def sample(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples one token per row from the filtered distribution of :func:`sampling_logprobs`.
-
-    Args:
-        logits: ``(..., V)``.
-        temperature: See :func:`sampling_logprobs`.
-        top_k: See :func:`sampling_logprobs`.
-        top_p: See :func:`sampling_logprobs`.
-        generator: Optional torch generator (on the logits' device) for reproducible draws.
-
-    Returns:
-        ``(tokens, logprobs)``: ``(...)`` int64 sampled ids and their ``(...)`` log-probabilities under
-        the sampling distribution (the "old" log-probs of PPO when the same filtering is used in training).
-    """
-    logp = sampling_logprobs(logits, temperature, top_k, top_p)  # (..., V)
-    flat = logp.reshape(-1, logp.shape[-1])  # (N, V)
-    tokens = torch.multinomial(flat.exp(), num_samples=1, generator=generator)  # (N, 1)
-    token_logp = flat.gather(-1, tokens)  # (N, 1)
-    return tokens.reshape(logp.shape[:-1]), token_logp.reshape(logp.shape[:-1])
-
-
-def entropy_from_logprobs(logprobs: torch.Tensor) -> torch.Tensor:
-    """Entropy ``-sum p log p`` over the last dimension of a log-probability tensor.
-
-    ``-inf`` entries (filtered tokens) contribute 0, and their gradient is 0 (no NaN from ``0 * -inf``).
-
-    Args:
-        logprobs: ``(..., V)`` normalised log-probabilities.
-
-    Returns:
-        ``(...)`` entropies in nats.
-    """
-    finite = torch.where(torch.isneginf(logprobs), torch.zeros_like(logprobs), logprobs)
-    return -(logprobs.exp() * finite).sum(dim=-1)
 
 
 # --- losses -------------------------------------------------------------------------------------------
@@ -319,7 +108,7 @@ def policy_loss(
     """
     if not clip_range > 0:
         raise ValueError(f"clip_range must be > 0, got {clip_range!r}")
-    m = _as_bool_mask(mask, new_logprobs)
+    m = as_bool_mask(mask, new_logprobs)
     zero = torch.zeros((), dtype=new_logprobs.dtype, device=new_logprobs.device)
     log_ratio = torch.where(m, new_logprobs - old_logprobs.detach(), zero)  # (B, T)
     ratio = torch.exp(log_ratio)  # (B, T)
@@ -359,7 +148,7 @@ def value_loss(
     """
     if clip_range_value is not None and not clip_range_value > 0:
         raise ValueError(f"clip_range_value must be > 0 or None, got {clip_range_value!r}")
-    m = _as_bool_mask(mask, new_values)
+    m = as_bool_mask(mask, new_values)
     zero = torch.zeros((), dtype=new_values.dtype, device=new_values.device)
     old = old_values.detach().to(new_values.dtype)
     ret = torch.where(m, returns.detach().to(new_values.dtype), zero)  # (B, T)
@@ -375,25 +164,3 @@ def value_loss(
     with torch.no_grad():
         stats = {"clipfrac": masked_mean(((v - old).abs() > clip_range_value).to(v.dtype), m)}
     return loss, stats
-
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
-    """``1 - Var(R - V) / Var(R)`` over the masked entries (1: perfect, 0: as good as a constant).
-
-    Args:
-        values: ``(B, T)`` predicted values.
-        returns: ``(B, T)`` returns.
-        mask: ``(B, T)`` valid tokens.
-
-    Returns:
-        A Python float; NaN if the returns have zero variance or fewer than 2 entries are masked.
-    """
-    m = _as_bool_mask(mask, values)
-    if int(m.sum().item()) < 2:
-        return float("nan")
-    v = values.detach().to(torch.float64)
-    r = returns.detach().to(torch.float64)
-    var_r = masked_var(r, m, unbiased=False)
-    if var_r.item() == 0:
-        return float("nan")
-    return float(1.0 - masked_var(r - v, m, unbiased=False) / var_r)

@@ -9,7 +9,7 @@ orthogonally and have no KV cache. ``LMPolicy`` instead
 - takes the action logits from the LM's own head at the last real position of each observation
   (``position_ids`` come from the mask, so the left-padded layout gives the same distribution as a
   plain forward of the unpadded prefix);
-- puts a value head ``Linear(hidden, 1)`` (:class:`agents.value_head.CausalLMWithValueHead`) on the
+- puts a value head ``Linear(hidden, 1)`` (:class:`agents.CausalLMWithValueHead`) on the
   same hidden state;
 - never re-initialises the pretrained weights (``ortho_init=True`` is refused) and disables dropout
   so that rollout and update forwards agree;
@@ -60,8 +60,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from agents.ppo.ppo import load_policy, logits_width
-from agents.value_head import CausalLMWithValueHead
+from agents.common.policies import load_policy, logits_width
+from agents.common.value_head import CausalLMWithValueHead
 from textenv.lm import accepts_kwarg, left_padded_positions
 
 OBS_KEYS = ("input_ids", "attention_mask")
@@ -200,7 +200,7 @@ class LMPolicy(ActorCriticPolicy):
     used, e.g. when a model pads its embedding matrix beyond the tokenizer).
 
     Attributes:
-        model: The :class:`~agents.value_head.CausalLMWithValueHead` (LM + value head) being trained.
+        model: The :class:`~agents.CausalLMWithValueHead` (LM + value head) being trained.
         lm: The transformers causal LM (``model.lm``); bind a KL penalty to it (see
             :func:`agents.sb3.bind_kl`) or ``save_pretrained`` it after training.
 
@@ -252,7 +252,7 @@ class LMPolicy(ActorCriticPolicy):
         if not isinstance(action_space, spaces.Discrete):
             raise TypeError(f"LMPolicy needs a Discrete(vocab) action space, got {action_space!r}")
         check_token_observation_space(observation_space)
-        wrapped = load_policy(model)
+        wrapped = load_policy(model, value_head=True)
         width = logits_width(wrapped.lm)
         if int(action_space.n) > width:
             raise ValueError(

@@ -104,7 +104,7 @@ def test_no_entry_runs_remote_code(tmp_path, no_prompt, model_type):
 
 
 def test_agents_policy_loading_runs_no_remote_code(tmp_path, no_prompt):
-    from agents.ppo.ppo import load_policy
+    from agents.common.policies import load_policy
 
     folder, marker = plant(tmp_path, "tiny-lm", "gpt2")
     load_policy(str(folder))
@@ -185,3 +185,11 @@ def test_project_loads_print_no_progress_bars_or_length_warnings(capfd):
     assert "Loading weights" not in out + err
     assert "Token indices sequence length" not in out + err
     assert torch.equal(env.core.input_ids[0, :8], env.core.prompt_ids[0])
+
+
+@pytest.mark.parametrize("value_head", [False, True])
+def test_misspelled_policy_name_is_answered_before_any_hub_access(value_head):
+    from agents.common.policies import load_policy
+
+    with pytest.raises(ValueError, match=r"policy='tiny_lm'.*did you mean 'tiny-lm'"):
+        load_policy("tiny_lm", value_head=value_head)

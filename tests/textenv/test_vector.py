@@ -333,3 +333,34 @@ def test_kl_penalty_rewards_equal_single_envs(tokenizer, mode):
         np.testing.assert_array_equal(terminated, terminated_s)
         total += float(np.abs(rewards).sum())
     assert total > 0
+
+
+def test_reset_with_one_prompt_index_per_row(tokenizer):
+    envs = TextGenVectorEnv(num_envs=4, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs(tokenizer))
+    _, info = envs.reset(seed=0, options={"prompt_index": [2, 2, 0, 5]})
+    assert info["prompt"].tolist() == [PROMPTS[2], PROMPTS[2], PROMPTS[0], PROMPTS[5]]
+    # A scalar keeps its meaning: every row starts from that prompt.
+    _, info = envs.reset(options={"prompt_index": 3})
+    assert info["prompt"].tolist() == [PROMPTS[3]] * 4
+    # With a reset mask, only the masked rows take their entry (numpy arrays work too).
+    envs.step(np.array([EOS, 4, 4, 4]))
+    _, info = envs.reset(options={"reset_mask": envs.ended, "prompt_index": np.array([1, 9, 9, 9])})
+    assert info["_prompt"].tolist() == [True, False, False, False] and info["prompt"][0] == PROMPTS[1]
+    assert [envs.core.row_prompts[r].text for r in range(4)] == [PROMPTS[1], *[PROMPTS[3]] * 3]
+
+
+@pytest.mark.parametrize(
+    ("index", "match"),
+    [
+        ([0, 1, 2], r"one index per row \(4\)"),
+        ([0, 1, 2, 6], r"int in \[0, 6\), got 6"),
+        ([0, 1, 2, -1], "got -1"),
+    ],
+)
+def test_reset_with_bad_per_row_prompt_indices_raises_and_changes_nothing(tokenizer, index, match):
+    envs = TextGenVectorEnv(num_envs=4, **env_kwargs(tokenizer))
+    obs, _ = envs.reset(seed=0, options={"prompt_index": 1})
+    with pytest.raises(ValueError, match=match):
+        envs.reset(options={"prompt_index": index})
+    assert [p.text for p in envs.core.row_prompts] == [PROMPTS[1]] * 4  # type: ignore[union-attr]
+    np.testing.assert_array_equal(envs.core.input_ids.numpy(), obs["input_ids"])

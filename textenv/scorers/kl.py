@@ -349,6 +349,12 @@ class KLPenalty(Scorer):
             )
         self._handed = x
 
+    def step_kl(self) -> torch.Tensor:
+        """``(B,)`` float64 KL of each row's token on the last step (0 for idle rows): ``last_kl``, checked."""
+        if self.last_kl is None:
+            raise RuntimeError(f"{self!r} must be attached to an env before step_kl()")
+        return self.last_kl
+
     # -- dense scorer protocol -------------------------------------------------------------------
 
     def reset_rows(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:

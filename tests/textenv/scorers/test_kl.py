@@ -217,7 +217,7 @@ def test_coef_is_a_plain_mutable_attribute(tokenizer, tiny_lm, policy):
 
 
 def test_binds_the_lm_of_a_value_head_model(tiny_lm, policy):
-    from agents.value_head import CausalLMWithValueHead
+    from agents import CausalLMWithValueHead
 
     assert KLPenalty(tiny_lm).bind(CausalLMWithValueHead(policy)).policy is policy
 
@@ -263,3 +263,55 @@ def test_single_env_hand_over_accepts_a_float(tokenizer, tiny_lm):
     _, reward, *_ = env.step(11)
     logq = full_logprobs(tiny_lm, env.core, 0)[env.max_prompt_tokens - 1, 11]
     assert reward == pytest.approx(-(-2.0 - float(logq)), abs=1e-5)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_env_kl_channel_hands_logprobs_to_the_terms_and_returns_the_kl_in_info(
+    tokenizer, tiny_lm, policy, estimator
+):
+    """env.unwrapped.set_policy_logprobs(...) reaches every KLPenalty term; info["kl"] is their KL."""
+    from textenv import TextGenEnv
+    from textenv.vector import TextGenVectorEnv
+
+    g = torch.Generator().manual_seed(0)
+    vocab = tiny_lm.config.vocab_size
+    kls = [
+        KLPenalty(tiny_lm, coef=0.5, estimator=estimator),
+        KLPenalty(tiny_lm, coef=0.5, estimator=estimator, name="kl2"),
+    ]
+    vec = TextGenVectorEnv(
+        num_envs=2, tokenizer=tokenizer, prompts=PROMPTS, reward=kls[0] + kls[1], max_new_tokens=4
+    )
+    single = TextGenEnv(
+        tokenizer=tokenizer,
+        prompts=PROMPTS,
+        reward=KLPenalty(tiny_lm, coef=0.5, estimator=estimator),
+        max_new_tokens=4,
+    )
+    assert vec.kl_penalties == kls and len(single.unwrapped.kl_penalties) == 1
+    vec.reset(options={"prompt_index": [0, 1]})
+    single.reset(options={"prompt_index": 0})
+    for _ in range(3):
+        actions = torch.randint(2, vocab, (2,), generator=g)
+        logp_all = torch.log_softmax(torch.randn(2, vocab, generator=g), -1)  # (B, V) any policy
+        vec.set_policy_logprobs(logp_all)
+        _, rewards, _, _, info = vec.step(actions)
+        single.unwrapped.set_policy_logprobs(logp_all[:1])
+        _, reward, _, _, single_info = single.step(int(actions[0]))
+        expected = [float(k.last_kl[r]) for k in kls for r in range(2)]
+        assert info["kl"].tolist() == pytest.approx([expected[0] + expected[2], expected[1] + expected[3]])
+        assert info["_kl"].all() and rewards == pytest.approx(-0.5 * info["kl"])
+        assert single_info["kl"] == pytest.approx(info["kl"][0] / 2) and reward == pytest.approx(
+            -0.5 * single_info["kl"]
+        )
+
+
+def test_env_kl_channel_without_a_kl_term_is_a_clear_error(tokenizer):
+    from textenv import TextGenEnv
+
+    env = TextGenEnv(tokenizer=tokenizer, prompts=PROMPTS, reward=lambda p, t, r, m: 0.0)
+    env.reset(seed=0)
+    assert env.kl_penalties == []
+    with pytest.raises(ValueError, match="no KLPenalty term"):
+        env.set_policy_logprobs(torch.zeros(1))
+    assert "kl" not in env.step(3)[4]

@@ -7,9 +7,10 @@ terminated. Rows that finished early are inactive for the rest of the wave (the 
 untouched and the policy's cache masks their slots). ``episodes_per_iteration / num_envs`` waves make
 one rollout batch of exactly ``episodes_per_iteration`` finished episodes.
 
-When the env's reward contains a ``KLPenalty`` term, the policy's log-probs of the sampled actions are
-handed to it before each ``env.step`` (``set_policy_logprobs``), so the scorer never runs the policy a
-second time; the KL it measures is read back from its ``last_kl``.
+When the env's reward contains a ``KLPenalty`` term, the policy's log-probs are handed to the env before
+each ``env.step`` through its KL channel (``env.unwrapped.set_policy_logprobs``), so the scorer never runs
+the policy a second time; the KL comes back in the step's ``info["kl"]``. Actions go to a vector env as
+tensors on the policy's device (no host round trip per step).
 """
 
 from __future__ import annotations
@@ -17,146 +18,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.ppo.core import sampling_logprobs
+from agents.common.buffers import RolloutBatch
+from agents.common.sampling import SamplingParams, sample_tokens
 from textenv.lm import IncrementalLM
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How the policy's logits become the sampling distribution (the same transform in training).
-
-    Attributes:
-        temperature: Logits are divided by it.
-        top_k: Keep the ``top_k`` most likely tokens (0: all).
-        top_p: Nucleus filtering (1.0: off).
-        eos_token_ids: The env's EOS ids.
-        min_new_tokens: EOS is masked out (probability 0) for the first ``min_new_tokens`` tokens.
-    """
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    eos_token_ids: tuple[int, ...] = ()
-    min_new_tokens: int = 0
-
-    def logprobs(self, logits: torch.Tensor, step: int | None = None) -> torch.Tensor:
-        """Log-probs of the sampling distribution.
-
-        Args:
-            logits: ``(B, V)`` logits of one step (then ``step`` is its index) or ``(B, T, V)`` logits of
-                steps ``0 .. T-1`` (``step=None``).
-            step: Index of the generated token of 2-D logits.
-
-        Returns:
-            Log-probs, same shape as ``logits``, float32 or wider.
-        """
-        if self.min_new_tokens > 0 and self.eos_token_ids:
-            logits = _mask_eos(logits, self.eos_token_ids, self.min_new_tokens, step)
-        return sampling_logprobs(logits, self.temperature, self.top_k, self.top_p)
-
-
-def _mask_eos(logits: torch.Tensor, eos: Sequence[int], min_new: int, step: int | None) -> torch.Tensor:
-    if step is not None:
-        if step >= min_new:
-            return logits
-        logits = logits.clone()
-        logits[..., list(eos)] = float("-inf")
-        return logits
-    logits = logits.clone()
-    early = logits[:, :min_new]  # (B, min_new, V) view
-    early[..., list(eos)] = float("-inf")
-    return logits
-
-
-@dataclass
-class RolloutBatch:
-    """Finished episodes of one rollout, row ``i`` = episode ``i`` (``N`` episodes, ``P`` prompt slots,
-    ``T`` generated slots).
-
-    Attributes:
-        input_ids: ``(N, P + T)`` the final observation: left-padded prompt, generated tokens, padding.
-        attention_mask: ``(N, P + T)`` 1 on prompt and generated tokens.
-        tokens: ``(N, T)`` generated tokens (``input_ids[:, P:]``).
-        mask: ``(N, T)`` bool, the valid generated tokens (a prefix of each row).
-        logprobs: ``(N, T)`` float32 rollout log-probs of the tokens under the sampling distribution.
-        rewards: ``(N, T)`` float32 per-token rewards exactly as ``env.step`` returned them.
-        prompt_len: ``P``.
-        scores: ``(N,)`` episode returns (sum of the rewards).
-        reward_terms: Term name -> ``(N,)`` the term's total per episode (``info["reward_terms"]``).
-        kl: ``(N,)`` KL(policy || reference) summed over each episode, from the KL term; ``None`` without one.
-        texts: Generated texts.
-        prompts: Prompt texts.
-        finish_reasons: ``"eos"`` or ``"length"``.
-        rollout_time: Seconds spent collecting.
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    tokens: torch.Tensor
-    mask: torch.Tensor
-    logprobs: torch.Tensor
-    rewards: torch.Tensor
-    prompt_len: int
-    scores: np.ndarray
-    reward_terms: dict[str, np.ndarray] = field(default_factory=dict)
-    kl: np.ndarray | None = None
-    texts: list[str] = field(default_factory=list)
-    prompts: list[str] = field(default_factory=list)
-    finish_reasons: list[str] = field(default_factory=list)
-    rollout_time: float = 0.0
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-    @property
-    def num_tokens(self) -> int:
-        """Generated tokens in the batch."""
-        return int(self.mask.sum())
-
-    @staticmethod
-    def concat(parts: Sequence[RolloutBatch]) -> RolloutBatch:
-        """Stacks the episodes of several batches (waves) into one."""
-        if len(parts) == 1:
-            return parts[0]
-        terms = {k: np.concatenate([p.reward_terms[k] for p in parts]) for k in parts[0].reward_terms}
-        kls = [p.kl for p in parts]
-        return RolloutBatch(
-            input_ids=torch.cat([p.input_ids for p in parts]),
-            attention_mask=torch.cat([p.attention_mask for p in parts]),
-            tokens=torch.cat([p.tokens for p in parts]),
-            mask=torch.cat([p.mask for p in parts]),
-            logprobs=torch.cat([p.logprobs for p in parts]),
-            rewards=torch.cat([p.rewards for p in parts]),
-            prompt_len=parts[0].prompt_len,
-            scores=np.concatenate([p.scores for p in parts]),
-            reward_terms=terms,
-            kl=None if any(k is None for k in kls) else np.concatenate(kls),  # type: ignore[arg-type]
-            texts=[t for p in parts for t in p.texts],
-            prompts=[t for p in parts for t in p.prompts],
-            finish_reasons=[t for p in parts for t in p.finish_reasons],
-            rollout_time=sum(p.rollout_time for p in parts),
-        )
-
-
-def sample_tokens(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draws one token per row from ``exp(logprobs)`` (B, V) by inverse-CDF sampling.
-
-    The same distribution as ``torch.multinomial`` at a tenth of its cost for large vocabularies: one
-    cumulative sum and a binary search per row. Tokens of probability 0 are never drawn.
-
-    Returns:
-        (B,) int64 token ids.
-    """
-    cdf = logprobs.exp().cumsum(-1)  # (B, V)
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(1)
 
 
 # --- env access ---------------------------------------------------------------------------------------
@@ -174,9 +44,42 @@ def text_core(env: Any) -> Any:
     return core
 
 
+def make_env(
+    env: Any, num_envs: int, device: torch.device, env_kwargs: dict[str, Any] | None = None
+) -> tuple[Any, str | None]:
+    """The env an algorithm steps: an id is made into a ``TextGenVectorEnv`` of ``num_envs`` rows (autoreset
+    disabled, torch observations on ``device``); an env object is used as it is.
+
+    Returns:
+        ``(env, env_id)``; ``env_id`` is ``None`` for env objects.
+
+    Raises:
+        ValueError: ``env_kwargs`` given with an env object.
+        TypeError: ``env`` is neither an id nor a textenv env.
+    """
+    if isinstance(env, str):
+        import textenv  # noqa: F401  (registers the ids)
+
+        kwargs = {
+            "observation_format": "torch",
+            "device": device,
+            "autoreset_mode": gym.vector.AutoresetMode.DISABLED,
+            **(env_kwargs or {}),
+        }
+        vec = gym.make_vec(env, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+        return vec, env
+    if env_kwargs:
+        raise ValueError(
+            f"env_kwargs={env_kwargs!r} only apply when env is an id string, got {type(env).__name__}"
+        )
+    text_core(env)  # raises TypeError for other envs
+    return env, None
+
+
 def kl_terms(env: Any) -> list[Any]:
-    """The KL-penalty scorers (anything with ``set_policy_logprobs``) among the env's reward terms."""
-    return [scorer for _, _, scorer in text_core(env).terms if hasattr(scorer, "set_policy_logprobs")]
+    """The env's ``KLPenalty`` terms (``env.unwrapped.kl_penalties``), whose coefficient a KL controller sets."""
+    text_core(env)  # raises TypeError for other envs
+    return list(env.unwrapped.kl_penalties)
 
 
 def _is_vector_env(env: Any) -> bool:
@@ -218,6 +121,7 @@ class EnvDriver:
         self.device = device
         self.vector = _is_vector_env(env)
         self.num_rows = int(env.num_envs) if self.vector else 1
+        self.has_kl = bool(kl_terms(env))
         if self.vector:
             mode = env.metadata.get("autoreset_mode")
             if mode is not None and getattr(mode, "value", mode) != gym.vector.AutoresetMode.DISABLED.value:
@@ -234,32 +138,64 @@ class EnvDriver:
             ids, mask = ids.view(1, -1), mask.view(1, -1)
         return ids, mask
 
-    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Resets every row; returns the observations ``input_ids, attention_mask`` ``(B, L)``."""
-        obs, _ = self.env.reset(seed=seed)
+    def reset(
+        self, seed: int | None = None, prompt_indices: Sequence[int] | np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Resets every row; returns the observations ``input_ids, attention_mask`` ``(B, L)``.
+
+        Args:
+            seed: Passed to ``env.reset``.
+            prompt_indices: One prompt index per row (``None``: the env draws the prompts).
+        """
+        options = None
+        if prompt_indices is not None:
+            indices = [int(i) for i in prompt_indices]
+            if len(indices) != self.num_rows:
+                raise ValueError(
+                    f"prompt_indices has {len(indices)} entries; expected one per row ({self.num_rows})"
+                )
+            options = {"prompt_index": indices if self.vector else indices[0]}
+        obs, _ = self.env.reset(seed=seed, options=options)
         return self._tensors(obs)
 
+    @property
+    def num_prompts(self) -> int:
+        """Prompts in the env's prompt source (what ``prompt_indices`` index)."""
+        return len(self.core.prompts)
+
     def step(
-        self, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, dict[int, dict[str, Any]]]:
+        self, actions: torch.Tensor, logprobs: torch.Tensor | None = None
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None
+    ]:
         """Steps every row with ``actions`` (B,); finished rows ignore theirs.
 
+        Args:
+            actions: ``(B,)`` token ids on the driver's device (a vector env takes them as they are).
+            logprobs: ``(B, V)`` the policy's log-probs of this step, handed to the env's KL channel when
+                it has KL terms.
+
         Returns:
-            ``(input_ids, attention_mask, rewards (B,) float64, terminated (B,) bool, {row: info})``, the
-            info only for rows that terminated on this step.
+            ``(input_ids, attention_mask, rewards (B,) float64, terminated (B,) bool, {row: info}, kl)``,
+            the info only for rows that terminated on this step, ``kl`` the ``(B,)`` KL of this step's
+            tokens from ``info["kl"]`` (``None`` without KL terms).
         """
+        if self.has_kl and logprobs is not None:
+            self.env.unwrapped.set_policy_logprobs(logprobs)
         if self.vector:
-            obs, rewards, terminated, truncated, infos = self.env.step(actions.cpu().numpy())
+            obs, rewards, terminated, truncated, infos = self.env.step(actions)
             terminated = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
             ended = {int(r): _row_info(infos, int(r)) for r in np.flatnonzero(terminated)}
             rewards = np.asarray(rewards, dtype=np.float64)
+            kl = infos.get("kl")
         else:
             obs, reward, term, trunc, info = self.env.step(int(actions[0]))
             terminated = np.array([bool(term or trunc)])
             ended = {0: info} if terminated[0] else {}
             rewards = np.array([float(reward)])
+            kl = np.array([info["kl"]]) if "kl" in info else None
         ids, mask = self._tensors(obs)
-        return ids, mask, rewards, terminated, ended
+        return ids, mask, rewards, terminated, ended, None if kl is None else np.asarray(kl, dtype=np.float64)
 
     def env_rng_state(self) -> list[dict[str, Any]] | None:
         """The env's prompt-drawing RNG states (one per row of a vector env), JSON-able, for checkpoints."""
@@ -312,18 +248,28 @@ class RolloutCollector:
         self.prompt_len = int(core.max_prompt_tokens)
         self.max_new_tokens = int(core.max_new_tokens)
         self.pad_id = int(core.pad_token_id)
-        self.kl_terms = kl_terms(driver.env)
         self._cache = IncrementalLM(
             lm, num_rows=driver.num_rows, max_length=self.prompt_len + self.max_new_tokens
         )
 
     @torch.no_grad()
-    def collect(self, num_episodes: int, seed: int | None = None) -> RolloutBatch:
+    def collect(
+        self,
+        num_episodes: int,
+        seed: int | None = None,
+        *,
+        prompt_indices: Sequence[int] | np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> RolloutBatch:
         """Runs ``num_episodes / num_rows`` waves.
 
         Args:
             num_episodes: A multiple of the env's rows.
             seed: Passed to the first wave's ``env.reset`` (``None`` continues the env's RNG).
+            prompt_indices: ``num_episodes`` prompt indices, episode ``i`` starts from prompt
+                ``prompt_indices[i]`` (``None``: the env draws the prompts).
+            deterministic: Greedy decoding (argmax of the sampling distribution); the sampling generator is
+                not used.
 
         Returns:
             The episodes, in wave order.
@@ -336,44 +282,55 @@ class RolloutCollector:
             raise ValueError(
                 f"num_episodes={num_episodes} must be a positive multiple of the env's {rows} rows"
             )
+        if prompt_indices is not None and len(prompt_indices) != num_episodes:
+            raise ValueError(f"prompt_indices has {len(prompt_indices)} entries; expected {num_episodes}")
         start = time.perf_counter()
         was_training = self.lm.training
         self.lm.eval()
         try:
             # One autocast context for the whole rollout: weights are cast to bf16 once, not every step.
             with self.autocast():
-                waves = [self._wave(seed if i == 0 else None) for i in range(num_episodes // rows)]
+                waves = [
+                    self._wave(
+                        seed if i == 0 else None,
+                        None if prompt_indices is None else prompt_indices[i * rows : (i + 1) * rows],
+                        deterministic,
+                    )
+                    for i in range(num_episodes // rows)
+                ]
         finally:
             self.lm.train(was_training)
         batch = RolloutBatch.concat(waves)
         batch.rollout_time = time.perf_counter() - start
         return batch
 
-    def _wave(self, seed: int | None) -> RolloutBatch:
+    def _wave(
+        self, seed: int | None, prompt_indices: Sequence[int] | np.ndarray | None, deterministic: bool
+    ) -> RolloutBatch:
         """One wave: reset every row, step until every row has terminated."""
         B, P, T, device = self.driver.num_rows, self.prompt_len, self.max_new_tokens, self.driver.device
-        ids, mask = self.driver.reset(seed)  # (B, L)
+        ids, mask = self.driver.reset(seed, prompt_indices)  # (B, L)
         final_ids, final_mask = ids.clone(), mask.clone()
         logits = self._cache.reset_rows(torch.arange(B, device=device), ids[:, :P], mask[:, :P])  # (B, V)
         tokens = torch.full((B, T), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros(B, T, device=device)
         rewards = np.zeros((B, T), dtype=np.float64)
-        kl = torch.zeros(B, dtype=torch.float64, device=device) if self.kl_terms else None
+        kl = np.zeros(B, dtype=np.float64) if self.driver.has_kl else None
         active = torch.ones(B, dtype=torch.bool, device=device)
         infos: dict[int, dict[str, Any]] = {}
         for t in range(T):
             logp_all = self.sampling.logprobs(logits, step=t)  # (B, V)
-            action = sample_tokens(logp_all, self.generator)  # (B,)
+            action = logp_all.argmax(-1) if deterministic else sample_tokens(logp_all, self.generator)  # (B,)
             logp = logp_all.gather(1, action[:, None]).squeeze(1)  # (B,)
-            for term in self.kl_terms:
-                term.set_policy_logprobs(logp_all if getattr(term, "estimator", "k1") == "full" else logp)
             with torch.autocast(device.type, enabled=False):  # the env's scorers run as they are
-                obs_ids, obs_mask, step_rewards, terminated, ended = self.driver.step(action)
+                obs_ids, obs_mask, step_rewards, terminated, ended, step_kl = self.driver.step(
+                    action, logp_all
+                )
             tokens[:, t] = torch.where(active, action, tokens[:, t])
             logprobs[:, t] = torch.where(active, logp, logprobs[:, t])
             rewards[:, t] = step_rewards
-            for term in self.kl_terms:
-                kl += term.last_kl.to(device) * active  # type: ignore[operator]
+            if kl is not None and step_kl is not None:
+                kl += step_kl  # idle rows have KL 0
             done_now = torch.as_tensor(terminated, device=device) & active
             final_ids = torch.where(done_now[:, None], obs_ids, final_ids)
             final_mask = torch.where(done_now[:, None], obs_mask, final_mask)
@@ -395,7 +352,7 @@ class RolloutCollector:
         tokens: torch.Tensor,
         logprobs: torch.Tensor,
         rewards: np.ndarray,
-        kl: torch.Tensor | None,
+        kl: np.ndarray | None,
         infos: dict[int, dict[str, Any]],
     ) -> RolloutBatch:
         B, P = tokens.shape[0], self.prompt_len
@@ -416,7 +373,7 @@ class RolloutCollector:
             prompt_len=P,
             scores=rewards.sum(1),
             reward_terms=terms,
-            kl=None if kl is None else kl.cpu().numpy(),
+            kl=kl,
             texts=[str(i.get("text", "")) for i in row_infos],
             prompts=[str(i.get("prompt", "")) for i in row_infos],
             finish_reasons=[str(i.get("finish_reason", "")) for i in row_infos],

@@ -1,4 +1,4 @@
-"""Tests of PPO checkpoints (agents/ppo/checkpoint.py): round trips, exact resume, atomic writes."""
+"""Tests of PPO checkpoints (agents/common/checkpoint.py): round trips, exact resume, atomic writes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from agents import PPO, CausalLMWithValueHead, PPOConfig
-from agents.ppo import checkpoint as ckpt
-from agents.ppo.ppo import TIME_METRICS
+from agents.common import checkpoint as ckpt
+from agents.common.on_policy import TIME_METRICS
 from tests.agents.tiny import PROMPTS, P, T, good_fraction, tiny_lm, tiny_tokenizer
 from textenv.scorers import Callable
 from textenv.scorers.kl import KLPenalty
@@ -99,7 +99,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
     for pa, pb in zip(full.policy.parameters(), resumed.policy.parameters()):
         assert torch.equal(pa, pb)
     # The CSV holds every iteration once, in order.
-    from agents.ppo.logger import read_csv
+    from agents.common.logger import read_csv
 
     rows = read_csv(tmp_path / "part" / "progress.csv")
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4]
@@ -214,9 +214,7 @@ def corrupt_copy(saved, tmp_path, edit_json=None, edit_pt=None, remove=None):
 
 def test_missing_value_head_is_an_error_naming_the_file(saved, tmp_path):
     path = corrupt_copy(saved, tmp_path, remove="model/value_head.safetensors")
-    with pytest.raises(
-        FileNotFoundError, match=r"value head '.*bad/model/value_head.safetensors' is missing"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"bad.*has no model/value_head.safetensors"):
         PPO.load(path, env=make_env(), verbose=0)
     path = corrupt_copy(saved, tmp_path / "w", remove="model/model.safetensors")
     with pytest.raises(FileNotFoundError, match=r"weights '.*model/model.safetensors' are missing"):

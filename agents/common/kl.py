@@ -13,7 +13,7 @@ import numbers
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agents.ppo.config import PPOConfig
+    from agents.common.config import OnPolicyConfig
 
 
 def _check_nonneg(name: str, value: Any) -> float:
@@ -166,7 +166,7 @@ def _check_state(state: Any, kind: str) -> None:
         )
 
 
-def make_kl_controller(config: PPOConfig) -> KLController:
+def make_kl_controller(config: OnPolicyConfig) -> KLController:
     """Builds the controller named by ``config.kl_controller``.
 
     Args:

@@ -1,4 +1,4 @@
-"""Tests of agents.value_head.CausalLMWithValueHead on a tiny GPT-2 built from a config."""
+"""Tests of agents.common.value_head.CausalLMWithValueHead on a tiny GPT-2 built from a config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from agents.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead, ValueHeadOutput
+from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead, ValueHeadOutput
 
 VOCAB = 64
 

@@ -1,8 +1,10 @@
-"""Atomic training checkpoints: everything a PPO run needs to resume bit for bit.
+"""Atomic training checkpoints: everything a training run needs to resume bit for bit.
 
 Layout of one checkpoint directory::
 
-    <dir>/model/                 CausalLMWithValueHead.save_pretrained (safetensors) + tokenizer files
+    <dir>/model/                 the policy's save_pretrained (safetensors; PPO: LM + value_head.safetensors)
+                                 + tokenizer files
+    <dir>/<name>/                further frozen models an algorithm keeps (e.g. reference/, GRPO with beta > 0)
     <dir>/trainer_state.json     iteration, episodes, config, KL controller, Python/NumPy/env RNG states
     <dir>/trainer_state.pt       optimizer state and torch RNG states (tensors only; read with
                                  ``torch.load(..., weights_only=True)``, never unsafe pickle)
@@ -121,7 +123,7 @@ def _jsonable_numpy_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = state
     return {
         "name": name,
-        "keys": keys.tolist(),
+        "keys": np.asarray(keys).tolist(),
         "pos": int(pos),
         "has_gauss": int(has_gauss),
         "cached": cached,
@@ -182,6 +184,7 @@ def write_checkpoint(
     tokenizer: Any = None,
     state: dict[str, Any],
     tensors: dict[str, Any],
+    extra_models: dict[str, Any] | None = None,
 ) -> str:
     """Writes one checkpoint atomically (see the module docstring for the layout).
 
@@ -191,6 +194,8 @@ def write_checkpoint(
         tokenizer: Saved next to the weights when given, so ``PPO.load`` can decode without the env.
         state: JSON-able trainer state.
         tensors: Tensor state (optimizer state dict, RNG tensors); nested dicts/lists of tensors and numbers.
+        extra_models: Further models (``save_pretrained``), each into ``<path>/<name>/`` (e.g. the frozen
+            reference of a KL term in the loss).
 
     Returns:
         The absolute checkpoint path.
@@ -202,6 +207,9 @@ def write_checkpoint(
             model.save_pretrained(model_dir)
         if tokenizer is not None:
             tokenizer.save_pretrained(model_dir)
+        for name, extra in (extra_models or {}).items():
+            with quiet_transformers():
+                extra.save_pretrained(os.path.join(tmp, name))
         torch.save(tensors, os.path.join(tmp, STATE_PT))
         with open(os.path.join(tmp, STATE_JSON), "w") as f:
             json.dump({"format_version": FORMAT_VERSION, **state}, f, indent=1)
@@ -316,8 +324,8 @@ def read_checkpoint(
         ``(directory, state, tensors)``.
 
     Raises:
-        FileNotFoundError: If there is no complete checkpoint, or a part of it (weights, value head) is
-            missing; the message names the file.
+        FileNotFoundError: If there is no complete checkpoint, or its weights are missing; the message
+            names the file.
         ValueError: If a file is unreadable or garbled, was written by an unknown format version, or
             misses a field or holds one of the wrong type; the message names the file and the field.
     """
@@ -364,17 +372,10 @@ def _check_directory_target(final: str) -> None:
 
 
 def _check_model_files(model_dir: str) -> None:
-    """The weights and the value head of a checkpoint exist (a missing head must not load as a fresh one)."""
-    from agents.value_head import VALUE_HEAD_FILENAME
-
-    weights = ("model.safetensors", "model.safetensors.index.json")
+    """The weights of a checkpoint exist (the algorithm checks the value head it needs, see ``load_state``)."""
+    weights = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
     if not any(os.path.isfile(os.path.join(model_dir, name)) for name in weights):
         raise FileNotFoundError(f"checkpoint weights {os.path.join(model_dir, weights[0])!r} are missing")
-    head = os.path.join(model_dir, VALUE_HEAD_FILENAME)
-    if not os.path.isfile(head):
-        raise FileNotFoundError(
-            f"checkpoint value head {head!r} is missing; a checkpoint without it cannot resume training"
-        )
 
 
 def _read_state_json(path: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Tests of agents.ppo.core (masked ops, GAE, sampling log-probs, losses) and agents.ppo.kl."""
+"""Tests of PPO's math (agents.ppo.core: GAE, losses), the shared masked ops and sampling log-probs
+(agents.common.stats, agents.common.sampling) and the KL controllers (agents.common.kl)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,11 @@ import math
 import pytest
 import torch
 
+from agents.common.kl import AdaptiveKLController, FixedKLController, make_kl_controller
+from agents.common.sampling import entropy_from_logprobs, logprobs_of, sample, sampling_logprobs
+from agents.common.stats import explained_variance, masked_mean, masked_var, masked_whiten
 from agents.ppo import PPOConfig
-from agents.ppo.core import (
-    compute_gae,
-    entropy_from_logprobs,
-    explained_variance,
-    logprobs_of,
-    masked_mean,
-    masked_var,
-    masked_whiten,
-    policy_loss,
-    sample,
-    sampling_logprobs,
-    value_loss,
-)
-from agents.ppo.kl import AdaptiveKLController, FixedKLController, make_kl_controller
+from agents.ppo.core import compute_gae, policy_loss, value_loss
 
 
 def _prefix_mask(lengths: list[int], T: int) -> torch.Tensor:

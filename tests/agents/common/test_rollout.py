@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from agents import PPO, PPOConfig
-from agents.ppo.core import sampling_logprobs
-from agents.ppo.rollout import EnvDriver
+from agents.common.rollout import EnvDriver
+from agents.common.sampling import sampling_logprobs
 from tests.agents.tiny import PROMPTS, P, T, tiny_lm, tiny_tokenizer
 from textenv import TextGenEnv
 from textenv.lm import left_padded_positions
@@ -147,11 +147,13 @@ def test_kl_penalty_gets_handed_logprobs_and_its_coef_from_the_controller():
     batch = ppo._last_batch
     # The scorer never ran the policy: it has no bound policy and raises without handed log-probs.
     assert kl.policy is None
-    # Handed log-probs are the rollout's, for the active rows of every step.
+    # Handed log-probs (through the env's KL channel) are the rollout's sampling distribution over the
+    # vocabulary, for every step.
     steps = len(kl.handed)
-    handed = torch.stack(kl.handed, 1)  # (B, steps) per wave; 2 waves of 4 rows
+    handed = torch.stack(kl.handed, 1)  # (B, steps, V) per wave; 2 waves of 4 rows
     assert steps == int(batch.mask[:4].sum(1).max()) + int(batch.mask[4:].sum(1).max())
-    first_wave = handed[:, : int(batch.mask[:4].sum(1).max())]
+    n = int(batch.mask[:4].sum(1).max())
+    first_wave = handed[:, :n].gather(-1, batch.tokens[:4, :n, None]).squeeze(-1)  # (B, n)
     m = batch.mask[:4, : first_wave.shape[1]]
     torch.testing.assert_close(first_wave[m], batch.logprobs[:4, : first_wave.shape[1]][m])
     # The rollout ran the policy once per step (prefill + one token per forward), plus the update's forwards.
@@ -201,3 +203,13 @@ def test_env_id_is_made_with_autoreset_disabled_and_torch_observations():
     assert env.metadata["autoreset_mode"] is gym.vector.AutoresetMode.DISABLED
     assert env.observation_format == "torch" and env.num_envs == 2
     assert len(ppo.collect_rollout()) == 4
+
+
+def test_rollout_sends_actions_to_the_vector_env_as_tensors_on_the_policy_device():
+    env = make_env()
+    ppo = make_ppo(env)
+    sent = []
+    step = env.step
+    env.step = lambda actions: (sent.append(actions), step(actions))[1]  # type: ignore[method-assign]
+    ppo.collect_rollout()
+    assert sent and all(isinstance(a, torch.Tensor) and a.device == ppo.device for a in sent)

@@ -16,7 +16,7 @@ import inspect
 import math
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -54,7 +54,7 @@ def _hidden_size(lm: nn.Module) -> int:
     Raises:
         ValueError: If neither the config nor the output embeddings give the hidden size.
     """
-    config = lm.config
+    config: Any = lm.config
     # get_text_config() returns the config itself for plain LMs and the text sub-config for multimodal ones.
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     hidden_size = getattr(text_config, "hidden_size", None)
@@ -140,8 +140,9 @@ class CausalLMWithValueHead(nn.Module):
         """
         from transformers import AutoModelForCausalLM
 
-        kwargs.setdefault("trust_remote_code", False)
-        lm = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        from textenv.loading import from_pretrained
+
+        lm = from_pretrained(AutoModelForCausalLM, os.fspath(name_or_path), argument="policy", **kwargs)
         model = cls(lm)
         head_file = Path(name_or_path) / VALUE_HEAD_FILENAME
         if head_file.is_file():
@@ -174,9 +175,10 @@ class CausalLMWithValueHead(nn.Module):
         os.makedirs(save_directory, exist_ok=True)
         # transformers v4 needs safe_serialization=True for safetensors; v5 always writes safetensors and
         # no longer has the parameter.
-        if "safe_serialization" in inspect.signature(self.lm.save_pretrained).parameters:
+        save = cast(Any, self.lm).save_pretrained
+        if "safe_serialization" in inspect.signature(save).parameters:
             kwargs.setdefault("safe_serialization", True)
-        self.lm.save_pretrained(save_directory, **kwargs)
+        save(save_directory, **kwargs)
         state = {
             k: v.detach().to("cpu", torch.float32).contiguous()
             for k, v in self.value_head.state_dict().items()

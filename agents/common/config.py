@@ -1,0 +1,309 @@
+"""``OnPolicyConfig``: the hyper-parameters every on-policy algorithm shares, validated once.
+
+Batch vocabulary (all counts are in episodes, one episode = one prompt plus its generated tokens):
+
+- an *iteration* collects ``episodes_per_iteration`` episodes with ``num_envs`` env rows, then updates
+  the policy on them (how many passes is the algorithm's: ``ppo_epochs``, ``num_iterations``);
+- each pass shuffles the episodes into minibatches of ``minibatch_size`` episodes, one optimizer step
+  each;
+- a minibatch is processed as ``gradient_accumulation_steps`` micro-batches (forward + backward each),
+  so gradient accumulation is purely a memory knob: it does not change the optimisation.
+
+Each algorithm's config subclasses :class:`OnPolicyConfig`. Types are checked from the field
+annotations (``float``, ``int``, ``bool``, ``str``, optionally ``| None``); ranges in
+:meth:`OnPolicyConfig.check`, which subclasses extend. Every field carries a docstring, which is also
+its command-line help (:func:`field_docs`).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import itertools
+import math
+import numbers
+import os
+import re
+import textwrap
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+KL_CONTROLLERS = ("fixed", "adaptive")
+MIXED_PRECISION_MODES = ("no", "bf16")
+MAX_SEED = 2**63
+"""Seeds are ints in ``[0, MAX_SEED)``: torch's generators take 64-bit seeds and rows use ``seed + i``."""
+
+C = TypeVar("C", bound="OnPolicyConfig")
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """Turns a device spec into a ``torch.device``.
+
+    Args:
+        spec: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+            ``torch.device``.
+
+    Returns:
+        The device.
+
+    Raises:
+        TypeError: If ``spec`` is neither a string nor a ``torch.device``.
+        ValueError: If the string is malformed, or names CUDA/MPS when it is not available or an out of
+            range CUDA index.
+    """
+    if isinstance(spec, torch.device):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"device must be a str or torch.device, got {type(spec).__name__} {spec!r}")
+    if not _DEVICE_RE.match(spec):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {spec!r}")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={spec!r} requested but CUDA is not available (torch.cuda.is_available())"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={spec!r} requested but MPS is not available")
+    return device
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring of every dataclass field of ``cls`` (the string literal after the field), subclass
+    first: a field redefined in a subclass takes the subclass's docstring.
+
+    Args:
+        cls: A dataclass whose fields carry docstrings.
+
+    Returns:
+        Field name to its docstring, whitespace collapsed to single spaces.
+    """
+    docs: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs.setdefault(node.target.id, " ".join(nxt.value.value.split()))
+    return docs
+
+
+@dataclass
+class OnPolicyConfig:
+    """Hyper-parameters shared by every on-policy algorithm (see the module docstring for batch terms).
+
+    Every field is validated in ``__post_init__``: a wrong type raises ``TypeError`` and an out-of-range
+    value raises ``ValueError``, both naming the field and the bad value.
+    """
+
+    # --- optimisation -------------------------------------------------------------------------------
+    learning_rate: float = 5e-5
+    """Adam learning rate. The default suits the built-in ``tiny-lm``; for pretrained GPT-2-sized models
+    use about ``1.41e-5`` (TRL's default)."""
+
+    episodes_per_iteration: int = 16
+    """Episodes collected per rollout (the batch of one iteration)."""
+
+    minibatch_size: int | None = None
+    """Episodes per optimizer step; ``None``: the whole rollout (one step per pass). Must divide
+    ``episodes_per_iteration``."""
+
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per minibatch (memory knob only). Must divide ``minibatch_size``."""
+
+    max_grad_norm: float | None = 1.0
+    """Global gradient-norm clip per optimizer step; ``None`` disables clipping."""
+
+    # --- KL penalty to the reference model (the env's KLPenalty term) -------------------------------
+    kl_controller: str = "fixed"
+    """How the coefficient of the env's KL penalty evolves: ``"fixed"`` keeps ``init_kl_coef``;
+    ``"adaptive"`` is the proportional controller of Ziegler et al. (2019) steering the per-episode KL
+    towards ``kl_target``."""
+
+    init_kl_coef: float = 0.05
+    """Initial (for ``"fixed"``: constant) coefficient of the env's per-token KL penalty. Must be >= 0."""
+
+    kl_target: float = 6.0
+    """Target KL per episode (nats, summed over generated tokens) of the adaptive controller. Must be > 0."""
+
+    kl_horizon: float = 10000.0
+    """Horizon (in episodes) of the adaptive controller: how fast the coefficient adapts. Must be > 0."""
+
+    # --- sampling -----------------------------------------------------------------------------------
+    temperature: float = 1.0
+    """Sampling temperature for rollouts. Must be > 0."""
+
+    top_k: int = 0
+    """Sample only among the ``top_k`` most likely tokens; 0 disables top-k. Must be >= 0."""
+
+    top_p: float = 1.0
+    """Nucleus sampling: sample among the smallest set of tokens whose probability reaches ``top_p``;
+    1.0 disables it. In ``(0, 1]``."""
+
+    # --- rollouts -----------------------------------------------------------------------------------
+    num_envs: int | None = None
+    """Vector-env rows used for rollouts; ``None`` means ``episodes_per_iteration`` (one round). Must
+    divide ``episodes_per_iteration``."""
+
+    # --- runtime ------------------------------------------------------------------------------------
+    seed: int = 0
+    """Seed for torch, numpy, Python ``random``, the prompt draws and the envs. In ``[0, 2**63)``."""
+
+    device: str = "auto"
+    """``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
+
+    mixed_precision: str = "no"
+    """``"no"`` or ``"bf16"``. bf16 autocast applies on CUDA and on CPUs with native bf16 (elsewhere it
+    is ignored); value heads, losses and optimizer state stay float32."""
+
+    gradient_checkpointing: bool = False
+    """Enable the LM's gradient checkpointing during updates (less memory, ~30% more compute)."""
+
+    checkpoint_interval: int = 0
+    """Save a checkpoint every this many iterations; 0 never saves periodic checkpoints. Must be >= 0."""
+
+    log_dir: str | None = None
+    """Directory for logs and checkpoints; ``None`` writes no files."""
+
+    def __post_init__(self) -> None:
+        """Validates every field: types from the annotations, then :meth:`check`.
+
+        Raises:
+            TypeError: If a field has the wrong type.
+            ValueError: If a field is out of range or inconsistent with another field.
+        """
+        for f in dataclasses.fields(self):
+            self._check_type(f.name, str(f.type))
+        self.check()
+
+    def check(self) -> None:
+        """Range and consistency checks (subclasses call ``super().check()`` and add theirs)."""
+        for name in ("learning_rate", "kl_target", "kl_horizon", "temperature"):
+            self._require(name, getattr(self, name) > 0, "> 0")
+        self._require("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "> 0 or None")
+        self._require("init_kl_coef", self.init_kl_coef >= 0, ">= 0")
+        self._require("top_p", 0 < self.top_p <= 1, "in (0, 1]")
+        for name in ("episodes_per_iteration", "gradient_accumulation_steps"):
+            self._require(name, getattr(self, name) >= 1, ">= 1")
+        for name in ("top_k", "checkpoint_interval"):
+            self._require(name, getattr(self, name) >= 0, ">= 0")
+        self._require("seed", 0 <= self.seed < MAX_SEED, "an int in [0, 2**63)")
+        if self.minibatch_size is not None:
+            self._require("minibatch_size", self.minibatch_size >= 1, ">= 1 or None")
+        self._require(
+            "minibatch_size",
+            self.episodes_per_iteration % self.effective_minibatch_size == 0,
+            f"a divisor of episodes_per_iteration={self.episodes_per_iteration}",
+        )
+        self._require(
+            "gradient_accumulation_steps",
+            self.effective_minibatch_size % self.gradient_accumulation_steps == 0,
+            f"a divisor of minibatch_size={self.effective_minibatch_size}",
+        )
+        if self.num_envs is not None:
+            self._require("num_envs", self.num_envs >= 1, ">= 1 or None")
+            self._require(
+                "num_envs",
+                self.episodes_per_iteration % self.num_envs == 0,
+                f"a divisor of episodes_per_iteration={self.episodes_per_iteration}",
+            )
+        self._require("kl_controller", self.kl_controller in KL_CONTROLLERS, f"one of {KL_CONTROLLERS}")
+        self._require(
+            "mixed_precision",
+            self.mixed_precision in MIXED_PRECISION_MODES,
+            f"one of {MIXED_PRECISION_MODES}",
+        )
+        self._require(
+            "device", bool(_DEVICE_RE.match(self.device)), "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
+
+    # --- derived sizes ------------------------------------------------------------------------------
+    @property
+    def effective_num_envs(self) -> int:
+        """Env rows used for rollouts: ``num_envs``, or ``episodes_per_iteration`` when it is ``None``."""
+        return self.episodes_per_iteration if self.num_envs is None else self.num_envs
+
+    @property
+    def effective_minibatch_size(self) -> int:
+        """Episodes per optimizer step: ``minibatch_size``, or ``episodes_per_iteration`` when ``None``."""
+        return self.episodes_per_iteration if self.minibatch_size is None else self.minibatch_size
+
+    @property
+    def num_minibatches(self) -> int:
+        """Optimizer steps per pass: ``episodes_per_iteration // minibatch_size``."""
+        return self.episodes_per_iteration // self.effective_minibatch_size
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Episodes per forward/backward pass: ``minibatch_size // gradient_accumulation_steps``."""
+        return self.effective_minibatch_size // self.gradient_accumulation_steps
+
+    # --- serialisation ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the fields as a JSON-serialisable dict (for checkpoints and logs)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Builds a config from :meth:`to_dict` output; missing fields take their defaults.
+
+        Raises:
+            TypeError: If ``data`` is not a dict or a value has the wrong type.
+            ValueError: If ``data`` has keys that are not fields, or a value is out of range.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields are {sorted(names)}")
+        return cls(**data)
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _check_type(self, name: str, annotation: str) -> None:
+        value = getattr(self, name)
+        optional = annotation.endswith("| None")
+        if value is None and optional:
+            return
+        kind = annotation.removesuffix("| None").strip()
+        expected = {"float": "a float", "int": "an int", "bool": "a bool", "str": "a str"}[kind]
+        expected += " or None" if optional else ""
+        if name == "log_dir" and isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        ok = {
+            "float": not isinstance(value, bool) and isinstance(value, numbers.Real),
+            "int": not isinstance(value, bool) and isinstance(value, numbers.Integral),
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+        }[kind]
+        if not ok:
+            raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+        if kind == "float":
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            value = float(value)
+        elif kind == "int":
+            value = int(value)
+        setattr(self, name, value)
+
+    def _require(self, name: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")

@@ -1,0 +1,733 @@
+"""The on-policy training loop every algorithm shares: ``Algo(policy, env, config).learn(total_episodes)``.
+
+One iteration::
+
+    rollout   episodes_per_iteration finished episodes through env.step (KV-cached policy, rollout.py);
+              per-token rewards are what the env returns (dense KL penalty + terminal score)
+    train     the algorithm's own math (:meth:`OnPolicyAlgorithm.train`): advantages, losses, updates
+    control   the KL controller sets the coefficient of the env's KL penalty for the next rollout
+
+:class:`OnPolicyAlgorithm` owns everything else: loading the policy and the env, the rollout collector,
+the iteration loop with progress bar, logging, callbacks and checkpoints (exact resume), ``predict``,
+``generate``, ``save`` and ``load``. An algorithm subclass sets ``config_class`` and ``algo_name`` and
+implements :meth:`~OnPolicyAlgorithm.train`; PPO also sets ``uses_value_head``.
+
+Every gradient goes through :meth:`OnPolicyAlgorithm.backward` and every optimizer step through
+:meth:`OnPolicyAlgorithm.optimizer_step`, the one place a distributed wrapper (accelerate) would hook in.
+
+Alignment: observations are ``(B, P + T)`` with the prompt left-padded into ``[0, P)`` and generated token
+``t`` at ``P + t``, so the logits (and PPO's value) at position ``P + t - 1`` belong to generated token ``t``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar, cast
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from agents.common import checkpoint as ckpt
+from agents.common.buffers import RolloutBatch, TrainBatch
+from agents.common.config import OnPolicyConfig, resolve_device
+from agents.common.kl import make_kl_controller
+from agents.common.logger import MetricsLogger, plot_learning_curve
+from agents.common.policies import (
+    bf16_autocast,
+    disable_dropout,
+    fuse_tanh_gelu,
+    load_policy,
+    logits_width,
+    policy_lm,
+    prefer_eager_attention,
+    set_global_seed,
+)
+from agents.common.rollout import EnvDriver, RolloutCollector, kl_terms, make_env, text_core
+from agents.common.sampling import SamplingParams, entropy_from_logprobs, sample_tokens
+from agents.common.value_head import VALUE_HEAD_FILENAME
+from textenv.lm import IncrementalLM, accepts_kwarg, left_padded_positions
+
+# Metrics that depend on wall-clock time (excluded when comparing runs for determinism).
+TIME_METRICS = ("samples_per_s", "tokens_per_s", "iteration_time", "rollout_time", "update_time")
+
+A = TypeVar("A", bound="OnPolicyAlgorithm")
+
+
+class OnPolicyAlgorithm:
+    """The shared core of the on-policy algorithms for causal LMs on textenv environments.
+
+    Args:
+        policy: A built-in asset name (``"tiny-lm"``), a local path or hub name, or a causal LM module
+            (PPO also takes a :class:`~agents.CausalLMWithValueHead`). The model is moved to
+            ``config.device``.
+        env: A textenv id (e.g. ``"TextGen-Sentiment-v0"``, made into a vector env of ``config.num_envs``
+            rows), a ``TextGenEnv`` or a ``TextGenVectorEnv`` (autoreset disabled).
+        config: Hyper-parameters (default: ``config_class()``).
+        env_kwargs: Extra arguments for ``gym.make_vec`` when ``env`` is an id.
+        min_new_tokens: EOS gets probability 0 for the first ``min_new_tokens`` generated tokens (rollout
+            and training use the same transform).
+        verbose: 0 silent, 1 one line per iteration.
+        progress_bar: Show a tqdm progress bar in :meth:`learn`.
+
+    Raises:
+        TypeError: If ``config`` is not a ``config_class``.
+        ValueError: If the policy's logits width differs from the env's action space, the env's rows do
+            not divide ``episodes_per_iteration``, or the device is not available.
+    """
+
+    config_class: ClassVar[type[OnPolicyConfig]] = OnPolicyConfig
+    """The algorithm's config dataclass."""
+    algo_name: ClassVar[str] = ""
+    """Name written into checkpoints (``PPO.load`` refuses a GRPO checkpoint)."""
+    uses_value_head: ClassVar[bool] = False
+    """Whether the policy is a :class:`~agents.CausalLMWithValueHead` (PPO) or a plain causal LM."""
+
+    def __init__(
+        self,
+        policy: str | os.PathLike[str] | nn.Module,
+        env: Any,
+        config: OnPolicyConfig | None = None,
+        *,
+        env_kwargs: dict[str, Any] | None = None,
+        min_new_tokens: int = 0,
+        verbose: int = 1,
+        progress_bar: bool = True,
+    ) -> None:
+        if config is not None and not isinstance(config, self.config_class):
+            raise TypeError(
+                f"config must be a {self.config_class.__name__} or None, got {type(config).__name__}"
+            )
+        if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int) or min_new_tokens < 0:
+            raise ValueError(f"min_new_tokens must be an int >= 0, got {min_new_tokens!r}")
+        self.config = config if config is not None else self.config_class()
+        self.device = resolve_device(self.config.device)
+        self.verbose = verbose
+        self.progress_bar = progress_bar
+        self.min_new_tokens = min_new_tokens
+        set_global_seed(self.config.seed)
+
+        self.policy = load_policy(policy, value_head=self.uses_value_head).to(self.device)
+        self.lm = policy_lm(self.policy)
+        disable_dropout(self.lm)
+        fuse_tanh_gelu(self.lm)
+        if self.config.mixed_precision == "bf16" and self.device.type == "cpu":
+            prefer_eager_attention(self.lm)
+        self.env, self.env_id = make_env(env, self.config.effective_num_envs, self.device, env_kwargs)
+        self.env_kwargs = dict(env_kwargs or {})
+        self.core = text_core(self.env)
+        self.tokenizer = self.core.tokenizer
+        self._check_vocab()
+        if self.config.gradient_checkpointing:
+            cast(Any, self.lm).gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+
+        self.driver = EnvDriver(self.env, self.device)
+        if self.config.episodes_per_iteration % self.driver.num_rows:
+            raise ValueError(
+                f"the env has {self.driver.num_rows} rows, which does not divide "
+                f"episodes_per_iteration={self.config.episodes_per_iteration}"
+            )
+        self.sampling = SamplingParams(
+            temperature=self.config.temperature,
+            top_k=self.config.top_k,
+            top_p=self.config.top_p,
+            eos_token_ids=tuple(self.core.eos_token_ids),
+            min_new_tokens=min_new_tokens,
+        )
+        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        self.shuffle_generator = torch.Generator().manual_seed(self.config.seed + 1)
+        self.prompt_rng = np.random.default_rng(self.config.seed)
+        self.collector = RolloutCollector(
+            self.lm, self.driver, self.sampling, self.generator, autocast=self._autocast
+        )
+        self.kl_terms = kl_terms(self.env)
+        self.kl_controller = make_kl_controller(self.config)
+        self._sync_kl_coef()
+        self.optimizer = self._make_optimizer()
+        self._logits_to_keep = accepts_kwarg(self.lm, "logits_to_keep")
+
+        self.iteration = 0
+        self.num_episodes = 0
+        self.history: list[dict[str, float]] = []
+        self._env_seeded = False
+        self._last_batch: RolloutBatch | None = None
+
+    # --- setup ----------------------------------------------------------------------------------------
+    def _check_vocab(self) -> None:
+        width = logits_width(self.lm)
+        space = getattr(self.env, "single_action_space", None) or self.env.action_space
+        n = int(space.n)
+        if width != n:
+            raise ValueError(
+                f"the policy produces {width} logits but the env's action space has n={n} actions; use a policy "
+                f"of the env's tokenizer or build the env with vocab_size={width} (env_kwargs={{'vocab_size': {width}}})"
+            )
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        try:
+            return torch.optim.Adam(params, lr=self.config.learning_rate, fused=True)
+        except (RuntimeError, TypeError):
+            return torch.optim.Adam(params, lr=self.config.learning_rate)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast of the policy's forwards when ``mixed_precision="bf16"`` and the device has bf16."""
+        return (
+            bf16_autocast(self.device) if self.config.mixed_precision == "bf16" else contextlib.nullcontext()
+        )
+
+    # --- one iteration ----------------------------------------------------------------------------------
+    def _sync_kl_coef(self) -> None:
+        """Hands the controller's coefficient to the env's KL-penalty terms."""
+        for term in self.kl_terms:
+            term.coef = float(self.kl_controller.value)
+
+    def rollout_prompt_indices(self) -> np.ndarray | None:
+        """The prompt of each episode of the next rollout, or ``None`` to let the env draw them (PPO).
+
+        Algorithms that compare completions of one prompt (groups, a greedy baseline) draw them here from
+        ``self.prompt_rng``.
+        """
+        return None
+
+    def collect_rollout(self) -> RolloutBatch:
+        """Collects ``episodes_per_iteration`` episodes with the current policy and KL coefficient."""
+        self._sync_kl_coef()
+        seed = None if self._env_seeded else self.config.seed
+        self._env_seeded = True
+        indices = self.rollout_prompt_indices()
+        batch = self.collector.collect(self.config.episodes_per_iteration, seed=seed, prompt_indices=indices)
+        batch.prompt_indices = indices
+        return batch
+
+    def train(self, batch: RolloutBatch) -> dict[str, float]:
+        """The algorithm's update on one rollout batch; returns its statistics (means over steps)."""
+        raise NotImplementedError
+
+    def train_iteration(self) -> dict[str, float]:
+        """Rollout, update, KL-controller step; returns the iteration's metrics."""
+        start = time.perf_counter()
+        kl_coef = float(self.kl_controller.value)
+        batch = self.collect_rollout()
+        update_start = time.perf_counter()
+        stats = self.train(batch)
+        mean_kl = float(batch.kl.mean()) if batch.kl is not None else None
+        if mean_kl is not None:
+            self.kl_controller.update(mean_kl, len(batch))
+        self._sync_kl_coef()
+        self.iteration += 1
+        self.num_episodes += len(batch)
+        end = time.perf_counter()
+        metrics: dict[str, float] = {
+            "iteration": self.iteration,
+            "episodes": self.num_episodes,
+            "score": float(batch.scores.mean()),
+            "score_std": float(batch.scores.std()),
+            **{f"reward/{k}": float(np.nanmean(v)) for k, v in batch.reward_terms.items()},
+            **({"kl": mean_kl} if mean_kl is not None else {}),
+            "kl_coef": kl_coef,
+            "episode_length": float(batch.mask.sum(1).float().mean()),
+            **stats,
+            "samples_per_s": len(batch) / (end - start),
+            "tokens_per_s": batch.num_tokens / (end - start),
+            "iteration_time": end - start,
+            "rollout_time": update_start - start,
+            "update_time": end - update_start,
+        }
+        self.history.append(metrics)
+        self._last_batch = batch
+        return metrics
+
+    # --- forward and optimizer step (shared by every update) ----------------------------------------------
+    def evaluate_tokens(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        tokens: torch.Tensor,
+        with_entropy: bool = False,
+        entropy_grad: bool = False,
+        model: nn.Module | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """One full forward over whole sequences: log-prob (value, entropy) of each generated token.
+
+        Args:
+            input_ids: ``(B, P + T)``.
+            attention_mask: ``(B, P + T)``.
+            position_ids: ``(B, P + T)``.
+            tokens: ``(B, T)`` generated tokens.
+            with_entropy: Also return the entropy of the sampling distribution.
+            entropy_grad: Keep the entropy in the autograd graph (an entropy bonus); else it is a statistic.
+            model: Another causal LM to evaluate the tokens with (e.g. a frozen reference); default: the policy.
+
+        Returns:
+            ``(logprobs (B, T), values (B, T) or None, entropy (B, T) or None)``, float32; values only with
+            a value head.
+        """
+        T = tokens.shape[1]
+        P = input_ids.shape[1] - T
+        kwargs = {"logits_to_keep": T + 1} if self._logits_to_keep else {}
+        with_values = model is None and self.uses_value_head
+        forward = self.policy if with_values else (self.lm if model is None else model)
+        with self._autocast():
+            out = forward(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        logits = out.logits[:, -(T + 1) : -1].float()  # (B, T, V)
+        values = out.values[:, P - 1 : P + T - 1].float() if with_values else None  # (B, T)
+        logp_all = self.sampling.logprobs(logits)  # (B, T, V)
+        logprobs = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        entropy = None
+        if with_entropy:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
+                entropy = entropy_from_logprobs(logp_all)  # (B, T)
+        return logprobs, values, entropy
+
+    @torch.no_grad()
+    def evaluate_batch(
+        self, b: TrainBatch, *, with_entropy: bool = False, model: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`evaluate_tokens` over a whole batch without grad, one minibatch of rows at a time.
+
+        Returns:
+            ``(logprobs (N, T), values (N, T) or None, entropy (N, T) or None)``, 0 outside ``b.mask``.
+        """
+        zeros = torch.zeros(b.mask.shape, device=self.device)  # (N, T)
+        logprobs = zeros.clone()
+        values = zeros.clone() if model is None and self.uses_value_head else None
+        entropy = zeros.clone() if with_entropy else None
+        for idx in torch.arange(b.tokens.shape[0], device=self.device).split(
+            self.config.effective_minibatch_size
+        ):
+            mb = b.take(idx)
+            t = mb.tokens.shape[1]
+            logp, v, ent = self.evaluate_tokens(
+                mb.input_ids,
+                mb.attention_mask,
+                mb.position_ids,
+                mb.tokens,
+                with_entropy=with_entropy,
+                model=model,
+            )
+            logprobs[idx, :t] = torch.where(mb.mask, logp, 0.0)
+            for out, part in ((values, v), (entropy, ent)):
+                if out is not None and part is not None:
+                    out[idx, :t] = torch.where(mb.mask, part, 0.0)
+        return logprobs, values, entropy
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagates one micro-batch's loss (gradients accumulate until :meth:`optimizer_step`)."""
+        loss.backward()
+
+    def optimizer_step(self) -> float | None:
+        """Clips the accumulated gradients to ``max_grad_norm``, steps the optimizer and clears them.
+
+        Returns:
+            The gradient norm before clipping, or ``None`` without clipping.
+        """
+        grad_norm = None
+        if self.config.max_grad_norm is not None:
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def learn(
+        self: A,
+        total_episodes: int,
+        callback: Callable[[dict[str, Any]], bool | None] | None = None,
+        *,
+        resume: bool = False,
+    ) -> A:
+        """Trains for ``total_episodes`` more episodes (whole iterations, so rounded up).
+
+        With ``resume=True`` the newest checkpoint in ``config.log_dir`` (if any) is loaded first and
+        training runs until ``total_episodes`` episodes in all (counting the checkpoint's).
+
+        Periodic checkpoints are written every ``config.checkpoint_interval`` iterations, and a final one
+        at the end, when ``config.log_dir`` is set.
+
+        Args:
+            total_episodes: Episodes to train for (or, resuming, in all).
+            callback: Called after each iteration with a dict of locals (``self``, ``metrics``, ``batch``,
+                ``iteration``); returning ``False`` stops training.
+            resume: Continue from the newest checkpoint in ``config.log_dir``.
+
+        Returns:
+            ``self``.
+        """
+        if isinstance(total_episodes, bool) or not isinstance(total_episodes, int) or total_episodes < 0:
+            raise ValueError(f"total_episodes must be an int >= 0, got {total_episodes!r}")
+        cfg = self.config
+        if resume:
+            if cfg.log_dir is None:
+                raise ValueError("learn(resume=True) needs config.log_dir, where the checkpoints are")
+            latest = ckpt.latest_checkpoint(cfg.log_dir)
+            if latest is not None:
+                self.load_state(latest)
+            target = total_episodes
+        else:
+            target = self.num_episodes + total_episodes
+        logger = MetricsLogger(cfg.log_dir, verbose=self.verbose, rows=self.history, print_fn=tqdm.write)
+        bar = tqdm(
+            total=target,
+            initial=self.num_episodes,
+            unit="ep",
+            disable=not self.progress_bar,
+            dynamic_ncols=True,
+        )
+        try:
+            while self.num_episodes < target:
+                metrics = self.train_iteration()
+                logger.log(metrics)
+                bar.update(metrics["episodes"] - bar.n)
+                bar.set_postfix(score=f"{metrics['score']:.3f}", kl=f"{metrics.get('kl', float('nan')):.2f}")
+                if (
+                    cfg.log_dir is not None
+                    and cfg.checkpoint_interval
+                    and self.iteration % cfg.checkpoint_interval == 0
+                ):
+                    self.save_checkpoint()
+                if (
+                    callback is not None
+                    and callback(
+                        {
+                            "self": self,
+                            "metrics": metrics,
+                            "batch": self._last_batch,
+                            "iteration": self.iteration,
+                        }
+                    )
+                    is False
+                ):
+                    break
+        finally:
+            bar.close()
+            logger.close()
+        if cfg.log_dir is not None and self.history:
+            last = ckpt.latest_checkpoint(cfg.log_dir)
+            if last is None or not last.endswith(f"{ckpt.CHECKPOINT_PREFIX}{self.iteration:06d}"):
+                self.save_checkpoint()
+            plot_learning_curve(self.history, os.path.join(cfg.log_dir, "learning_curve.png"))
+        return self
+
+    # --- inference -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(
+        self,
+        observation: dict[str, Any],
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray | int, None]:
+        """The next token for one observation or a batch (stable-baselines3 style).
+
+        Args:
+            observation: ``{"input_ids", "attention_mask"}`` arrays of shape ``(L,)`` or ``(N, L)``.
+            state: Ignored (no recurrent state).
+            episode_start: Ignored.
+            deterministic: Argmax instead of sampling.
+
+        Returns:
+            ``(action, None)``: an int for a single observation, else an ``(N,)`` int64 array.
+
+        Raises:
+            TypeError: ``observation`` is not a dict, or its arrays are not integer.
+            ValueError: A missing key, mismatched shapes, or token ids outside ``[0, vocab_size)``.
+        """
+        ids, mask = self._observation_tensors(observation)  # (N, L) each
+        single = _ndim(observation["input_ids"]) == 1
+        self.policy.eval()
+        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask))
+        L = mask.shape[1]
+        last = L - 1 - mask.flip(1).argmax(1)  # (N,) index of the last real token
+        logits = out.logits[torch.arange(ids.shape[0], device=self.device), last].float()  # (N, V)
+        generated = mask[:, self.core.max_prompt_tokens :].sum(1)  # (N,)
+        early = generated < self.min_new_tokens
+        if early.any() and self.core.eos_token_ids:
+            logits[
+                early.nonzero().squeeze(1)[:, None], torch.tensor(self.core.eos_token_ids, device=self.device)
+            ] = float("-inf")
+        logp = self.sampling.logprobs(logits, step=self.min_new_tokens)  # EOS handled above
+        actions = logp.argmax(-1) if deterministic else sample_tokens(logp)
+        actions_np = actions.cpu().numpy()
+        return (int(actions_np[0]) if single else actions_np), None
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        max_new_tokens: int | None = None,
+        *,
+        deterministic: bool = False,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Generates continuations with the current policy (KV-cached), outside the env.
+
+        Args:
+            prompts: A prompt text or a list of them (tokenised like the env's prompts).
+            max_new_tokens: Default: the env's ``max_new_tokens``.
+            deterministic: Greedy decoding instead of sampling.
+            seed: Seed of the sampling generator (default ``config.seed``); training RNGs are untouched.
+
+        Returns:
+            The generated texts (EOS and special tokens removed).
+
+        Raises:
+            TypeError: ``prompts`` is not a str or a list of str.
+            ValueError: ``max_new_tokens`` is not an int >= 1.
+        """
+        from textenv.prompts import load_prompts
+
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise TypeError(f"prompts must be a str or a non-empty list of str, got {prompts!r}")
+        T = self.core.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1 or None, got {max_new_tokens!r}")
+        ids, mask = self.core.encode_prompts(load_prompts(texts))  # (N, P)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        N = ids.shape[0]
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed if seed is None else seed)
+        self.policy.eval()
+        lm = IncrementalLM(self.lm, num_rows=N, max_length=ids.shape[1] + T)
+        logits = lm.reset_rows(torch.arange(N, device=self.device), ids, mask)  # (N, V)
+        eos = torch.tensor(self.core.eos_token_ids, device=self.device)
+        out = torch.zeros(N, T, dtype=torch.long, device=self.device)
+        running = torch.ones(N, dtype=torch.bool, device=self.device)
+        lengths = torch.zeros(N, dtype=torch.long, device=self.device)
+        for t in range(T):
+            logp = self.sampling.logprobs(logits, step=t)  # (N, V)
+            action = logp.argmax(-1) if deterministic else sample_tokens(logp, gen)
+            out[:, t] = action
+            lengths += (running & ~torch.isin(action, eos)).long()
+            running &= ~torch.isin(action, eos)
+            if not bool(running.any()):
+                break
+            logits = lm.step(action, running)
+        return self.tokenizer.batch_decode(
+            [row[:n].tolist() for row, n in zip(out, lengths.tolist())], skip_special_tokens=True
+        )
+
+    def _observation_tensors(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, L)`` ids and mask of a ``predict`` observation, validated."""
+        if not isinstance(observation, dict):
+            raise TypeError(
+                f"observation must be a dict with 'input_ids' and 'attention_mask', got {type(observation).__name__}"
+            )
+        missing = [k for k in ("input_ids", "attention_mask") if k not in observation]
+        if missing:
+            raise ValueError(
+                f"observation is missing {missing}; expected keys 'input_ids' and 'attention_mask', "
+                f"got {sorted(observation)}"
+            )
+        ids, mask = (_as_long_tensor(k, observation[k], self.device) for k in ("input_ids", "attention_mask"))
+        if ids.shape != mask.shape or ids.ndim not in (1, 2) or ids.shape[-1] == 0:
+            raise ValueError(
+                f"observation['input_ids'] and ['attention_mask'] must have one shape (L,) or (N, L), got "
+                f"{tuple(ids.shape)} and {tuple(mask.shape)}"
+            )
+        vocab = int(self.core.vocab_size)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            bad = ids[(ids < 0) | (ids >= vocab)][0]
+            raise ValueError(f"observation['input_ids'] holds token id {int(bad)}, outside [0, {vocab})")
+        ids, mask = ids.view(-1, ids.shape[-1]), mask.view(-1, mask.shape[-1])
+        if not bool(mask.bool().any(1).all()):
+            raise ValueError(
+                "observation['attention_mask'] has a row without any 1; expected a prompt in every row"
+            )
+        return ids, mask
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+    def _extra_models(self) -> dict[str, nn.Module]:
+        """Frozen models a checkpoint must carry besides the policy (e.g. a loss's reference), by directory."""
+        return {}
+
+    def _trainer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        rng_json, rng_tensors = ckpt.capture_rng_state(self.generator)
+        rng_tensors["shuffle_generator"] = self.shuffle_generator.get_state()
+        state = {
+            "algo": self.algo_name,
+            "iteration": self.iteration,
+            "num_episodes": self.num_episodes,
+            "config": self.config.to_dict(),
+            "kl_controller": self.kl_controller.state_dict(),
+            "kl_coefs": [float(t.coef) for t in self.kl_terms],
+            "env_id": self.env_id,
+            "env_kwargs": _jsonable(self.env_kwargs),
+            "env_seeded": self._env_seeded,
+            "env_rng": self.driver.env_rng_state(),
+            "prompt_rng": self.prompt_rng.bit_generator.state,
+            "min_new_tokens": self.min_new_tokens,
+            "rng": rng_json,
+            "history": self.history,
+        }
+        tensors = {"optimizer": self.optimizer.state_dict(), "rng": rng_tensors}
+        return state, tensors
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Writes a complete checkpoint (weights, optimizer, KL controller, counters, config, RNG states)
+        atomically to ``path``; see :mod:`agents.common.checkpoint`.
+
+        Returns:
+            The absolute checkpoint path.
+        """
+        state, tensors = self._trainer_state()
+        return ckpt.write_checkpoint(
+            path,
+            model=self.policy,
+            tokenizer=self.tokenizer,
+            state=state,
+            tensors=tensors,
+            extra_models=self._extra_models(),
+        )
+
+    def save_checkpoint(self, keep: int = 2) -> str:
+        """Saves ``<log_dir>/checkpoints/checkpoint-<iteration>`` and keeps the ``keep`` newest ones."""
+        if self.config.log_dir is None:
+            raise ValueError("save_checkpoint() needs config.log_dir")
+        path = self.save(ckpt.checkpoint_path(self.config.log_dir, self.iteration))
+        ckpt.prune_checkpoints(self.config.log_dir, keep)
+        return path
+
+    def load_state(self, path: str | os.PathLike[str]) -> None:
+        """Restores weights, optimizer, KL controller, counters, history and RNG states from a checkpoint.
+
+        Args:
+            path: A checkpoint directory or a run's ``log_dir`` (its newest checkpoint).
+
+        Raises:
+            ValueError: The checkpoint was written by another algorithm.
+            FileNotFoundError: A part of the checkpoint is missing (named).
+        """
+        directory, state, tensors = ckpt.read_checkpoint(path)
+        _check_algo(self.algo_name, state, directory)
+        model_dir = os.path.join(directory, ckpt.MODEL_DIR)
+        if self.uses_value_head and not os.path.isfile(os.path.join(model_dir, VALUE_HEAD_FILENAME)):
+            raise FileNotFoundError(
+                f"checkpoint {directory!r} has no {os.path.join(ckpt.MODEL_DIR, VALUE_HEAD_FILENAME)}; "
+                f"a {type(self).__name__} checkpoint holds the value head"
+            )
+        loaded = load_policy(model_dir, value_head=self.uses_value_head)
+        self.policy.load_state_dict(loaded.state_dict())
+        del loaded
+        for name, module in self._extra_models().items():
+            module.load_state_dict(load_policy(os.path.join(directory, name)).state_dict())
+        self.optimizer.load_state_dict(tensors["optimizer"])
+        self.kl_controller.load_state_dict(state["kl_controller"])
+        for term, coef in zip(self.kl_terms, state.get("kl_coefs", [])):
+            term.coef = coef
+        self.iteration = int(state["iteration"])
+        self.num_episodes = int(state["num_episodes"])
+        self.history = [dict(r) for r in state.get("history", [])]
+        self.min_new_tokens = int(state.get("min_new_tokens", self.min_new_tokens))
+        self._env_seeded = bool(state.get("env_seeded", False))
+        self.driver.set_env_rng_state(state.get("env_rng"))
+        if "prompt_rng" in state:  # checkpoints of before the restructure have none (PPO does not use it)
+            self.prompt_rng.bit_generator.state = state["prompt_rng"]
+        ckpt.restore_rng_state(state["rng"], tensors["rng"], self.generator)
+        self.shuffle_generator.set_state(tensors["rng"]["shuffle_generator"])
+
+    @classmethod
+    def load(
+        cls: type[A],
+        path: str | os.PathLike[str],
+        env: Any = None,
+        *,
+        config: OnPolicyConfig | None = None,
+        verbose: int = 1,
+        progress_bar: bool = True,
+        **config_overrides: Any,
+    ) -> A:
+        """Restores an agent from a checkpoint written by :meth:`save` (or a run's ``log_dir``).
+
+        Args:
+            path: Checkpoint directory, or a ``log_dir`` (its newest checkpoint is used).
+            env: The env to continue on; default: the checkpoint's env id, made again.
+            config: Replaces the saved config (e.g. another device or log_dir).
+            verbose: See the class.
+            progress_bar: See the class.
+            **config_overrides: Single fields replacing the saved (or given) config's.
+
+        Returns:
+            The agent, ready to ``learn`` further, ``predict`` or ``generate``.
+
+        Raises:
+            ValueError: If no env is given and the checkpoint was made with an env object, not an id, or
+                the checkpoint is another algorithm's.
+        """
+        directory, state, _ = ckpt.read_checkpoint(path)
+        _check_algo(cls.algo_name, state, directory)
+        cfg_dict = config.to_dict() if config is not None else dict(state["config"])
+        cfg_dict.update(config_overrides)
+        cfg = cls.config_class.from_dict(cfg_dict)
+        if env is None:
+            if state.get("env_id") is None:
+                raise ValueError(
+                    f"checkpoint {directory!r} was trained on an env object; pass env= to {cls.__name__}.load"
+                )
+            env = state["env_id"]
+        env_kwargs = state.get("env_kwargs") if isinstance(env, str) else None
+        agent = cls(
+            os.path.join(directory, ckpt.MODEL_DIR),
+            env,
+            cfg,
+            env_kwargs=env_kwargs,
+            min_new_tokens=int(state.get("min_new_tokens", 0)),
+            verbose=verbose,
+            progress_bar=progress_bar,
+        )
+        agent.load_state(directory)
+        return agent
+
+    def close(self) -> None:
+        """Closes the env."""
+        with contextlib.suppress(Exception):
+            self.env.close()
+
+
+def _check_algo(algo: str, state: dict[str, Any], directory: str) -> None:
+    saved = state.get("algo", "ppo")  # checkpoints of before the restructure are PPO's
+    if saved != algo:
+        raise ValueError(
+            f"checkpoint {directory!r} was written by {saved!r}, not {algo!r}; load it with its class"
+        )
+
+
+def _ndim(value: Any) -> int:
+    return int(getattr(value, "ndim", np.ndim(value)))
+
+
+def _as_long_tensor(key: str, value: Any, device: torch.device) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"observation[{key!r}] must be an integer array, got {value!r}") from err
+    if value.dtype.is_floating_point or value.dtype.is_complex:
+        raise TypeError(f"observation[{key!r}] must hold integer token ids, got dtype {value.dtype}")
+    return value.to(device).long()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, torch.device):
+        return str(value)
+    warnings.warn(
+        f"env_kwargs value {value!r} is not JSON-able and is not saved in the checkpoint", stacklevel=3
+    )
+    return None
+
+
+__all__ = ["TIME_METRICS", "OnPolicyAlgorithm"]
