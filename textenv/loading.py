@@ -123,7 +123,7 @@ def offline_reason() -> str | None:
     return None
 
 
-def from_pretrained(auto_class: Any, name: str, *, argument: str, **kwargs: Any) -> Any:
+def from_pretrained(auto_class: Any, name: str | os.PathLike[str], *, argument: str, **kwargs: Any) -> Any:
     """``auto_class.from_pretrained(name, **kwargs)`` with the safeguards of this module.
 
     Args:
@@ -136,6 +136,8 @@ def from_pretrained(auto_class: Any, name: str, *, argument: str, **kwargs: Any)
         ValueError: A misspelled built-in name, or a load that failed (the message names ``argument``,
             ``name`` and the cause).
     """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     path = resolve_pretrained(name, argument=argument)
     kwargs.setdefault("trust_remote_code", False)
     reason = None if os.path.isdir(path) else offline_reason()

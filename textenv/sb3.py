@@ -94,14 +94,14 @@ class TextGenVecEnvAdapter(VecEnv):
             groups.setdefault(repr(sorted(options.items())), (options, []))[1].append(row)
         if len(groups) == 1:
             options = next(iter(groups.values()))[0]
-            obs, info = self.venv.reset(seed=seeds, options=dict(options) or None)
+            obs, info = self.venv.reset(seed=seeds, options=dict(options) or None)  # type: ignore[arg-type]  # one seed per row
             infos = [info]
         else:  # rows with different options: one masked reset per distinct options dict
             infos = []
             for options, rows in groups.values():
                 mask = np.zeros(self.num_envs, dtype=bool)
                 mask[rows] = True
-                obs, info = self.venv.reset(seed=seeds, options={**options, "reset_mask": mask})
+                obs, info = self.venv.reset(seed=seeds, options={**options, "reset_mask": mask})  # type: ignore[arg-type]
                 infos.append(info)
         self.reset_infos = [{} for _ in range(self.num_envs)]
         for info in infos:

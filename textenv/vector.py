@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -271,7 +271,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         if per_row is None:
             fixed = fixed_prompt(options, n, column=column)
             return None if fixed is None else {int(r): fixed for r in rows}
-        rest = {k: v for k, v in options.items() if k != "prompt_index"}  # type: ignore[union-attr]
+        rest = {k: v for k, v in cast(dict, options).items() if k != "prompt_index"}  # a dict: per_row is set
         fixed_prompt(rest, n, column=column)  # the other keys are checked as usual
         return {
             int(r): fixed_prompt({"prompt_index": per_row[r]}, n, column=column)  # type: ignore[misc]

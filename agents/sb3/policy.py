@@ -50,7 +50,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from gymnasium import spaces
@@ -286,7 +286,9 @@ class LMPolicy(ActorCriticPolicy):
         """Registers the LM + value head and the optimizer; unlike SB3's, adds no layer and no init."""
         (self.model,) = self._pending_model
         self._pending_model = ()
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]  # SB3 types it as the Optimizer base
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         # Used by policy.save()/load(): rebuild from the same source, then load the trained state dict.
@@ -332,7 +334,7 @@ class LMPolicy(ActorCriticPolicy):
             return_dict=True,
             **kwargs,
         )
-        logits = out.logits[:, -1, : int(self.action_space.n)].float()  # (B, n)
+        logits = out.logits[:, -1, : int(cast(spaces.Discrete, self.action_space).n)].float()  # (B, n)
         if not values:
             return logits, None
         hidden = out.hidden_states[-1][:, -1]  # (B, H): the last real token of every row
@@ -340,6 +342,12 @@ class LMPolicy(ActorCriticPolicy):
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             value = self.model.value_head(hidden.to(torch.float32)).squeeze(-1)  # (B,)
         return logits, value
+
+    def _logits_with_values(self, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, values = self.logits_and_values(obs)
+        if values is None:  # logits_and_values(values=True) always computes them
+            raise RuntimeError("LMPolicy computed no values")
+        return logits, values
 
     def _distribution(self, logits: torch.Tensor) -> Distribution:
         if not isinstance(self.action_dist, CategoricalDistribution):
@@ -350,7 +358,7 @@ class LMPolicy(ActorCriticPolicy):
         self, obs: PyTorchObs, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples actions; returns ``(actions (B,), values (B, 1), log_probs (B,))`` as SB3 expects."""
-        logits, values = self.logits_and_values(obs)
+        logits, values = self._logits_with_values(obs)
         distribution = self._distribution(logits)
         actions = distribution.get_actions(deterministic=deterministic)
         return actions, values.unsqueeze(-1), distribution.log_prob(actions)
@@ -359,7 +367,7 @@ class LMPolicy(ActorCriticPolicy):
         self, obs: PyTorchObs, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(values (B, 1), log_prob (B,), entropy (B,))`` of ``actions`` under the current policy."""
-        logits, values = self.logits_and_values(obs)
+        logits, values = self._logits_with_values(obs)
         distribution = self._distribution(logits)
         return values.unsqueeze(-1), distribution.log_prob(actions.reshape(-1)), distribution.entropy()
 
@@ -370,5 +378,5 @@ class LMPolicy(ActorCriticPolicy):
 
     def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
         """Values ``(B, 1)`` of the observations."""
-        _, values = self.logits_and_values(obs)
+        _, values = self._logits_with_values(obs)
         return values.unsqueeze(-1)
