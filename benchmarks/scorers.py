@@ -253,8 +253,8 @@ def task_returns(episodes: int) -> list[dict[str, object]]:
     """Mean returns of the untrained tiny-lm and of stronger reference policies on every task."""
     from transformers import AutoModelForCausalLM
 
-    from textenv.assets.build import ADJ, NEG, NEUTRAL
     from textenv.tasks import SENTIMENT
+    from tools.build_assets.lexicon import ADJ, NEG, NEUTRAL
 
     lm = AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"), use_safetensors=True).eval()
     tok = AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))

@@ -1,4 +1,4 @@
-"""Tests of the built-in offline assets (textenv.assets) and of their build script."""
+"""Tests of the built-in offline assets (textenv.assets) and of their builder (tools.build_assets)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from textenv import assets
-from textenv.assets import build
+from tools.build_assets import corpus, grammar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_unknown_name_raises_value_error_listing_valid_names():
 
 def test_missing_asset_tells_how_to_build(monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "_ROOT", tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"python -m textenv\.assets\.build"):
+    with pytest.raises(FileNotFoundError, match=r"python -m tools\.build_assets"):
         assets.path("tiny-lm")
 
 
@@ -146,16 +146,16 @@ def test_data_files_parse_with_documented_fields():
     for row in copy_rows:
         assert set(row) == {"prompt", "references"}
         assert row["references"] and all(isinstance(r, str) and r for r in row["references"])
-        assert row["prompt"] == build.copy_prompt(row["references"][0])
+        assert row["prompt"] == corpus.copy_prompt(row["references"][0])
 
 
 def test_data_files_are_reproducible_from_seed_0():
-    data = build.make_data(0)
+    data = corpus.make_data(0)
     prompts = Path(assets.path("review-prompts")).read_text(encoding="utf-8").splitlines()
     assert prompts == data["review_prompts"]
     assert _read_jsonl(assets.path("keyword-prompts")) == data["keyword_prompts"]
     assert _read_jsonl(assets.path("copy-prompts")) == data["copy_prompts"]
-    assert build.make_data(1) != data
+    assert corpus.make_data(1) != data
 
 
 def test_build_info_reports_heldout_accuracy():
@@ -168,18 +168,18 @@ def test_build_info_reports_heldout_accuracy():
 def test_grammar_is_seeded():
     from random import Random
 
-    a = build.ReviewGrammar(Random(3)).reviews(50, build.BALANCE)
-    b = build.ReviewGrammar(Random(3)).reviews(50, build.BALANCE)
+    a = grammar.ReviewGrammar(Random(3)).reviews(50, corpus.BALANCE)
+    b = grammar.ReviewGrammar(Random(3)).reviews(50, corpus.BALANCE)
     assert a == b
     assert all(6 <= len(r.text.split()) <= 25 for r in a)
-    assert {r.label for r in build.ReviewGrammar(Random(0)).reviews(200, build.BALANCE)} == {
+    assert {r.label for r in grammar.ReviewGrammar(Random(0)).reviews(200, corpus.BALANCE)} == {
         "pos", "neg", "mixed", "neutral",
     }  # fmt: skip
 
 
 def test_quick_build_end_to_end(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "textenv.assets.build", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.build_assets", "--quick", "--out", str(tmp_path)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -1,7 +1,8 @@
 """Built-in offline models and data, so every task runs without network access.
 
 The assets are small models trained on a seeded grammar of short English movie reviews; rebuild
-them with ``python -m textenv.assets.build`` (see :mod:`textenv.assets.build`).
+them from a source checkout with ``python -m tools.build_assets`` (the builder, :mod:`tools.build_assets`,
+is a developer tool and is not installed with the package).
 
 Assets:
     ``"tiny-lm"``: directory of a ~1.5M-parameter ``GPT2LMHeadModel`` that writes short movie
@@ -56,7 +57,7 @@ def path(name: str) -> str:
 
     Raises:
         ValueError: ``name`` is not a known asset.
-        FileNotFoundError: The asset has not been built (run ``python -m textenv.assets.build``).
+        FileNotFoundError: The asset has not been built (run ``python -m tools.build_assets``).
 
     Example:
         >>> from textenv import assets
@@ -71,6 +72,6 @@ def path(name: str) -> str:
     required = target / marker if marker else target
     if not required.is_file():
         raise FileNotFoundError(
-            f"built-in asset {name!r} is missing ({required}); build it with `python -m textenv.assets.build`"
+            f"built-in asset {name!r} is missing ({required}); build it with `python -m tools.build_assets`"
         )
     return str(target)
