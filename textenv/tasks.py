@@ -51,7 +51,19 @@ from typing import Any
 
 from textenv import assets
 from textenv.env import TextGenEnv
-from textenv.scorers import ROUGE, Keyword, KLPenalty, MissingEOSPenalty, RewardModel, Scorer
+from textenv.scorers import (
+    ROUGE,
+    Answer,
+    Keyword,
+    KLPenalty,
+    MissingEOSPenalty,
+    RewardModel,
+    Scorer,
+    Similarity,
+)
+
+ARITHMETIC_THRESHOLD = 0.6
+REVERSE_THRESHOLD = 0.7
 
 
 def sentiment_reward(*, kl_coef: float = 0.05, missing_eos: float = 0.1) -> Scorer:
@@ -73,6 +85,16 @@ def copy_reward() -> Scorer:
     return ROUGE("rougeL")
 
 
+def arithmetic_reward() -> Scorer:
+    """1 when the last number written equals the prompt's ``answer``, else 0 (exact-match accuracy)."""
+    return Answer(key="answer", format=0.0, name="correct")
+
+
+def reverse_reward() -> Scorer:
+    """difflib's ``SequenceMatcher`` ratio of the stripped generation against the reversed words."""
+    return Similarity(strip=True)
+
+
 @dataclass(frozen=True)
 class Task:
     """One registered task: its defaults and how to build a fresh env (or vector env) from them.
@@ -84,6 +106,10 @@ class Task:
         reward: Builds a new reward scorer; its keyword arguments may be given to ``gymnasium.make``.
         reward_threshold: Mean episode return a competent policy reaches (see the module docstring).
         env_kwargs: Other :class:`TextGenEnv` defaults.
+        model: The built-in starting model (asset name) that the threshold and recipe are measured from.
+        recipe: How the project's PPO learns the task from ``model``: ``episodes`` (the budget) and
+            ``agents.PPOConfig`` fields (the rest are PPOConfig's defaults); measured by
+            ``benchmarks/learning.py``.
     """
 
     id: str
@@ -92,6 +118,8 @@ class Task:
     reward: Callable[..., Scorer]
     reward_threshold: float
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    model: str = "tiny-lm"
+    recipe: Mapping[str, Any] = field(default_factory=dict)
 
     def kwargs(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The env keyword arguments: defaults, then ``overrides``; a new reward unless one is given.
@@ -135,6 +163,7 @@ SENTIMENT = Task(
     reward=sentiment_reward,
     reward_threshold=0.8,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
+    recipe={"episodes": 4096, "learning_rate": 5e-5},
 )
 KEYWORD = Task(
     id="TextGen-Keyword-v0",
@@ -142,7 +171,8 @@ KEYWORD = Task(
     prompts="keyword-prompts",
     reward=keyword_reward,
     reward_threshold=0.8,
-    env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
+    env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 20},
+    recipe={"episodes": 4096, "learning_rate": 1e-4},
 )
 COPY = Task(
     id="TextGen-Copy-v0",
@@ -151,8 +181,29 @@ COPY = Task(
     reward=copy_reward,
     reward_threshold=0.85,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 24},
+    recipe={"episodes": 4096, "learning_rate": 1e-4},
 )
-TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY)
+ARITHMETIC = Task(
+    id="TextGen-Arithmetic-v0",
+    key="arithmetic",
+    prompts="arithmetic-prompts",
+    reward=arithmetic_reward,
+    reward_threshold=ARITHMETIC_THRESHOLD,
+    env_kwargs={"max_prompt_tokens": 12, "max_new_tokens": 6},
+    model="tiny-solver",
+    recipe={"episodes": 8192, "learning_rate": 2e-4, "episodes_per_iteration": 64, "minibatch_size": 32},
+)
+REVERSE = Task(
+    id="TextGen-Reverse-v0",
+    key="reverse",
+    prompts="reverse-prompts",
+    reward=reverse_reward,
+    reward_threshold=REVERSE_THRESHOLD,
+    env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 12},
+    model="tiny-solver-early",
+    recipe={"episodes": 8192, "learning_rate": 2e-4, "episodes_per_iteration": 64, "minibatch_size": 32},
+)
+TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
 """Every task of the suite, in documentation order."""
 
 
@@ -187,6 +238,26 @@ def make_copy_vector(num_envs: int = 1, **kwargs: Any):
     return COPY.make_vector(num_envs, **kwargs)
 
 
+def make_arithmetic(**kwargs: Any) -> TextGenEnv:
+    """``TextGen-Arithmetic-v0``: see the module docstring."""
+    return ARITHMETIC.make(**kwargs)
+
+
+def make_arithmetic_vector(num_envs: int = 1, **kwargs: Any):
+    """``TextGen-Arithmetic-v0`` as a ``TextGenVectorEnv``."""
+    return ARITHMETIC.make_vector(num_envs, **kwargs)
+
+
+def make_reverse(**kwargs: Any) -> TextGenEnv:
+    """``TextGen-Reverse-v0``: see the module docstring."""
+    return REVERSE.make(**kwargs)
+
+
+def make_reverse_vector(num_envs: int = 1, **kwargs: Any):
+    """``TextGen-Reverse-v0`` as a ``TextGenVectorEnv``."""
+    return REVERSE.make_vector(num_envs, **kwargs)
+
+
 # gymnasium.make reads an entry point's metadata to validate render_mode.
-for _make in (make_sentiment, make_keyword, make_copy):
+for _make in (make_sentiment, make_keyword, make_copy, make_arithmetic, make_reverse):
     _make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]

@@ -15,12 +15,24 @@ from typing import Any
 import torch
 from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
 
-from tools.build_assets import corpus, models, training
+from tools.build_assets import corpus, models, puzzles, training
 from tools.build_assets.grammar import Review, ReviewGrammar
 from tools.build_assets.lexicon import MIXED, NEG, NEUTRAL, POS
 from tools.build_assets.tokenizer import save_tokenizer, train_tokenizer
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "textenv" / "assets"
+
+
+# tiny-solver trains until its sampled (temperature 1) accuracy on the arithmetic prompts first
+# reaches SOLVER_TARGET, checked every 50 steps: the useful range of an untrained policy is "right
+# sometimes, wrong often" (20% to 60%); SOLVER_STEPS only bounds the run (and sets the LR schedule).
+SOLVER_STEPS = 3000
+SOLVER_TARGET = 0.35
+# Reversal is learned much sooner and much more abruptly (sampled similarity 0.3 to 0.99 within a few
+# hundred steps), so the reverse task starts from a snapshot of the same run, saved at the first
+# check where the similarity reaches EARLY_TARGET.
+EARLY_TARGET = 0.5
+CHECK_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -33,11 +45,15 @@ class Settings:
     heldout_reviews: int
     lm_steps: int
     cls_steps: int
+    keyword_examples: int
+    chat_examples: int
+    solver_texts: int
+    solver_steps: int
     batch_size: int = 64
     eval_samples: int = 100  # LM continuations scored for the summary's baseline P(positive)
     # Copy examples are seen this many times per epoch: copying (an induction mechanism) is the
     # slowest skill for the LM to pick up, and repeating keeps the tokenizer corpus unchanged.
-    copy_repeat: int = 1
+    copy_repeat: int = 2
 
 
 FULL = Settings(
@@ -45,8 +61,12 @@ FULL = Settings(
     copy_examples=12_000,
     cls_reviews=30_000,
     heldout_reviews=2_000,
-    lm_steps=600,
+    lm_steps=1000,
     cls_steps=400,
+    keyword_examples=10_000,
+    chat_examples=3_000,
+    solver_texts=20_000,
+    solver_steps=SOLVER_STEPS,
 )
 QUICK = Settings(
     lm_reviews=1_000,
@@ -55,6 +75,10 @@ QUICK = Settings(
     heldout_reviews=200,
     lm_steps=4,
     cls_steps=4,
+    keyword_examples=100,
+    chat_examples=50,
+    solver_texts=200,
+    solver_steps=4,
     batch_size=32,
     eval_samples=10,
 )
@@ -66,6 +90,9 @@ class Corpus:
 
     lm_reviews: list[Review]
     copy_texts: list[str]
+    keyword_texts: list[str]
+    chat_texts: list[str]
+    solver_texts: list[tuple[str, str]]
     cls_reviews: list[Review]
     heldout: list[Review]
     data: dict[str, list]
@@ -73,12 +100,16 @@ class Corpus:
 
 def make_corpus(seed: int, st: Settings) -> Corpus:
     """The seeded corpus. Separate string seeds keep each part stable when another part's size changes."""
+    data = corpus.make_data(seed)
     cg = ReviewGrammar(random.Random(f"lm-copy-{seed}"))
     return Corpus(
         lm_reviews=ReviewGrammar(random.Random(f"lm-{seed}")).reviews(st.lm_reviews, corpus.BALANCE),
         copy_texts=[
             f"{corpus.copy_prompt(s)} {s}" for s in (cg.copy_sentence() for _ in range(st.copy_examples))
         ],
+        keyword_texts=corpus.keyword_examples(seed, st.keyword_examples),
+        chat_texts=corpus.chat_examples(seed, st.chat_examples),
+        solver_texts=puzzles.solver_texts(seed, st.solver_texts, held_out=_prompts(data)),
         cls_reviews=ReviewGrammar(random.Random(f"cls-{seed}")).reviews(
             st.cls_reviews, {POS: 0.38, NEG: 0.38, MIXED: 0.12, NEUTRAL: 0.12}
         ),
@@ -86,22 +117,33 @@ def make_corpus(seed: int, st: Settings) -> Corpus:
         heldout=ReviewGrammar(random.Random(f"heldout-{seed + 1}")).reviews(
             st.heldout_reviews, {POS: 0.5, NEG: 0.5}
         ),
-        data=corpus.make_data(seed),
+        data=data,
     )
 
 
+def _prompts(data: dict[str, list]) -> set[str]:
+    return {row["prompt"] for name in ("arithmetic_prompts", "reverse_prompts") for row in data[name]}
+
+
 def build_tokenizer(c: Corpus):
-    """The tokenizer, trained on everything the models will see, including the prompt files."""
-    texts = [r.text for r in c.lm_reviews] + c.copy_texts + [r.text for r in c.cls_reviews]
+    """The tokenizer, trained on the review texts and prompt files, with the chat template.
+
+    The solver's texts stay out: without digits in the training texts, every digit stays one token,
+    which suits arithmetic.
+    """
+    texts = [r.text for r in c.lm_reviews] + c.copy_texts + c.keyword_texts + c.chat_texts
+    texts += [r.text for r in c.cls_reviews]
     texts += c.data["review_prompts"] + [row["prompt"] for row in c.data["keyword_prompts"]]
-    return train_tokenizer(texts, vocab_size=2048, model_max_length=models.LM_CONFIG["n_positions"])
+    tokenizer = train_tokenizer(texts, vocab_size=2048, model_max_length=models.LM_CONFIG["n_positions"])
+    tokenizer.chat_template = corpus.CHAT_TEMPLATE
+    return tokenizer
 
 
 def build_lm(c: Corpus, tokenizer, st: Settings, seed: int, lm_dir: Path, reuse: bool, log) -> tuple:
     """Trains (or with ``reuse`` loads) tiny-lm and saves it; returns ``(model, sequences, seconds)``."""
     torch.manual_seed(seed)
     lm = GPT2LMHeadModel(models.gpt2_config(tokenizer, models.LM_CONFIG))
-    texts = [r.text for r in c.lm_reviews] + c.copy_texts * st.copy_repeat
+    texts = [r.text for r in c.lm_reviews] + c.copy_texts * st.copy_repeat + c.keyword_texts + c.chat_texts
     seqs = models.lm_sequences(tokenizer, texts, seed, models.LM_CONFIG["n_positions"])
     t0 = time.time()
     if reuse:
@@ -170,6 +212,76 @@ def evaluate_lm(lm, cls, tokenizer, data: dict[str, list], st: Settings, seed: i
     }
 
 
+def build_solver(c: Corpus, tokenizer, st: Settings, seed: int, out: Path, log) -> dict[str, Any]:
+    """Trains tiny-solver (arithmetic and reversal) and saves it and its early snapshot.
+
+    One run, two starting models: ``tiny-solver-early`` is saved at the first check where the
+    sampled reverse similarity reaches :data:`EARLY_TARGET` (reversal is learned long before
+    addition), ``tiny-solver`` when the arithmetic accuracy reaches :data:`SOLVER_TARGET`.
+
+    Returns:
+        ``{"model", "steps", "seconds", "early_steps", "early_eval"}``.
+    """
+    torch.manual_seed(seed + 2)
+    solver = GPT2LMHeadModel(models.gpt2_config(tokenizer, models.SOLVER_CONFIG))
+    texts = [p + a for p, a in c.solver_texts]
+    seqs = models.lm_sequences(tokenizer, texts, seed, models.SOLVER_CONFIG["n_positions"], tag="solver-bos")
+    # Only the answers are learned: the prompts' digits and words are random by design.
+    prompt_lens = [len(ids) for ids in tokenizer([p for p, _ in c.solver_texts])["input_ids"]]
+    starts = [n + (s[0] == tokenizer.eos_token_id) for n, s in zip(prompt_lens, seqs)]
+    t0 = time.time()
+    early: dict[str, Any] = {"early_steps": None, "early_eval": None}
+    checks = [0]
+
+    def save(directory: Path) -> None:
+        solver.save_pretrained(directory, safe_serialization=True)
+        save_tokenizer(tokenizer, directory)
+
+    def good_enough() -> bool:
+        checks[0] += 1
+        ev = evaluate_solver(solver, tokenizer, c.data, seed)
+        if early["early_steps"] is None and ev["reverse_similarity"] >= EARLY_TARGET:
+            save(out / "tiny-solver-early")
+            early.update(early_steps=checks[0] * CHECK_EVERY, early_eval=ev)
+            log(f"  tiny-solver-early saved at step {checks[0] * CHECK_EVERY}: {ev}")
+        return ev["arithmetic_accuracy"] >= SOLVER_TARGET
+
+    steps = training.train_lm(
+        solver,
+        seqs,
+        tokenizer.pad_token_id,
+        steps=st.solver_steps,
+        batch_size=st.batch_size,
+        lr=2e-3,
+        seed=seed,
+        log=log,
+        name="solver",
+        loss_starts=starts,
+        until=None if st is QUICK else good_enough,
+    )
+    save(out / "tiny-solver")
+    if early["early_steps"] is None:  # --quick: no checks; the early model is the final one
+        save(out / "tiny-solver-early")
+        early.update(early_steps=steps, early_eval=evaluate_solver(solver, tokenizer, c.data, seed))
+    return {"model": solver, "steps": steps, "seconds": time.time() - t0, **early}
+
+
+def evaluate_solver(solver, tokenizer, data: dict[str, list], seed: int) -> dict[str, Any]:
+    """Sampled (temperature 1) accuracy on the arithmetic prompts and similarity on the reverse prompts."""
+    arith = data["arithmetic_prompts"]
+    answers = training.sample_continuations(solver, tokenizer, [r["prompt"] for r in arith], 6, seed)
+    correct = [training.last_number(a) == row["answer"] for a, row in zip(answers, arith)]
+    rev = data["reverse_prompts"]
+    outs = training.sample_continuations(solver, tokenizer, [r["prompt"] for r in rev], 12, seed)
+    sims = [training.similarity(o.strip(), row["references"][0]) for o, row in zip(outs, rev)]
+    return {
+        "arithmetic_accuracy": round(sum(correct) / len(correct), 4),
+        "arithmetic_samples": len(correct),
+        "reverse_similarity": round(sum(sims) / len(sims), 4),
+        "reverse_samples": len(sims),
+    }
+
+
 def write_info(directory: Path, info: dict[str, Any]) -> None:
     (directory / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -201,9 +313,9 @@ def build(
         >>> build(Path("/tmp/assets"), seed=0, quick=True, log=lambda s: None)["quick"]
         True
     """
-    # One thread for --quick: it runs inside test suites next to other workers, where two spinning
-    # OpenMP threads per process slow everything down; the real build uses both cores.
-    torch.set_num_threads(1 if quick else 2)
+    # One thread: on a shared machine two spinning OpenMP threads per process slow everything down
+    # many times over, and the weights are reproducible byte for byte only at the same thread count.
+    torch.set_num_threads(1)
     st = QUICK if quick else FULL
     out = out.resolve()
     t_start = time.time()
@@ -221,9 +333,19 @@ def build(
     ev = evaluate_lm(lm, cls, tokenizer, c.data, st, seed)
     cls.save_pretrained(cls_dir, safe_serialization=True)
     save_tokenizer(tokenizer, cls_dir)
+    built = build_solver(c, tokenizer, st, seed, out, log)
+    solver, solver_time = built["model"], built["seconds"]
+    solver_ev = evaluate_solver(solver, tokenizer, c.data, seed)
     common = {"seed": seed, "quick": quick, "vocab_size": len(tokenizer)}
     write_info(lm_dir, lm_info(common, lm, lm_seqs, c, st, ev))
     write_info(cls_dir, cls_info(common, cls, cls_seqs, c, st, acc, seed))
+    stop = {"stopped_at_arithmetic_accuracy": SOLVER_TARGET}
+    write_info(out / "tiny-solver", solver_info(common, solver, c, built["steps"], solver_ev, stop))
+    stop = {"stopped_at_reverse_similarity": EARLY_TARGET}
+    write_info(
+        out / "tiny-solver-early",
+        solver_info(common, solver, c, built["early_steps"], built["early_eval"], stop),
+    )
     summary = {
         "quick": quick,
         "out": str(out),
@@ -233,11 +355,16 @@ def build(
         "heldout_accuracy": acc,
         "baseline_positive_prob": ev["baseline"],
         "copy_exact_match": ev["copy_exact"],
+        "solver_params": models.parameters(solver),
+        **solver_ev,
         "lm_train_s": lm_time,
+        "solver_train_s": solver_time,
         "cls_train_s": cls_time,
         "total_s": time.time() - t_start,
         "samples": ev["samples"],
-        "sizes": {name: models.size(out / name) for name in ("tiny-lm", "tiny-sentiment", "data")},
+        "sizes": {
+            name: models.size(out / name) for name in ("tiny-lm", "tiny-sentiment", "tiny-solver", "data")
+        },
     }
     print_summary(summary, ev, log)
     return summary
@@ -260,6 +387,19 @@ def lm_info(common: dict, lm, seqs: list, c: Corpus, st: Settings, ev: dict) -> 
         # Sampled continuations of copy prompts that equal the first reference exactly.
         "copy_exact_match": round(ev["copy_exact"], 4),
         "copy_samples": ev["copy_samples"],
+    }
+
+
+def solver_info(common: dict, solver, c: Corpus, steps: int, ev: dict, stop: dict) -> dict[str, Any]:
+    """tiny-solver's build_info.json: its untrained (sampled, temperature 1) scores on the prompt files."""
+    return {
+        **common,
+        "parameters": models.parameters(solver),
+        "config": models.SOLVER_CONFIG,
+        "train_sequences": len(c.solver_texts),
+        "steps": steps,
+        **stop,
+        **ev,
     }
 
 
@@ -291,6 +431,11 @@ def print_summary(summary: dict, ev: dict, log: Callable[[str], None]) -> None:
     log(
         f"  held-out accuracy {summary['heldout_accuracy']:.4f}; baseline P(positive) of "
         f"{ev['baseline_samples']} LM continuations {ev['baseline']:.3f}; copy exact match {ev['copy_exact']:.2f}"
+    )
+    log(
+        f"  tiny-solver {summary['solver_params']:,} params (trained {summary['solver_train_s']:.0f}s): "
+        f"arithmetic accuracy {summary['arithmetic_accuracy']:.3f}, reverse similarity "
+        f"{summary['reverse_similarity']:.3f} (sampled, untrained)"
     )
     log("  samples:")
     for s in summary["samples"]:

@@ -14,6 +14,7 @@ from tools.build_assets.lexicon import TARGET
 
 LM_CONFIG: dict[str, Any] = {"n_layer": 4, "n_embd": 160, "n_head": 4, "n_positions": 128}
 CLS_CONFIG: dict[str, Any] = {"n_layer": 2, "n_embd": 96, "n_head": 4, "n_positions": 256}
+SOLVER_CONFIG: dict[str, Any] = {"n_layer": 2, "n_embd": 128, "n_head": 4, "n_positions": 64}
 
 
 def gpt2_config(tokenizer, shape: dict[str, Any], **extra: Any) -> GPT2Config:

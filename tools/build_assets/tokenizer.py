@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,8 +45,15 @@ def save_tokenizer(tokenizer, directory: Path) -> None:
     transformers leaves the backend's padding as set by the last call (on after ``padding=True``,
     off after an unpadded call), and tokenizer.json records it; fixing it here keeps the two saved
     copies identical and the build reproducible. Left padding also suits direct ``tokenizers`` use.
+    The chat template also goes into tokenizer_config.json, where transformers before 4.47 looks for
+    it (later versions read chat_template.jinja).
     """
     tokenizer.backend_tokenizer.enable_padding(
         direction="left", pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token
     )
     tokenizer.save_pretrained(directory)
+    if tokenizer.chat_template:
+        config_path = Path(directory) / "tokenizer_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["chat_template"] = tokenizer.chat_template
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

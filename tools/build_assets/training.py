@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -55,7 +57,9 @@ def fit(
     seed: int,
     log: Log,
     name: str,
-) -> None:
+    until: Callable[[], bool] | None = None,
+    check_every: int = 50,
+) -> int:
     """The training loop of every built-in model: AdamW, warm-up and cosine decay, gradient clipping.
 
     Args:
@@ -68,12 +72,18 @@ def fit(
         seed: Seed of the batch order.
         log: Progress printer (ten lines per run).
         name: Shown in the progress lines.
+        until: Called every ``check_every`` steps; training stops early once it returns True.
+        check_every: Steps between calls of ``until``.
+
+    Returns:
+        The number of steps taken.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     warmup = max(1, steps // 20)
     t0 = time.time()
+    done = 0
     for step, idx in enumerate(_batches(lengths, batch_size, steps, gen)):
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr, warmup)
@@ -82,13 +92,20 @@ def fit(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        done = step + 1
         if step % max(1, steps // 10) == 0 or step == steps - 1:
-            log(f"  {name} step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+            log(f"  {name} step {done}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+        if until is not None and done % check_every == 0 and until():
+            log(f"  {name} stopped after step {done}")
+            break
     model.eval()
+    return done
 
 
-def _lm_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``(ids, mask, labels)``; labels are -100 on padding."""
+def _lm_batch(
+    seqs: list[list[int]], pad_id: int, starts: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(ids, mask, labels)``; labels are -100 on padding and before ``starts[i]``."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -96,6 +113,8 @@ def _lm_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
     labels = ids.masked_fill(mask == 0, -100)
+    for i, start in enumerate(starts):
+        labels[i, :start] = -100
     return ids, mask, labels
 
 
@@ -110,14 +129,22 @@ def train_lm(
     seed: int,
     log: Log,
     name: str = "lm",
-) -> None:
-    """Causal-LM training on right-padded sequences (each already ends with EOS)."""
+    loss_starts: Sequence[int] | None = None,
+    until: Callable[[], bool] | None = None,
+) -> int:
+    """Causal-LM training on right-padded sequences (each already ends with EOS).
+
+    ``loss_starts[i]``, when given, is the first position of ``seqs[i]`` whose token is a target:
+    the prompt before it is read but not learned (its tokens are random by design). ``until``:
+    see :func:`fit`. Returns the number of steps taken.
+    """
 
     def loss_of(idx: list[int]) -> torch.Tensor:
-        ids, mask, labels = _lm_batch([seqs[i] for i in idx], pad_id)
+        starts = [loss_starts[i] for i in idx] if loss_starts is not None else []
+        ids, mask, labels = _lm_batch([seqs[i] for i in idx], pad_id, starts)
         return model(input_ids=ids, attention_mask=mask, labels=labels).loss
 
-    fit(
+    return fit(
         model,
         loss_of,
         [len(x) for x in seqs],
@@ -127,6 +154,7 @@ def train_lm(
         seed=seed,
         log=log,
         name=name,
+        until=until,
     )
 
 
@@ -211,3 +239,14 @@ def sample_continuations(
         new = gen[:, enc["input_ids"].shape[1] :]
         out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     return out
+
+
+def last_number(text: str) -> str | None:
+    """The last integer in ``text`` (as written), or ``None``."""
+    found = re.findall(r"-?\d+", text)
+    return found[-1] if found else None
+
+
+def similarity(text: str, reference: str) -> float:
+    """difflib's ``SequenceMatcher`` ratio, the reverse task's reward."""
+    return difflib.SequenceMatcher(None, text, reference).ratio()
