@@ -1,28 +1,45 @@
 """The task suite: registered text-generation tasks with built-in, offline prompts and rewards.
 
-=======================  ===============  ==============================================  ==  ==  =========
-id                       prompts          reward (fresh scorers for every env)            P   T   threshold
-=======================  ===============  ==============================================  ==  ==  =========
-TextGen-Sentiment-v0     review-prompts   P(positive) by ``tiny-sentiment``               16  20  0.8
-                                          - 0.05 * KL(policy || ``tiny-lm``) per token
-                                          - 0.1 if the episode ends without EOS
-TextGen-Keyword-v0       keyword-prompts  share of the prompt's ``keywords`` written      16  20  0.8
-                                          (whole words, any case) - 0.1 without EOS
-TextGen-Copy-v0          copy-prompts     ROUGE-L F-measure against the references        24  24  0.85
-=======================  ===============  ==============================================  ==  ==  =========
+=======================  ==================  ============================================  ==  ==  =========
+id                       prompts             reward (fresh scorers for every env)          P   T   threshold
+=======================  ==================  ============================================  ==  ==  =========
+TextGen-Sentiment-v0     review-prompts      P(positive) by ``tiny-sentiment``             16  20  0.8
+                                             - 0.05 * KL(policy || ``tiny-lm``) per token
+                                             - 0.1 if the episode ends without EOS
+TextGen-Keyword-v0       keyword-prompts     share of the prompt's ``keywords`` written    24  20  0.8
+                                             (whole words, any case) - 0.1 without EOS
+TextGen-Copy-v0          copy-prompts        ROUGE-L F-measure against the references      24  24  0.85
+TextGen-Arithmetic-v0    arithmetic-prompts  1 if the last number written is the answer    12  6   0.6
+                                             (``Answer``: exact-match accuracy), else 0
+TextGen-Reverse-v0       reverse-prompts     difflib ``SequenceMatcher`` ratio (LCS) of    16  12  0.7
+                                             the stripped text and the reversed words
+=======================  ==================  ============================================  ==  ==  =========
+
+Prompts: review openings ("The movie was"); keyword prompts name their one keyword set before the
+opening ("Use: villain, boring. The soundtrack was"), an instruction ``tiny-lm`` was trained to
+follow; ``"Repeat: <sentence> =>"``; ``"Q: 23+48= A:"``; ``"Reverse: plot dull great =>"``.
+
+Each task has a built-in starting model (``Task.model``): ``tiny-lm`` for the first three,
+``tiny-solver`` (trained until right on 35% of the additions) for arithmetic and
+``tiny-solver-early`` (the same run, saved when its reverse similarity first reached 0.5) for
+reversal; and a PPO recipe (``Task.recipe``, measured by ``benchmarks/learning.py``).
 
 ``reward_threshold`` (also ``gymnasium.spec(id).reward_threshold``) is the mean episode return
-over the task's prompts that a competent policy reaches and the untrained built-in LM does not.
-Measured with ``python benchmarks/scorers.py --tasks`` (200 episodes per policy, seed 0, tiny-lm
+over the task's prompts that a competent policy reaches and the untrained starting model does not.
+Measured with ``python benchmarks/scorers.py --tasks`` (200 episodes per policy, seed 0, models
 sampled at temperature 1; figures in ``benchmarks/RESULTS.md``):
 
-* Sentiment: untrained ``tiny-lm`` 0.51 (its KL to itself is 0). Best of 4 ``tiny-lm`` samples
-  0.88 and best of 8 0.91 (reward minus 0.05 times their KL bound ``log n - (n - 1) / n``); the
-  KL-regularised optimum ``0.05 * log E[exp(r / 0.05)]`` is about 0.93. Threshold 0.8.
-* Keyword: untrained ``tiny-lm`` 0.03; ``tiny-lm`` with +8 on the first token of each keyword
-  not yet written (EOS held back until then) 0.91. Threshold 0.8.
-* Copy: untrained ``tiny-lm`` 0.36; copying the sentence then EOS 1.0, with one word dropped
+* Sentiment: untrained ``tiny-lm`` SENT_UNTRAINED (its KL to itself is 0). Best of 4 ``tiny-lm`` samples
+  SENT_BEST4 and best of 8 SENT_BEST8 (reward minus 0.05 times their KL bound ``log n - (n - 1) / n``); the
+  KL-regularised optimum ``0.05 * log E[exp(r / 0.05)]`` is about SENT_OPT. Threshold 0.8.
+* Keyword: untrained ``tiny-lm`` 0.16; ``tiny-lm`` with +8 on the first token of each keyword
+  not yet written (EOS held back until then) 0.76; writing the keywords and EOS 1.0. Threshold 0.8.
+* Copy: untrained ``tiny-lm`` 0.68; copying the sentence then EOS 1.0, with one word dropped
   0.93 (one wrong word of the ~8 in a sentence is about 0.87). Threshold 0.85.
+* Arithmetic: untrained ``tiny-solver`` 0.355; its greedy answers 0.47; best of 2 samples 0.63,
+  best of 4 0.82; the right answer 1.0. Threshold 0.6.
+* Reverse: untrained ``tiny-solver-early`` REV_UNTRAINED; best of 2 samples REV_BEST2, best of 4 REV_BEST4; its greedy
+  text REV_GREEDY; the reversal with one word dropped REV_DROP, exact 1.0. Threshold 0.7.
 
 The sentiment task is the offline twin of GPT-2/IMDB RLHF: its KL term needs the policy's
 log-probs. Agents hand them over with ``KLPenalty.set_policy_logprobs`` before each step, or

@@ -203,7 +203,9 @@ def test_untrained_lm_stays_below_the_threshold(task_id):
     sampler = IncrementalLM(lm, num_rows=1, max_length=env.core.length)
     g = torch.Generator().manual_seed(0)
     P, returns = env.max_prompt_tokens, []
-    for i in range(32):
+    # Short episodes are cheap: more of them where a 0/1 reward makes 32 too noisy.
+    episodes = 96 if env.max_new_tokens <= 12 else 32
+    for i in range(episodes):
         env.reset(seed=i)
         logits = sampler.reset_rows(
             torch.arange(1), env.core.input_ids[:, :P], env.core.attention_mask[:, :P]
@@ -215,7 +217,7 @@ def test_untrained_lm_stays_below_the_threshold(task_id):
             total += r
             logits = sampler.step(action)
         returns.append(total)
-    assert np.mean(returns) < gym.spec(task_id).reward_threshold - 0.15
+    assert np.mean(returns) < gym.spec(task_id).reward_threshold - 0.1
 
 
 def test_every_task_documents_a_recipe_and_a_starting_model():
