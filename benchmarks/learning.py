@@ -1,11 +1,16 @@
-"""Learning benchmark: PPO from the built-in LM on a textenv task, against the task's reward threshold.
+"""Learning benchmark: the project's PPO on every built-in task, each with its documented recipe.
 
-Trains ``agents.PPO("tiny-lm", ENV)`` until the mean episode reward of the last iterations reaches the
-task's ``reward_threshold`` (or the episode/time budget runs out), then prints the episodes, wall time and
-KL at which it got there, and saves the learning curve.
+For each task, trains ``agents.PPO(task.model, task.id, PPOConfig(**task.recipe))`` until the mean
+episode reward of the last ``--window`` iterations reaches the task's ``reward_threshold`` (or the CPU
+budget runs out), and prints the episodes and the CPU seconds (this process's CPU time, so other jobs
+on the machine do not distort it) at which it got there, the final reward and the KL to the starting
+model. The recipes live in ``textenv.tasks`` (``Task.recipe``) and the README's task table;
+``python -m agents.train`` runs the same recipe with the flags printed for each task.
 
-usage: python benchmarks/learning.py [--env TextGen-Sentiment-v0] [--episodes 4096] [--minutes 10]
-       [--png benchmarks/learning_sentiment.png] [--set field=value ...]
+usage: python benchmarks/learning.py [--tasks all | ID ...] [--minutes 10] [--threads 1] [--window 5]
+       [--set field=value ...] [--keep-going]
+
+Uses only the agents package's public API (``from agents import PPO, PPOConfig``).
 """
 
 from __future__ import annotations
@@ -16,10 +21,23 @@ import os
 import sys
 import time
 import warnings
+from typing import Any
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# PPOConfig fields whose `python -m agents.train` flag is not the field name with dashes.
+FLAGS = {"learning_rate": "lr", "init_kl_coef": "kl-coef", "gradient_accumulation_steps": "grad-accum"}
+
+
+def command(task) -> str:
+    """The ``python -m agents.train`` command line of a task's recipe."""
+    parts = [f"python -m agents.train --env {task.id} --policy {task.model}"]
+    for key, value in task.recipe.items():
+        parts.append(f"--{FLAGS.get(key, key.replace('_', '-'))} {value}")
+    return " ".join(parts)
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
@@ -34,64 +52,92 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
     return out
 
 
+def run(task, args: argparse.Namespace) -> dict[str, Any]:
+    """Trains one task with its recipe; returns the figures of its row."""
+    from agents import PPO, PPOConfig
+
+    task_id, threshold = task.id, task.reward_threshold
+    recipe = {k: v for k, v in task.recipe.items() if k != "episodes"}
+    config = PPOConfig(**{"device": "cpu", **recipe, **parse_overrides(args.set)})
+    cpu0 = time.process_time()
+    ppo = PPO(task.model, task_id, config, verbose=int(args.verbose), progress_bar=False)
+    reached: dict[str, float] = {}
+
+    def recent(key: str) -> float:
+        rows = ppo.history[-args.window :]
+        return sum(r.get(key, float("nan")) for r in rows) / len(rows)
+
+    def callback(_: dict) -> bool:
+        cpu = time.process_time() - cpu0
+        if not reached and len(ppo.history) >= args.window and recent("score") >= threshold:
+            reached.update(episodes=ppo.num_episodes, cpu_s=cpu)
+        return cpu < args.minutes * 60 and (args.keep_going or not reached)
+
+    ppo.learn(args.episodes or task.recipe.get("episodes", 4096), callback=callback)
+    return {
+        "task": task_id,
+        "threshold": threshold,
+        "start": sum(r["score"] for r in ppo.history[: args.window]) / min(args.window, len(ppo.history)),
+        "episodes": reached.get("episodes"),
+        "cpu_s": reached.get("cpu_s"),
+        "final": recent("score"),
+        "kl": recent("kl"),
+        "trained_episodes": ppo.num_episodes,
+        "total_cpu_s": time.process_time() - cpu0,
+        "command": command(task),
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        "| task | threshold | first iterations | episodes to threshold | CPU s to threshold | final reward | KL |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        episodes = (
+            f"{r['episodes']:,}" if r["episodes"] is not None else f"not reached in {r['trained_episodes']:,}"
+        )
+        cpu = f"{r['cpu_s']:.0f}" if r["cpu_s"] is not None else f"> {r['total_cpu_s']:.0f}"
+        print(
+            f"| {r['task']} | {r['threshold']:g} | {r['start']:.3f} | {episodes} | {cpu} | "
+            f"{r['final']:.3f} | {r['kl']:.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="TextGen-Sentiment-v0")
-    parser.add_argument("--policy", default="tiny-lm")
-    parser.add_argument("--episodes", type=int, default=8192)
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--tasks", nargs="*", default=["all"], help="task ids, or 'all'")
+    parser.add_argument("--minutes", type=float, default=10.0, help="CPU-minute budget per task")
+    parser.add_argument("--episodes", type=int, default=None, help="episode budget (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--window", type=int, default=3, help="iterations averaged against the threshold")
+    parser.add_argument("--window", type=int, default=5, help="iterations averaged against the threshold")
+    parser.add_argument("--keep-going", action="store_true", help="train the whole budget")
+    parser.add_argument("--verbose", action="store_true", help="PPO's per-iteration lines")
     parser.add_argument(
-        "--keep-going", action="store_true", help="train the whole budget, not just to the threshold"
+        "--set", nargs="*", default=[], help="PPOConfig overrides for every task, field=value"
     )
-    parser.add_argument("--png", default=None)
-    parser.add_argument("--set", nargs="*", default=[], help="PPOConfig overrides, field=value")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    import gymnasium as gym
+    from textenv.tasks import TASKS
 
-    import textenv  # noqa: F401
-    from agents import PPO, PPOConfig
-    from agents.common.logger import plot_learning_curve
-
-    threshold = gym.spec(args.env).reward_threshold
-    config = PPOConfig(**{"device": "cpu", **parse_overrides(args.set)})
-    ppo = PPO(args.policy, args.env, config, verbose=1, progress_bar=False)
-    start = time.perf_counter()
-    reached: dict[str, float] = {}
-
-    def stop(loc: dict) -> bool:
-        recent = [r["score"] for r in ppo.history[-args.window :]]
-        mean = sum(recent) / len(recent)
-        if not reached and len(recent) == args.window and mean >= threshold:
-            reached.update(
-                episodes=ppo.num_episodes,
-                seconds=time.perf_counter() - start,
-                score=mean,
-                kl=sum(r.get("kl", 0.0) for r in ppo.history[-args.window :]) / args.window,
-            )
-        over_time = time.perf_counter() - start > args.minutes * 60
-        return not over_time and (args.keep_going or not reached)
-
-    ppo.learn(args.episodes, callback=stop)
-    elapsed = time.perf_counter() - start
-    if args.png:
-        title = f"PPO {args.policy} on {args.env} (CPU, {args.threads} thread)"
-        plot_learning_curve(ppo.history, args.png, title=title, threshold=threshold)
-    print(f"config {config.to_dict()}")
-    print(f"threshold {threshold} window {args.window} iterations")
-    if reached:
-        print(
-            f"reached_threshold episodes {reached['episodes']} seconds {reached['seconds']:.0f} "
-            f"score {reached['score']:.3f} kl {reached['kl']:.2f}"
-        )
-    else:
-        last = ppo.history[-1]
-        print(f"not_reached episodes {ppo.num_episodes} seconds {elapsed:.0f} last_score {last['score']:.3f}")
-    kls = [r.get("kl", float("nan")) for r in ppo.history]
-    print(f"final_score {ppo.history[-1]['score']:.3f} max_kl {max(kls):.2f} total_seconds {elapsed:.0f}")
+    by_id = {t.id: t for t in TASKS}
+    task_ids = list(by_id) if args.tasks == ["all"] else args.tasks
+    unknown = [t for t in task_ids if t not in by_id]
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; choose from {list(by_id)}")
+    rows = []
+    for task_id in task_ids:
+        row = run(by_id[task_id], args)
+        print(f"{task_id}: {row}", flush=True)
+        rows.append(row)
+    print(
+        f"\nPPO on the built-in tasks; CPU seconds of this process, {args.threads} thread(s); window {args.window}"
+    )
+    print_table(rows)
+    print()
+    for r in rows:
+        print(f"  {r['command']}")
 
 
 if __name__ == "__main__":

@@ -250,27 +250,51 @@ def run_task(
     return returns, {k: float(np.mean([t[k] for t in terms])) for k in terms[0]}
 
 
-def task_returns(episodes: int) -> list[dict[str, object]]:
+def task_returns(episodes: int, only: list[str] | None = None) -> list[dict[str, object]]:
     """Mean returns of the untrained tiny-lm and of stronger reference policies on every task."""
     from transformers import AutoModelForCausalLM
 
-    from textenv.assets.build import ADJ, NEG, NEUTRAL
     from textenv.tasks import SENTIMENT
+    from tools.build_assets.lexicon import ADJ, NEG, NEUTRAL
 
     lm = AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"), use_safetensors=True).eval()
+    loaded: dict[str, torch.nn.Module] = {}
+
+    def model_of(name: str) -> torch.nn.Module:
+        if name not in loaded:  # loaded on first use, so that --task-ids needs only its own models
+            loaded[name] = AutoModelForCausalLM.from_pretrained(
+                assets.path(name), use_safetensors=True
+            ).eval()
+        return loaded[name]
+
     tok = AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
     V = len(tok)
 
     @torch.no_grad()
-    def lm_logp(env, bias: torch.Tensor | None = None) -> torch.Tensor:
-        # tiny-lm's next-token log-probs (one full forward; the env's own KL term runs the cache).
+    def lm_logp(env, bias: torch.Tensor | None = None, model=lm) -> torch.Tensor:
+        # The model's next-token log-probs (one full forward; the env's own KL term runs the cache).
         core = env.core
         n = core.max_prompt_tokens + int(core.num_generated[0])
         ids, mask = core.input_ids[:1, :n], core.attention_mask[:1, :n]
-        logits = lm(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask)).logits[
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask)).logits[
             0, -1
         ]
         return torch.log_softmax(logits if bias is None else logits + bias, -1)
+
+    def solver_logp(env):
+        return lm_logp(env, model=model_of("tiny-solver"))
+
+    def early_logp(env):
+        return lm_logp(env, model=model_of("tiny-solver-early"))
+
+    def greedy(logp_of):
+        def policy(env):
+            logp = logp_of(env)
+            out = torch.full_like(logp, -1e4)
+            out[int(logp.argmax())] = 0.0
+            return out
+
+        return policy
 
     # Sentiment: tiny-lm with negative and neutral adjectives banned.
     banned = torch.zeros(V)
@@ -293,11 +317,15 @@ def task_returns(episodes: int) -> list[dict[str, object]]:
         return policy
 
     def copier(drop: int):
+        return writer(lambda p: p.references[0], drop=drop)
+
+    def writer(target_of, drop: int = 0, lead: str = ""):
+        # Writes lead + target_of(prompt) (minus `drop` random words) and then EOS.
         def make(env):
-            words = env.core.row_prompts[0].references[0].split()
+            words = target_of(env.core.row_prompts[0]).split()
             for _ in range(drop):
                 words.pop(int(torch.randint(len(words), (1,))))
-            target = [*tok(" ".join(words), add_special_tokens=False)["input_ids"], tok.eos_token_id]
+            target = [*tok(lead + " ".join(words), add_special_tokens=False)["input_ids"], tok.eos_token_id]
 
             def policy(e):
                 n = int(e.core.num_generated[0])
@@ -321,15 +349,46 @@ def task_returns(episodes: int) -> list[dict[str, object]]:
         ("TextGen-Copy-v0", "tiny-lm (untrained)", lambda env: lm_logp),
         ("TextGen-Copy-v0", "copy, one word dropped", copier(1)),
         ("TextGen-Copy-v0", "copy exactly", copier(0)),
+        ("TextGen-Arithmetic-v0", "tiny-solver (untrained)", lambda env: solver_logp),
+        ("TextGen-Arithmetic-v0", "tiny-solver, greedy", lambda env: greedy(solver_logp)),
+        ("TextGen-Arithmetic-v0", "right answer", writer(lambda p: p.metadata["answer"], lead=" ")),
+        ("TextGen-Reverse-v0", "tiny-solver-early (untrained)", lambda env: early_logp),
+        ("TextGen-Reverse-v0", "tiny-solver-early, greedy", lambda env: greedy(early_logp)),
+        (
+            "TextGen-Reverse-v0",
+            "reversal, one word dropped",
+            writer(lambda p: p.references[0], drop=1, lead=" "),
+        ),
+        ("TextGen-Reverse-v0", "reversal, exactly", writer(lambda p: p.references[0], lead=" ")),
     ]
     rows: list[dict[str, object]] = []
     for task_id, name, policy_fn in plans:
+        if only and task_id not in only:
+            continue
         returns, terms = run_task(task_id, policy_fn, episodes=episodes)
         rows.append({"task": task_id, "policy": name, "mean_return": float(np.mean(returns)), "terms": terms})
         if task_id == SENTIMENT.id and name.startswith("tiny-lm (untrained)"):
             rows.extend(
                 _kl_regularised_optimum(np.array(returns), beta=SENTIMENT.reward().find(KLPenalty)[0].coef)
             )
+        if name.startswith("tiny-solver") and name.endswith("(untrained)"):
+            rows.extend(_best_of(task_id, name.split()[0], np.array(returns)))
+    return rows
+
+
+def _best_of(task_id: str, model: str, returns: np.ndarray) -> list[dict[str, object]]:
+    """Best of n untrained samples (no KL term on these tasks): what sharpening the policy can reach."""
+    rows: list[dict[str, object]] = []
+    for n in (2, 4):
+        best = returns[: len(returns) // n * n].reshape(-1, n).max(1).mean()
+        rows.append(
+            {
+                "task": task_id,
+                "policy": f"best-of-{n} {model} samples",
+                "mean_return": float(best),
+                "terms": {},
+            }
+        )
     return rows
 
 
@@ -370,6 +429,7 @@ def main() -> None:
     )
     parser.add_argument("--tasks", action="store_true", help="only measure the tasks' returns")
     parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--task-ids", nargs="*", default=None, help="with --tasks: only these task ids")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -377,7 +437,7 @@ def main() -> None:
     if args.tasks:
         print(f"Mean episode return, {args.episodes} episodes per policy (seed 0)")
         print(f"{'task':22} {'policy':40} {'mean return':>11}  terms")
-        for row in task_returns(args.episodes):
+        for row in task_returns(args.episodes, args.task_ids):
             terms = ", ".join(f"{k}={v:.3f}" for k, v in row["terms"].items())  # type: ignore[union-attr]
             print(f"{row['task']:22} {row['policy']:40} {row['mean_return']:11.3f}  {terms}")
         return

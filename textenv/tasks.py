@@ -1,28 +1,45 @@
 """The task suite: registered text-generation tasks with built-in, offline prompts and rewards.
 
-=======================  ===============  ==============================================  ==  ==  =========
-id                       prompts          reward (fresh scorers for every env)            P   T   threshold
-=======================  ===============  ==============================================  ==  ==  =========
-TextGen-Sentiment-v0     review-prompts   P(positive) by ``tiny-sentiment``               16  20  0.8
-                                          - 0.05 * KL(policy || ``tiny-lm``) per token
-                                          - 0.1 if the episode ends without EOS
-TextGen-Keyword-v0       keyword-prompts  share of the prompt's ``keywords`` written      16  20  0.8
-                                          (whole words, any case) - 0.1 without EOS
-TextGen-Copy-v0          copy-prompts     ROUGE-L F-measure against the references        24  24  0.85
-=======================  ===============  ==============================================  ==  ==  =========
+=======================  ==================  ============================================  ==  ==  =========
+id                       prompts             reward (fresh scorers for every env)          P   T   threshold
+=======================  ==================  ============================================  ==  ==  =========
+TextGen-Sentiment-v0     review-prompts      P(positive) by ``tiny-sentiment``             16  20  0.8
+                                             - 0.05 * KL(policy || ``tiny-lm``) per token
+                                             - 0.1 if the episode ends without EOS
+TextGen-Keyword-v0       keyword-prompts     share of the prompt's ``keywords`` written    24  20  0.8
+                                             (whole words, any case) - 0.1 without EOS
+TextGen-Copy-v0          copy-prompts        ROUGE-L F-measure against the references      24  24  0.85
+TextGen-Arithmetic-v0    arithmetic-prompts  1 if the last number written is the answer    12  6   0.6
+                                             (``Answer``: exact-match accuracy), else 0
+TextGen-Reverse-v0       reverse-prompts     difflib ``SequenceMatcher`` ratio (LCS) of    16  12  0.7
+                                             the stripped text and the reversed words
+=======================  ==================  ============================================  ==  ==  =========
+
+Prompts: review openings ("The movie was"); keyword prompts name their one keyword set before the
+opening ("Use: villain, boring. The soundtrack was"), an instruction ``tiny-lm`` was trained to
+follow; ``"Repeat: <sentence> =>"``; ``"Q: 23+48= A:"``; ``"Reverse: plot dull great =>"``.
+
+Each task has a built-in starting model (``Task.model``): ``tiny-lm`` for the first three,
+``tiny-solver`` (trained until right on 35% of the additions) for arithmetic and
+``tiny-solver-early`` (the same run, saved when its reverse similarity first reached 0.5) for
+reversal; and a PPO recipe (``Task.recipe``, measured by ``benchmarks/learning.py``).
 
 ``reward_threshold`` (also ``gymnasium.spec(id).reward_threshold``) is the mean episode return
-over the task's prompts that a competent policy reaches and the untrained built-in LM does not.
-Measured with ``python benchmarks/scorers.py --tasks`` (200 episodes per policy, seed 0, tiny-lm
+over the task's prompts that a competent policy reaches and the untrained starting model does not.
+Measured with ``python benchmarks/scorers.py --tasks`` (200 episodes per policy, seed 0, models
 sampled at temperature 1; figures in ``benchmarks/RESULTS.md``):
 
-* Sentiment: untrained ``tiny-lm`` 0.51 (its KL to itself is 0). Best of 4 ``tiny-lm`` samples
-  0.88 and best of 8 0.91 (reward minus 0.05 times their KL bound ``log n - (n - 1) / n``); the
-  KL-regularised optimum ``0.05 * log E[exp(r / 0.05)]`` is about 0.93. Threshold 0.8.
-* Keyword: untrained ``tiny-lm`` 0.03; ``tiny-lm`` with +8 on the first token of each keyword
-  not yet written (EOS held back until then) 0.91. Threshold 0.8.
-* Copy: untrained ``tiny-lm`` 0.36; copying the sentence then EOS 1.0, with one word dropped
+* Sentiment: untrained ``tiny-lm`` SENT_UNTRAINED (its KL to itself is 0). Best of 4 ``tiny-lm`` samples
+  SENT_BEST4 and best of 8 SENT_BEST8 (reward minus 0.05 times their KL bound ``log n - (n - 1) / n``); the
+  KL-regularised optimum ``0.05 * log E[exp(r / 0.05)]`` is about SENT_OPT. Threshold 0.8.
+* Keyword: untrained ``tiny-lm`` 0.16; ``tiny-lm`` with +8 on the first token of each keyword
+  not yet written (EOS held back until then) 0.76; writing the keywords and EOS 1.0. Threshold 0.8.
+* Copy: untrained ``tiny-lm`` 0.68; copying the sentence then EOS 1.0, with one word dropped
   0.93 (one wrong word of the ~8 in a sentence is about 0.87). Threshold 0.85.
+* Arithmetic: untrained ``tiny-solver`` 0.355; its greedy answers 0.47; best of 2 samples 0.63,
+  best of 4 0.82; the right answer 1.0. Threshold 0.6.
+* Reverse: untrained ``tiny-solver-early`` REV_UNTRAINED; best of 2 samples REV_BEST2, best of 4 REV_BEST4; its greedy
+  text REV_GREEDY; the reversal with one word dropped REV_DROP, exact 1.0. Threshold 0.7.
 
 The sentiment task is the offline twin of GPT-2/IMDB RLHF: its KL term needs the policy's
 log-probs. Agents hand them over with ``KLPenalty.set_policy_logprobs`` before each step, or
@@ -51,7 +68,19 @@ from typing import Any
 
 from textenv import assets
 from textenv.env import TextGenEnv
-from textenv.scorers import ROUGE, Keyword, KLPenalty, MissingEOSPenalty, RewardModel, Scorer
+from textenv.scorers import (
+    ROUGE,
+    Answer,
+    Keyword,
+    KLPenalty,
+    MissingEOSPenalty,
+    RewardModel,
+    Scorer,
+    Similarity,
+)
+
+ARITHMETIC_THRESHOLD = 0.6
+REVERSE_THRESHOLD = 0.7
 
 
 def sentiment_reward(*, kl_coef: float = 0.05, missing_eos: float = 0.1) -> Scorer:
@@ -73,6 +102,16 @@ def copy_reward() -> Scorer:
     return ROUGE("rougeL")
 
 
+def arithmetic_reward() -> Scorer:
+    """1 when the last number written equals the prompt's ``answer``, else 0 (exact-match accuracy)."""
+    return Answer(key="answer", format=0.0, name="correct")
+
+
+def reverse_reward() -> Scorer:
+    """difflib's ``SequenceMatcher`` ratio of the stripped generation against the reversed words."""
+    return Similarity(strip=True)
+
+
 @dataclass(frozen=True)
 class Task:
     """One registered task: its defaults and how to build a fresh env (or vector env) from them.
@@ -84,6 +123,10 @@ class Task:
         reward: Builds a new reward scorer; its keyword arguments may be given to ``gymnasium.make``.
         reward_threshold: Mean episode return a competent policy reaches (see the module docstring).
         env_kwargs: Other :class:`TextGenEnv` defaults.
+        model: The built-in starting model (asset name) that the threshold and recipe are measured from.
+        recipe: How the project's PPO learns the task from ``model``: ``episodes`` (the budget) and
+            ``agents.PPOConfig`` fields (the rest are PPOConfig's defaults); measured by
+            ``benchmarks/learning.py``.
     """
 
     id: str
@@ -92,6 +135,8 @@ class Task:
     reward: Callable[..., Scorer]
     reward_threshold: float
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    model: str = "tiny-lm"
+    recipe: Mapping[str, Any] = field(default_factory=dict)
 
     def kwargs(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The env keyword arguments: defaults, then ``overrides``; a new reward unless one is given.
@@ -135,6 +180,7 @@ SENTIMENT = Task(
     reward=sentiment_reward,
     reward_threshold=0.8,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
+    recipe={"episodes": 4096, "learning_rate": 5e-5},
 )
 KEYWORD = Task(
     id="TextGen-Keyword-v0",
@@ -142,7 +188,8 @@ KEYWORD = Task(
     prompts="keyword-prompts",
     reward=keyword_reward,
     reward_threshold=0.8,
-    env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
+    env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 20},
+    recipe={"episodes": 4096, "learning_rate": 1e-4},
 )
 COPY = Task(
     id="TextGen-Copy-v0",
@@ -151,8 +198,29 @@ COPY = Task(
     reward=copy_reward,
     reward_threshold=0.85,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 24},
+    recipe={"episodes": 4096, "learning_rate": 1e-4},
 )
-TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY)
+ARITHMETIC = Task(
+    id="TextGen-Arithmetic-v0",
+    key="arithmetic",
+    prompts="arithmetic-prompts",
+    reward=arithmetic_reward,
+    reward_threshold=ARITHMETIC_THRESHOLD,
+    env_kwargs={"max_prompt_tokens": 12, "max_new_tokens": 6},
+    model="tiny-solver",
+    recipe={"episodes": 8192, "learning_rate": 2e-4, "episodes_per_iteration": 64, "minibatch_size": 32},
+)
+REVERSE = Task(
+    id="TextGen-Reverse-v0",
+    key="reverse",
+    prompts="reverse-prompts",
+    reward=reverse_reward,
+    reward_threshold=REVERSE_THRESHOLD,
+    env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 12},
+    model="tiny-solver-early",
+    recipe={"episodes": 8192, "learning_rate": 2e-4, "episodes_per_iteration": 64, "minibatch_size": 32},
+)
+TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
 """Every task of the suite, in documentation order."""
 
 
@@ -187,6 +255,26 @@ def make_copy_vector(num_envs: int = 1, **kwargs: Any):
     return COPY.make_vector(num_envs, **kwargs)
 
 
+def make_arithmetic(**kwargs: Any) -> TextGenEnv:
+    """``TextGen-Arithmetic-v0``: see the module docstring."""
+    return ARITHMETIC.make(**kwargs)
+
+
+def make_arithmetic_vector(num_envs: int = 1, **kwargs: Any):
+    """``TextGen-Arithmetic-v0`` as a ``TextGenVectorEnv``."""
+    return ARITHMETIC.make_vector(num_envs, **kwargs)
+
+
+def make_reverse(**kwargs: Any) -> TextGenEnv:
+    """``TextGen-Reverse-v0``: see the module docstring."""
+    return REVERSE.make(**kwargs)
+
+
+def make_reverse_vector(num_envs: int = 1, **kwargs: Any):
+    """``TextGen-Reverse-v0`` as a ``TextGenVectorEnv``."""
+    return REVERSE.make_vector(num_envs, **kwargs)
+
+
 # gymnasium.make reads an entry point's metadata to validate render_mode.
-for _make in (make_sentiment, make_keyword, make_copy):
+for _make in (make_sentiment, make_keyword, make_copy, make_arithmetic, make_reverse):
     _make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]

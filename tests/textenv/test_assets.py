@@ -1,4 +1,4 @@
-"""Tests of the built-in offline assets (textenv.assets) and of their build script."""
+"""Tests of the built-in offline assets (textenv.assets) and of their builder (tools.build_assets)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from textenv import assets
-from textenv.assets import build
+from tools.build_assets import corpus, grammar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,8 @@ def _positive_prob(rm, tokenizer, texts: list[str]) -> torch.Tensor:
 
 def test_every_name_resolves_to_an_existing_path():
     assert set(assets.NAMES) == {
-        "tiny-lm", "tiny-tokenizer", "tiny-sentiment", "review-prompts", "keyword-prompts", "copy-prompts",
+        "tiny-lm", "tiny-tokenizer", "tiny-sentiment", "tiny-solver", "tiny-solver-early", "review-prompts", "keyword-prompts",
+        "copy-prompts", "arithmetic-prompts", "reverse-prompts",
     }  # fmt: skip
     for name in assets.NAMES:
         p = Path(assets.path(name))
@@ -58,7 +59,7 @@ def test_unknown_name_raises_value_error_listing_valid_names():
 
 def test_missing_asset_tells_how_to_build(monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "_ROOT", tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"python -m textenv\.assets\.build"):
+    with pytest.raises(FileNotFoundError, match=r"python -m tools\.build_assets"):
         assets.path("tiny-lm")
 
 
@@ -94,6 +95,66 @@ def test_lm_batched_left_padded_generation(tokenizer, lm):
     out = lm.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert all(t.strip() for t in texts)
+
+
+def test_chat_template_renders_roles_and_encodes_like_its_text(tokenizer):
+    messages = [{"role": "user", "content": "Review this movie."}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert (
+        text
+        == "user: Review this movie. assistant:"
+        == corpus.render_chat(messages, add_generation_prompt=True)
+    )
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    assert list(ids) == tokenizer(text)["input_ids"]
+    # The role names are whole tokens (the tokenizer was trained on chat-formatted texts).
+    assert tokenizer.tokenize(text)[:2] == ["user", ":"] and tokenizer.tokenize(text)[-2:] == [
+        "Ġassistant",
+        ":",
+    ]
+    config = json.loads((Path(assets.path("tiny-tokenizer")) / "tokenizer_config.json").read_text())
+    assert config["chat_template"] == corpus.CHAT_TEMPLATE
+
+
+def test_lm_follows_a_chat_templated_request(tokenizer, lm):
+    torch.manual_seed(0)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Write a movie review."}], add_generation_prompt=True, tokenize=False
+    )
+    enc = tokenizer([text] * 8, return_tensors="pt")
+    out = lm.generate(**enc, do_sample=True, max_new_tokens=40, pad_token_id=tokenizer.pad_token_id)
+    new = out[:, enc["input_ids"].shape[1] :]
+    assert (new == tokenizer.eos_token_id).any(dim=1).float().mean() >= 0.5
+    assert all(t.strip() and "user:" not in t for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+
+
+def _solver_accuracy(tokenizer, solver, rows, seed):
+    """Sampled (temperature 1) exact-match accuracy, as TextGen-Arithmetic-v0 scores it."""
+    from textenv.scorers.answer import NUMBER
+
+    torch.manual_seed(seed)
+    enc = tokenizer([r["prompt"] for r in rows], return_tensors="pt", padding=True)
+    out = solver.generate(
+        **enc, do_sample=True, top_k=0, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id
+    )
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    last = [NUMBER.findall(t)[-1] if NUMBER.findall(t) else None for t in texts]
+    return sum(x == r["answer"] for x, r in zip(last, rows)) / len(rows)
+
+
+def test_solver_is_right_sometimes_and_wrong_often(tokenizer):
+    solver = AutoModelForCausalLM.from_pretrained(assets.path("tiny-solver")).eval()
+    assert solver.config.vocab_size == len(tokenizer)
+    rows = _read_jsonl(assets.path("arithmetic-prompts"))
+    accuracy = _solver_accuracy(tokenizer, solver, rows, seed=0)
+    assert 0.2 <= accuracy <= 0.6, accuracy
+    greedy = tokenizer([rows[0]["prompt"]], return_tensors="pt")
+    out = solver.generate(**greedy, do_sample=False, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id)
+    assert (
+        tokenizer.decode(out[0, greedy["input_ids"].shape[1] :], skip_special_tokens=True).strip().isdigit()
+    )
 
 
 def test_reward_model_labels(rm):
@@ -141,21 +202,31 @@ def test_data_files_parse_with_documented_fields():
         assert isinstance(row["prompt"], str) and row["prompt"]
         assert 1 <= len(row["keywords"]) <= 2 and all(isinstance(k, str) and k for k in row["keywords"])
 
+    for row in _read_jsonl(assets.path("arithmetic-prompts")):
+        assert set(row) == {"prompt", "answer"}
+        a, b = row["prompt"].removeprefix("Q: ").removesuffix("= A:").split("+")
+        assert row["answer"] == str(int(a) + int(b))
+    for row in _read_jsonl(assets.path("reverse-prompts")):
+        words = row["prompt"].removeprefix("Reverse: ").removesuffix(" =>").split()
+        assert row["references"] == [" ".join(reversed(words))] and 3 <= len(words) <= 5
+
     copy_rows = _read_jsonl(assets.path("copy-prompts"))
     assert len(copy_rows) >= 150
     for row in copy_rows:
         assert set(row) == {"prompt", "references"}
         assert row["references"] and all(isinstance(r, str) and r for r in row["references"])
-        assert row["prompt"] == build.copy_prompt(row["references"][0])
+        assert row["prompt"] == corpus.copy_prompt(row["references"][0])
 
 
 def test_data_files_are_reproducible_from_seed_0():
-    data = build.make_data(0)
+    data = corpus.make_data(0)
     prompts = Path(assets.path("review-prompts")).read_text(encoding="utf-8").splitlines()
     assert prompts == data["review_prompts"]
     assert _read_jsonl(assets.path("keyword-prompts")) == data["keyword_prompts"]
     assert _read_jsonl(assets.path("copy-prompts")) == data["copy_prompts"]
-    assert build.make_data(1) != data
+    assert _read_jsonl(assets.path("arithmetic-prompts")) == data["arithmetic_prompts"]
+    assert _read_jsonl(assets.path("reverse-prompts")) == data["reverse_prompts"]
+    assert corpus.make_data(1) != data
 
 
 def test_build_info_reports_heldout_accuracy():
@@ -168,32 +239,55 @@ def test_build_info_reports_heldout_accuracy():
 def test_grammar_is_seeded():
     from random import Random
 
-    a = build.ReviewGrammar(Random(3)).reviews(50, build.BALANCE)
-    b = build.ReviewGrammar(Random(3)).reviews(50, build.BALANCE)
+    a = grammar.ReviewGrammar(Random(3)).reviews(50, corpus.BALANCE)
+    b = grammar.ReviewGrammar(Random(3)).reviews(50, corpus.BALANCE)
     assert a == b
     assert all(6 <= len(r.text.split()) <= 25 for r in a)
-    assert {r.label for r in build.ReviewGrammar(Random(0)).reviews(200, build.BALANCE)} == {
+    assert {r.label for r in grammar.ReviewGrammar(Random(0)).reviews(200, corpus.BALANCE)} == {
         "pos", "neg", "mixed", "neutral",
     }  # fmt: skip
 
 
-def test_quick_build_end_to_end(tmp_path):
+def _quick_build(out: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "textenv.assets.build", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.build_assets", "--quick", "--out", str(out)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    tok = AutoTokenizer.from_pretrained(tmp_path / "tiny-lm")
-    lm = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny-lm")
-    rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "tiny-sentiment")
-    assert lm.config.vocab_size == rm.config.vocab_size == len(tok)
-    # Both directories hold the very same tokenizer files.
+
+
+def test_quick_build_end_to_end_and_byte_for_byte(tmp_path):
+    _quick_build(tmp_path / "a")
+    _quick_build(tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files and files == sorted(
+        p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()
+    )
+    for f in files:  # seeded: the same command writes the same bytes
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    out = tmp_path / "a"
+    tok = AutoTokenizer.from_pretrained(out / "tiny-lm")
+    lm = AutoModelForCausalLM.from_pretrained(out / "tiny-lm")
+    solver = AutoModelForCausalLM.from_pretrained(out / "tiny-solver")
+    rm = AutoModelForSequenceClassification.from_pretrained(out / "tiny-sentiment")
+    assert lm.config.vocab_size == rm.config.vocab_size == solver.config.vocab_size == len(tok)
+    # Every model directory holds the very same tokenizer files, chat template included.
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        assert (tmp_path / "tiny-lm" / name).read_bytes() == (tmp_path / "tiny-sentiment" / name).read_bytes()
-    for name in ("review_prompts.txt", "keyword_prompts.jsonl", "copy_prompts.jsonl"):
-        assert (tmp_path / "data" / name).stat().st_size > 0
-    info = json.loads((tmp_path / "tiny-sentiment" / "build_info.json").read_text())
+        for model in ("tiny-sentiment", "tiny-solver", "tiny-solver-early"):
+            assert (out / "tiny-lm" / name).read_bytes() == (out / model / name).read_bytes()
+    assert tok.chat_template == corpus.CHAT_TEMPLATE
+    for name in (
+        "review_prompts.txt",
+        "keyword_prompts.jsonl",
+        "copy_prompts.jsonl",
+        "arithmetic_prompts.jsonl",
+        "reverse_prompts.jsonl",
+    ):
+        assert (out / "data" / name).stat().st_size > 0
+    info = json.loads((out / "tiny-sentiment" / "build_info.json").read_text())
     assert info["quick"] is True and 0.0 <= info["heldout_accuracy"] <= 1.0
+    info = json.loads((out / "tiny-solver" / "build_info.json").read_text())
+    assert 0.0 <= info["arithmetic_accuracy"] <= 1.0

@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import textenv
 from textenv import tasks
-from textenv.scorers import ROUGE, Keyword, KLPenalty, MissingEOSPenalty, RewardModel
+from textenv.scorers import ROUGE, Answer, Keyword, KLPenalty, MissingEOSPenalty, RewardModel, Similarity
 
 TASK_IDS = [t.id for t in tasks.TASKS]
 # The only warning a checker may raise: the sentiment task's KL term has no policy to compare with
@@ -21,7 +21,9 @@ EXPECTED_WARNING = "has no policy log-probs, so its reward is 0"
 
 
 def test_suite_ids_are_registered_with_thresholds_and_both_entry_points():
-    assert TASK_IDS == ["TextGen-Sentiment-v0", "TextGen-Keyword-v0", "TextGen-Copy-v0"]
+    assert TASK_IDS == [
+        "TextGen-Sentiment-v0", "TextGen-Keyword-v0", "TextGen-Copy-v0", "TextGen-Arithmetic-v0", "TextGen-Reverse-v0",
+    ]  # fmt: skip
     for task in tasks.TASKS:
         spec = gym.spec(task.id)
         assert spec.reward_threshold == task.reward_threshold
@@ -68,6 +70,65 @@ def test_default_rewards():
     assert [type(s) for _, _, s in terms["TextGen-Keyword-v0"]] == [Keyword, MissingEOSPenalty]
     assert terms["TextGen-Keyword-v0"][0][2].words is None  # each prompt's own keywords
     assert [type(s) for _, _, s in terms["TextGen-Copy-v0"]] == [ROUGE]
+    ((_, _, answer),) = terms["TextGen-Arithmetic-v0"]
+    assert isinstance(answer, Answer) and answer.correct == 1.0 and answer.format == 0.0
+    ((_, _, similarity),) = terms["TextGen-Reverse-v0"]
+    assert isinstance(similarity, Similarity) and similarity.strip
+
+
+def test_keyword_prompts_name_exactly_their_keywords():
+    env = gym.make("TextGen-Keyword-v0").unwrapped
+    texts = [p.text for p in env.core.prompts]
+    assert len(set(texts)) == len(texts)  # so each prompt has one keyword set
+    for prompt in env.core.prompts:
+        instruction, _, opening = prompt.text.partition(". ")
+        assert instruction.startswith("Use: ") and opening, prompt.text
+        assert instruction.removeprefix("Use: ").split(", ") == prompt.metadata["keywords"]
+        longest = len(env.tokenizer(prompt.text)["input_ids"])
+        assert longest <= env.max_prompt_tokens, prompt.text  # the instruction is never truncated away
+
+
+def _play(env, index, text):
+    """Writes ``text`` then EOS on prompt ``index``; returns the episode's return."""
+    tok = env.tokenizer
+    env.reset(options={"prompt_index": index})
+    total = 0.0
+    for token in [*tok(text, add_special_tokens=False)["input_ids"], tok.eos_token_id]:
+        _, r, terminated, truncated, info = env.step(token)
+        total += r
+        if terminated or truncated:
+            break
+    return total, info
+
+
+def test_arithmetic_rewards_exactly_the_right_answer():
+    env = gym.make("TextGen-Arithmetic-v0").unwrapped
+    prompt = env.core.prompts[0]
+    a, b = (int(x) for x in prompt.text.removeprefix("Q: ").removesuffix("= A:").split("+"))
+    assert prompt.metadata["answer"] == str(a + b)
+    assert _play(env, 0, f" {a + b}") == (1.0, _play(env, 0, f" {a + b}")[1])
+    assert _play(env, 0, f" {a + b + 1}")[0] == 0.0
+    assert _play(env, 0, " no idea")[0] == 0.0
+    for i in range(len(env.core.prompts)):  # every right answer fits the episode
+        total, info = _play(env, i, " " + env.core.prompts[i].metadata["answer"])
+        assert total == 1.0 and info["finish_reason"] == "eos"
+
+
+def test_reverse_rewards_difflib_ratio_and_exact_reversal_fits():
+    import difflib
+
+    env = gym.make("TextGen-Reverse-v0").unwrapped
+    for i in range(len(env.core.prompts)):
+        prompt = env.core.prompts[i]
+        words = prompt.text.removeprefix("Reverse: ").removesuffix(" =>").split()
+        assert prompt.references == (" ".join(reversed(words)),)
+        total, info = _play(env, i, " " + prompt.references[0])
+        assert total == 1.0 and info["finish_reason"] == "eos"
+    words = env.core.prompts[0].text.removeprefix("Reverse: ").removesuffix(" =>").split()
+    total, _ = _play(env, 0, " " + " ".join(words))  # copied, not reversed
+    assert total == pytest.approx(
+        difflib.SequenceMatcher(None, " ".join(words), env.core.prompts[0].references[0]).ratio()
+    )
 
 
 def test_every_make_builds_fresh_scorers():
@@ -134,14 +195,17 @@ def test_untrained_lm_stays_below_the_threshold(task_id):
     from textenv import assets
     from textenv.lm import IncrementalLM
 
-    lm = AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"), use_safetensors=True).eval()
+    task = next(t for t in tasks.TASKS if t.id == task_id)
+    lm = AutoModelForCausalLM.from_pretrained(assets.path(task.model), use_safetensors=True).eval()
     env = gym.make(task_id).unwrapped
     for kl in env.reward.find(KLPenalty):
         kl.bind(kl.reference)  # the policy is the reference: the KL term is live and exactly 0
     sampler = IncrementalLM(lm, num_rows=1, max_length=env.core.length)
     g = torch.Generator().manual_seed(0)
     P, returns = env.max_prompt_tokens, []
-    for i in range(32):
+    # Short episodes are cheap: more of them where a 0/1 reward makes 32 too noisy.
+    episodes = 96 if env.max_new_tokens <= 12 else 32
+    for i in range(episodes):
         env.reset(seed=i)
         logits = sampler.reset_rows(
             torch.arange(1), env.core.input_ids[:, :P], env.core.attention_mask[:, :P]
@@ -153,4 +217,32 @@ def test_untrained_lm_stays_below_the_threshold(task_id):
             total += r
             logits = sampler.step(action)
         returns.append(total)
-    assert np.mean(returns) < gym.spec(task_id).reward_threshold - 0.15
+    assert np.mean(returns) < gym.spec(task_id).reward_threshold - 0.1
+
+
+def test_every_task_documents_a_recipe_and_a_starting_model():
+    from textenv import assets
+
+    for task in tasks.TASKS:
+        assert task.model in assets.NAMES and task.recipe["episodes"] > 0
+        assert task.id in tasks.__doc__
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_id", ["TextGen-Arithmetic-v0", "TextGen-Reverse-v0"])
+def test_ppo_recipe_reaches_the_threshold(task_id):
+    """The documented recipe (Task.recipe) takes the built-in model past the threshold (minutes)."""
+    agents = pytest.importorskip("agents")
+    task = next(t for t in tasks.TASKS if t.id == task_id)
+    config = agents.PPOConfig(device="cpu", **{k: v for k, v in task.recipe.items() if k != "episodes"})
+    ppo = agents.PPO(task.model, task_id, config, verbose=0, progress_bar=False)
+    window = 5
+
+    def mean_score() -> float:
+        return float(np.mean([r["score"] for r in ppo.history[-window:]]))
+
+    ppo.learn(
+        task.recipe["episodes"],
+        callback=lambda _: len(ppo.history) < window or mean_score() < task.reward_threshold,
+    )
+    assert mean_score() >= task.reward_threshold

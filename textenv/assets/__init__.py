@@ -1,18 +1,31 @@
 """Built-in offline models and data, so every task runs without network access.
 
 The assets are small models trained on a seeded grammar of short English movie reviews; rebuild
-them with ``python -m textenv.assets.build`` (see :mod:`textenv.assets.build`).
+them from a source checkout with ``python -m tools.build_assets`` (the builder, :mod:`tools.build_assets`,
+is a developer tool and is not installed with the package).
 
 Assets:
     ``"tiny-lm"``: directory of a ~1.5M-parameter ``GPT2LMHeadModel`` that writes short movie
         reviews and then EOS; it also holds the tokenizer.
-    ``"tiny-tokenizer"``: the byte-level BPE tokenizer (the same directory as ``"tiny-lm"``).
+    ``"tiny-tokenizer"``: the byte-level BPE tokenizer (the same directory as ``"tiny-lm"``), shared by
+        every built-in model; its chat template renders ``"user: <content> assistant: <content> "`` and,
+        with ``add_generation_prompt=True``, ends with ``"assistant:"``.
     ``"tiny-sentiment"``: directory of a ``GPT2ForSequenceClassification`` with labels
         ``0 = "negative"``, ``1 = "positive"`` and the same tokenizer.
+    ``"tiny-solver"``: directory of a small ``GPT2LMHeadModel`` (same tokenizer) trained on short
+        additions (``"Q: 23+48= A: 71"``) and word reversals (``"Reverse: plot dull => dull plot"``),
+        until its sampled accuracy on ``"arithmetic-prompts"`` first reached 35%: right sometimes,
+        wrong often.
+    ``"tiny-solver-early"``: the same training run saved earlier, when its sampled similarity on
+        ``"reverse-prompts"`` first reached 0.5 (reversal is learned long before addition).
     ``"review-prompts"``: text file, one review opening per line ("The movie was").
-    ``"keyword-prompts"``: JSON-lines file of ``{"prompt": str, "keywords": [str, ...]}``.
+    ``"keyword-prompts"``: JSON-lines file of ``{"prompt": str, "keywords": [str, ...]}``; each prompt
+        names its keywords before the opening (``"Use: villain, boring. The soundtrack was"``).
     ``"copy-prompts"``: JSON-lines file of ``{"prompt": "Repeat: <sentence> =>", "references": [str, ...]}``;
         the first reference is the sentence itself, later ones (on some lines) are paraphrases.
+    ``"arithmetic-prompts"``: JSON-lines file of ``{"prompt": "Q: 23+48= A:", "answer": "71"}``.
+    ``"reverse-prompts"``: JSON-lines file of ``{"prompt": "Reverse: plot dull great =>",
+        "references": ["great dull plot"]}``.
 
 Example:
     >>> from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -34,9 +47,13 @@ _ASSETS: dict[str, tuple[str, str]] = {
     "tiny-lm": ("tiny-lm", "model.safetensors"),
     "tiny-tokenizer": ("tiny-lm", "tokenizer.json"),
     "tiny-sentiment": ("tiny-sentiment", "model.safetensors"),
+    "tiny-solver": ("tiny-solver", "model.safetensors"),
+    "tiny-solver-early": ("tiny-solver-early", "model.safetensors"),
     "review-prompts": ("data/review_prompts.txt", ""),
     "keyword-prompts": ("data/keyword_prompts.jsonl", ""),
     "copy-prompts": ("data/copy_prompts.jsonl", ""),
+    "arithmetic-prompts": ("data/arithmetic_prompts.jsonl", ""),
+    "reverse-prompts": ("data/reverse_prompts.jsonl", ""),
 }
 
 NAMES: tuple[str, ...] = tuple(_ASSETS)
@@ -47,16 +64,16 @@ def path(name: str) -> str:
     """Returns the absolute path of a built-in asset.
 
     Args:
-        name: One of :data:`NAMES`: ``"tiny-lm"``, ``"tiny-tokenizer"``, ``"tiny-sentiment"`` (directories
-            for ``from_pretrained``) or ``"review-prompts"``, ``"keyword-prompts"``, ``"copy-prompts"``
-            (files).
+        name: One of :data:`NAMES`: ``"tiny-lm"``, ``"tiny-tokenizer"``, ``"tiny-sentiment"``,
+            ``"tiny-solver"``, ``"tiny-solver-early"`` (directories for ``from_pretrained``) or ``"review-prompts"``,
+            ``"keyword-prompts"``, ``"copy-prompts"``, ``"arithmetic-prompts"``, ``"reverse-prompts"`` (files).
 
     Returns:
         The absolute path as a string.
 
     Raises:
         ValueError: ``name`` is not a known asset.
-        FileNotFoundError: The asset has not been built (run ``python -m textenv.assets.build``).
+        FileNotFoundError: The asset has not been built (run ``python -m tools.build_assets``).
 
     Example:
         >>> from textenv import assets
@@ -71,6 +88,6 @@ def path(name: str) -> str:
     required = target / marker if marker else target
     if not required.is_file():
         raise FileNotFoundError(
-            f"built-in asset {name!r} is missing ({required}); build it with `python -m textenv.assets.build`"
+            f"built-in asset {name!r} is missing ({required}); build it with `python -m tools.build_assets`"
         )
     return str(target)

@@ -1,0 +1,1 @@
+"""Developer tools of the textenv repository (not installed with the package)."""
