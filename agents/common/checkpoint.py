@@ -187,7 +187,7 @@ def write_checkpoint(
     Args:
         path: Final checkpoint directory.
         model: A ``CausalLMWithValueHead`` (its ``save_pretrained`` writes safetensors).
-        tokenizer: Saved next to the weights when given, so ``PPO.load`` can decode without the env.
+        tokenizer: Saved next to the weights when given, so ``Algo.load`` can decode without the env.
         state: JSON-able trainer state.
         tensors: Tensor state (optimizer state dict, RNG tensors); nested dicts/lists of tensors and numbers.
         extra_models: Further models (``save_pretrained``), each into ``<path>/<name>/`` (e.g. the frozen
