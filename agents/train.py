@@ -274,7 +274,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{args.env}: mean episode reward {first:.3f} (first iteration) -> {last:.3f} (last 3 iterations)"
         + (f", KL {sum(kl) / len(kl):.2f}" if kl else "")
         + (f", threshold {threshold:g}" if threshold is not None else "")
-        + f"; {agent.num_episodes} episodes in {elapsed:.0f} s"
+        + f"; {agent.episodes_this_run} episodes in {elapsed:.0f} s"
+        + (
+            f" ({agent.num_episodes} in all, resumed)"
+            if agent.num_episodes != agent.episodes_this_run
+            else ""
+        )
     )
     text = write_samples(os.path.join(args.out, "samples.txt"), prompts, before, after, summary)
     print(text)

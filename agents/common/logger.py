@@ -39,6 +39,30 @@ _CONSOLE_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What each console label means; printed once, before the first line.
+_LEGEND: dict[str, str] = {
+    "it": "iteration",
+    "ep": "episodes trained so far",
+    "score": "mean episode return of the iteration",
+    "kl": "mean KL to the reference per episode (nats)",
+    "kl_coef": "KL penalty coefficient",
+    "ent": "mean entropy of the sampling distribution",
+    "clip": "fraction of clipped ratios",
+    "approx_kl": "approximate KL between the old and the updated policy",
+    "vf_loss": "value loss",
+    "ev": "explained variance of the value head",
+    "samples/s": "episodes per second",
+    "tok/s": "generated tokens per second",
+    "time": "iteration seconds",
+}
+
+
+def format_legend(metrics: Mapping[str, Any]) -> str:
+    """The legend of the console line for the keys in ``metrics``, e.g. ``legend: it = iteration, ...``."""
+    labels = [label for key, label in _CONSOLE_KEYS if key in metrics]
+    return "legend: " + ", ".join(f"{label} = {_LEGEND[label]}" for label in labels)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
@@ -104,11 +128,14 @@ class MetricsLogger:
         self.rows: list[dict[str, float]] = [dict(r) for r in rows]
         self._columns: list[str] = []
         self._writer: Any = None
+        self._legend_shown = False
         if self.log_dir is not None:
             os.makedirs(self.log_dir, exist_ok=True)
             self._rewrite_csv()
             if tensorboard:
                 self._writer = _summary_writer(os.path.join(self.log_dir, "tensorboard"))
+                if self._writer is None and verbose:
+                    self.print_fn(f"TensorBoard is not installed: writing {self.csv_path} only")
 
     @property
     def csv_path(self) -> str | None:
@@ -125,6 +152,9 @@ class MetricsLogger:
         row = {k: float(v) for k, v in metrics.items() if _is_number(v)}
         self.rows.append(row)
         if self.verbose:
+            if not self._legend_shown:
+                self.print_fn(format_legend(metrics))
+                self._legend_shown = True
             self.print_fn(format_metrics(metrics))
         if self.log_dir is None:
             return
@@ -188,6 +218,22 @@ def _summary_writer(path: str) -> Any:
     return SummaryWriter(path)
 
 
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start), one per value.
+
+    Example:
+        >>> moving_average([1.0, 2.0, 3.0, 4.0], 2)
+        [1.0, 1.5, 2.5, 3.5]
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    out = []
+    for i in range(len(values)):
+        recent = values[max(0, i + 1 - window) : i + 1]
+        out.append(sum(recent) / len(recent))
+    return out
+
+
 def plot_learning_curve(
     rows: Iterable[Mapping[str, float]],
     path: str | os.PathLike[str],
@@ -215,8 +261,12 @@ def plot_learning_curve(
     if not rows:
         raise ValueError("plot_learning_curve needs rows with 'episodes' and 'score'; got none")
     x = [r["episodes"] for r in rows]
+    scores = [r["score"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(x, [r["score"] for r in rows], color="tab:blue", label="mean episode reward")
+    # The raw per-iteration means are noisy: faint points, with their moving average on top.
+    ax.plot(x, scores, "o", color="tab:blue", alpha=0.25, markersize=3, label="mean episode reward")
+    window = max(1, len(scores) // 10)
+    ax.plot(x, moving_average(scores, window), color="tab:blue", label=f"moving average ({window} it.)")
     if threshold is not None:
         ax.axhline(threshold, color="tab:blue", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("episodes")

@@ -157,6 +157,7 @@ class OnPolicyAlgorithm:
         self.iteration = 0
         self.num_episodes = 0
         self.history: list[dict[str, float]] = []
+        self.episodes_this_run = 0  # episodes the last learn() trained (a resumed run: after the checkpoint)
         self._env_seeded = False
         self._last_batch: RolloutBatch | None = None
 
@@ -233,7 +234,7 @@ class OnPolicyAlgorithm:
             "score_std": float(batch.scores.std()),
             **{f"reward/{k}": float(np.nanmean(v)) for k, v in batch.reward_terms.items()},
             **({"kl": mean_kl} if mean_kl is not None else {}),
-            "kl_coef": kl_coef,
+            **({"kl_coef": kl_coef} if self.kl_terms else {}),  # only a task with a KL term has one
             "episode_length": float(batch.mask.sum(1).float().mean()),
             **stats,
             "samples_per_s": len(batch) / (end - start),
@@ -375,6 +376,7 @@ class OnPolicyAlgorithm:
             target = total_episodes
         else:
             target = self.num_episodes + total_episodes
+        start_episodes = self.num_episodes  # after a resume: what the checkpoint had trained
         logger = MetricsLogger(cfg.log_dir, verbose=self.verbose, rows=self.history, print_fn=tqdm.write)
         bar = tqdm(
             total=target,
@@ -411,6 +413,7 @@ class OnPolicyAlgorithm:
         finally:
             bar.close()
             logger.close()
+            self.episodes_this_run = self.num_episodes - start_episodes
         if cfg.log_dir is not None and self.history:
             last = ckpt.latest_checkpoint(cfg.log_dir)
             if last is None or not last.endswith(f"{ckpt.CHECKPOINT_PREFIX}{self.iteration:06d}"):

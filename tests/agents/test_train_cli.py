@@ -26,6 +26,14 @@ def _assets_built() -> bool:
     return True
 
 
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def test_flags_map_to_the_config(tmp_path):
     args = build_parser().parse_args(
         [
@@ -60,6 +68,11 @@ def test_cli_trains_and_writes_curve_csv_checkpoint_and_samples(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "it 2 | ep 16 | score" in proc.stdout
+    # The console line's legend comes once, before the first line; no TensorBoard here, said once.
+    assert proc.stdout.count("legend: it = iteration, ep = episodes trained so far") == 1
+    assert proc.stdout.index("legend:") < proc.stdout.index("it 1 | ep 8")
+    assert proc.stdout.count("TensorBoard is not installed") == (0 if _has_tensorboard() else 1)
+    assert "16 episodes in" in proc.stdout
     assert "before:" in proc.stdout and "after:" in proc.stdout
     rows = read_csv(out / "progress.csv")
     assert [r["iteration"] for r in rows] == [1, 2]
@@ -80,6 +93,8 @@ def test_cli_trains_and_writes_curve_csv_checkpoint_and_samples(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["iteration"] for r in read_csv(out / "progress.csv")] == [1, 2, 3]
+    # The summary counts the episodes trained in this run, not the checkpoint's.
+    assert "8 episodes in" in proc.stdout and "(24 in all, resumed)" in proc.stdout
 
 
 def test_cli_reports_bad_arguments(tmp_path, capsys):

@@ -213,3 +213,9 @@ def test_rollout_sends_actions_to_the_vector_env_as_tensors_on_the_policy_device
     env.step = lambda actions: (sent.append(actions), step(actions))[1]  # type: ignore[method-assign]
     ppo.collect_rollout()
     assert sent and all(isinstance(a, torch.Tensor) and a.device == ppo.device for a in sent)
+
+
+def test_metrics_have_no_kl_coefficient_without_a_kl_term():
+    ppo = make_ppo(make_env(Callable(count_good)))
+    metrics = ppo.train_iteration()
+    assert "kl_coef" not in metrics and "kl" not in metrics
