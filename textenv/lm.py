@@ -103,6 +103,11 @@ class _SlotLayer(CacheLayerMixin):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if key_states.shape[-2] != 1:
             raise RuntimeError(f"IncrementalLM feeds one token per forward, got {key_states.shape[-2]}")
+        if key_states.dtype != self.keys.dtype:
+            # A prefill under bf16 autocast and steps outside it (or the reverse) give keys of another
+            # dtype: the buffers follow the forwards that step them (one cast, when the dtype changes).
+            self.keys, self.values = self.keys.to(key_states.dtype), self.values.to(value_states.dtype)
+            self.dtype = self.keys.dtype
         index = self.slots.write.view(-1, 1, 1, 1)
         self.keys.scatter_(2, index.expand_as(key_states), key_states)
         self.values.scatter_(2, index.expand_as(value_states), value_states)
@@ -117,6 +122,9 @@ class _SlotLayer(CacheLayerMixin):
         return self.slots.width - 1
 
     def get_max_length(self) -> int:
+        return self.keys.shape[2]
+
+    def get_max_cache_shape(self) -> int:  # the name of get_max_length before transformers 5.x
         return self.keys.shape[2]
 
 
@@ -211,8 +219,8 @@ class IncrementalLM:
             self._allocate(prompt_cache, max(self.max_length, prompt_len + 1))
         self._ensure_capacity(prompt_len + 1)
         for layer, new in zip(self.cache.layers, prompt_cache.layers):  # type: ignore[union-attr]
-            layer.keys[rows, :, :prompt_len] = new.keys
-            layer.values[rows, :, :prompt_len] = new.values
+            layer.keys[rows, :, :prompt_len] = new.keys.to(layer.keys.dtype)
+            layer.values[rows, :, :prompt_len] = new.values.to(layer.values.dtype)
         self._mask[rows] = False
         self._mask[rows, :prompt_len] = mask.bool()
         self._used[rows] = prompt_len

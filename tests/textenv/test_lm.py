@@ -103,3 +103,28 @@ def test_load_and_devices(model, tmp_path):
         resolve_device("gpu0")
     with pytest.raises(TypeError, match="model must be a name, a local path or a torch module"):
         load_causal_lm(3)
+
+
+@pytest.mark.parametrize("prefill_bf16", [True, False])
+def test_prefill_and_steps_in_different_precisions(prefill_bf16):
+    """A prefill under bf16 autocast and steps outside it (or the reverse) follow the same episode.
+
+    This is what the KL reference sees when an agent resets the env inside its bf16 rollout context
+    and steps it with autocast off; the cache buffers used to keep the prefill's dtype and the first
+    step failed in ``scatter_``.
+    """
+    model = build_model("gpt2")
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    prompts = [[3, 4, 5], [6, 7]]
+    lm = IncrementalLM(model, num_rows=2, max_length=12)
+    for _episode in range(2):  # the second reset writes a prefill of the other dtype into the buffers
+        with bf16 if prefill_bf16 else torch.autocast("cpu", enabled=False):
+            lm.reset_rows(torch.arange(2), *left_pad(prompts, 4))
+        sequences = [list(p) for p in prompts]
+        for token in (8, 9, 10):
+            with torch.autocast("cpu", enabled=False) if prefill_bf16 else bf16:
+                logits = lm.step(torch.tensor([token, token]))
+            for row, seq in enumerate(sequences):
+                seq.append(token)
+                # bf16 keys/values on one side: equal to the fp32 forward within bf16 precision.
+                torch.testing.assert_close(logits[row], next_logits(model, seq), rtol=0.05, atol=0.05)

@@ -4,7 +4,7 @@ A string spec is one or more terms joined by ``+``; a term is ``[WEIGHT*]NAME[:A
 
     "rouge"                                    ROUGE("rougeL")
     "rouge:rouge2:recall"                      ROUGE("rouge2", measure="recall")
-    "bleu"                                     BLEU()
+    "bleu"                                     BLEU(): sacrebleu's sentence BLEU / 100 (0 to 1)
     "keyword:great,awesome:all"                Keyword(["great", "awesome"], mode="all")
     "keyword"                                  Keyword(None): each prompt's metadata "keywords"
     "sentiment"                                RewardModel("tiny-sentiment", label="positive", output="probability")
@@ -12,7 +12,14 @@ A string spec is one or more terms joined by ``+``; a term is ``[WEIGHT*]NAME[:A
     "kl[:PATH_OR_NAME[:COEF]]"                 KLPenalty(PATH_OR_NAME, coef=COEF), default "tiny-lm", 0.1
     "length[:TARGET]"                          Length(target=TARGET)
     "missing_eos[:VALUE]"                      MissingEOSPenalty(VALUE), default 1.0
+    "answer[:COMPARE[:FORMAT]]"                Answer(compare=COMPARE, format=FORMAT): "numeric"/"exact", 0.1
+    "format:REGEX"                             Format(REGEX): 1.0 when the text matches (re.search)
+    "similarity"                               Similarity(): difflib ratio against references/answer
     "sentiment + kl:tiny-lm:0.05 + 0.1*missing_eos"   a weighted sum
+
+The regular expression of ``format:REGEX`` runs to the end of its term and may hold ``:`` and
+``+`` (a ``+`` splits terms only where a scorer name follows it: ``"answer + 0.1*format:^\\d+$"``);
+surrounding spaces are dropped.
 
 Every call builds fresh scorer objects, so each env gets its own dense-scorer state.
 """
@@ -23,14 +30,17 @@ import os
 import re
 from collections.abc import Callable as CallableType
 
+from textenv.scorers.answer import Answer
 from textenv.scorers.base import Scorer
 from textenv.scorers.bleu import BLEU
 from textenv.scorers.callable import Callable
+from textenv.scorers.format import Format
 from textenv.scorers.keyword import Keyword
 from textenv.scorers.kl import KLPenalty
 from textenv.scorers.length import Length, MissingEOSPenalty
 from textenv.scorers.reward_model import RewardModel
 from textenv.scorers.rouge import ROUGE
+from textenv.scorers.similarity import Similarity
 
 DEFAULT_SPEC = "sentiment"
 
@@ -123,6 +133,24 @@ def _missing_eos(spec: str, args: list[str]) -> Scorer:
     return MissingEOSPenalty(_float(spec, args[0])) if args else MissingEOSPenalty()
 
 
+def _answer(spec: str, args: list[str]) -> Scorer:
+    _max_args(spec, args, 2)
+    compare = args[0] if args and args[0] else "numeric"
+    return Answer(compare=compare, format=_float(spec, args[1])) if len(args) > 1 else Answer(compare=compare)
+
+
+def _format(spec: str, args: list[str]) -> Scorer:
+    # _parse_term hands the whole regex over as one argument (it may hold ':').
+    if not args or not args[0]:
+        raise ValueError(f"reward spec {spec!r} needs a regular expression: 'format:REGEX'")
+    return Format(args[0])
+
+
+def _similarity(spec: str, args: list[str]) -> Scorer:
+    _max_args(spec, args, 1)
+    return Similarity(key=args[0]) if args and args[0] else Similarity()
+
+
 def _max_args(spec: str, args: list[str], n: int) -> None:
     if len(args) > n:
         raise ValueError(f"reward spec {spec!r} has {len(args)} ':' arguments; expected at most {n}")
@@ -138,7 +166,12 @@ SPECS: dict[str, tuple[CallableType[[str, list[str]], Scorer], str]] = {
     "kl": (_kl, "kl[:PATH_OR_NAME[:COEF]]"),
     "length": (_length, "length[:TARGET]"),
     "missing_eos": (_missing_eos, "missing_eos[:VALUE]"),
+    "answer": (_answer, "answer[:numeric|exact[:FORMAT_REWARD]]"),
+    "format": (_format, "format:REGEX"),
+    "similarity": (_similarity, "similarity[:KEY]"),
 }
+# Specs whose text after the first ':' is one argument, kept whole (a regular expression).
+_WHOLE_ARGUMENT = frozenset({"format"})
 
 _WEIGHT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*(.*)$", re.DOTALL)
 
@@ -163,11 +196,36 @@ def parse_spec(spec: str) -> Scorer:
     """
     if not isinstance(spec, str):
         raise TypeError(f"a reward spec must be a string, got {type(spec).__name__}: {spec!r}")
-    parts = [p.strip() for p in spec.split("+")]
+    parts = _split_terms(spec)
     if not all(parts):
         raise ValueError(f"reward spec {spec!r} has an empty term; expected e.g. 'rouge + 0.5*keyword:great'")
     scorers = [_parse_term(spec, part) for part in parts]
     return scorers[0] if len(scorers) == 1 else sum(scorers[1:], scorers[0] * 1.0)
+
+
+def _split_terms(spec: str) -> list[str]:
+    """Splits on ``+``, except inside a ``format:REGEX`` term where no scorer name follows the ``+``."""
+    parts: list[str] = []
+    for piece in spec.split("+"):
+        if (
+            parts
+            and _term_name(parts[-1]) in _WHOLE_ARGUMENT
+            and ":" in parts[-1]
+            and not _starts_term(piece)
+        ):
+            parts[-1] += "+" + piece
+        else:
+            parts.append(piece)
+    return [p.strip() for p in parts]
+
+
+def _term_name(term: str) -> str:
+    match = _WEIGHT.match(term)
+    return (match.group(2) if match else term).split(":", 1)[0].strip()
+
+
+def _starts_term(piece: str) -> bool:
+    return bool(piece.strip()) and _term_name(piece) in SPECS
 
 
 def _parse_term(spec: str, term: str) -> Scorer:
@@ -177,6 +235,8 @@ def _parse_term(spec: str, term: str) -> Scorer:
         weight, term = float(match.group(1)), match.group(2).strip()
     name, *args = term.split(":")
     name = name.strip()
+    if name in _WHOLE_ARGUMENT:
+        args = [term.split(":", 1)[1]] if args else []
     if name not in SPECS:
         valid = ", ".join(usage for _, usage in SPECS.values())
         raise ValueError(f"reward spec {spec!r} names no scorer ({name!r}); valid specs: {valid}")

@@ -14,8 +14,10 @@ from textenv.scorers import (
     BLEU,
     ROUGE,
     SPECS,
+    Answer,
     Callable,
     CompositeScorer,
+    Format,
     Keyword,
     KLPenalty,
     Length,
@@ -23,6 +25,7 @@ from textenv.scorers import (
     RewardModel,
     Scorer,
     ScorerError,
+    Similarity,
     as_scorer,
     parse_spec,
 )
@@ -30,8 +33,13 @@ from textenv.scorers import (
 from .conftest import force_episode, forced_env
 
 PROMPTS = [
-    {"prompt": "The movie was", "references": ["great fun", "a great film"], "keywords": ["great", "fun"]},
-    {"prompt": "The plot was", "references": ["dull"], "keywords": ["dull"]},
+    {
+        "prompt": "The movie was",
+        "references": ["great fun", "a great film"],
+        "keywords": ["great", "fun"],
+        "answer": "10",
+    },
+    {"prompt": "The plot was", "references": ["dull"], "keywords": ["dull"], "answer": "2"},
 ]
 
 
@@ -103,6 +111,11 @@ SPEC_TABLE = [
     ("length:12", Length, {"target": 12}),
     ("missing_eos", MissingEOSPenalty, {"value": 1.0}),
     ("missing_eos:0.25", MissingEOSPenalty, {"value": 0.25}),
+    ("answer", Answer, {"compare": "numeric", "key": "answer", "correct": 1.0, "format": 0.1}),
+    ("answer:exact:0", Answer, {"compare": "exact", "format": 0.0}),
+    ("format:^#### \\d+$", Format, {"mode": "search", "value": 1.0}),
+    ("similarity", Similarity, {"key": "answer"}),
+    ("similarity:target", Similarity, {"key": "target"}),
 ]
 
 
@@ -185,7 +198,7 @@ def test_swapping_reward_on_textgen_v0(reward, tiny_lm):
 def test_swapping_reward_objects_and_callables(tokenizer):
     for reward in (
         ROUGE("rouge1"),
-        0.01 * BLEU(),
+        BLEU(),
         lambda p, t, refs, m: float(len(t)),
         Callable(len_all, batched=True),
     ):
@@ -193,7 +206,7 @@ def test_swapping_reward_objects_and_callables(tokenizer):
         total, _ = force_episode(env, " great fun")
         expected = {
             ROUGE: 1.0,
-            CompositeScorer: sacrebleu.sentence_bleu("great fun", PROMPTS[0]["references"]).score / 100,
+            BLEU: sacrebleu.sentence_bleu("great fun", PROMPTS[0]["references"]).score / 100,
         }.get(type(reward), 10.0)
         assert total == pytest.approx(expected)
 

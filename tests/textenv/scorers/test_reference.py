@@ -52,10 +52,25 @@ def batch_of(cases):
 
 
 @pytest.mark.parametrize("options", BLEU_OPTIONS)
-def test_bleu_equals_sacrebleu_sentence_bleu(options):
-    expected = [sacrebleu.sentence_bleu(text, refs, **options).score for text, refs in CASES]
-    assert list(BLEU(**options).score(batch_of(CASES))) == expected  # exact, not approximate
-    assert expected[0] == pytest.approx(100.0) and expected[2] == 0.0  # the table covers both ends
+def test_bleu_equals_sacrebleu_sentence_bleu_over_100(options):
+    library = [sacrebleu.sentence_bleu(text, refs, **options).score for text, refs in CASES]
+    assert list(BLEU(**options).score(batch_of(CASES))) == [s / 100 for s in library]  # exact
+    assert list(BLEU(scale=100.0, **options).score(batch_of(CASES))) == library  # sacrebleu's own scale
+    assert library[0] == pytest.approx(100.0) and library[2] == 0.0  # the table covers both ends
+
+
+def test_bleu_scale():
+    text, refs = CASES[1]
+    library = sacrebleu.sentence_bleu(text, refs).score
+    assert 0 < library < 100
+    assert BLEU(scale=10.0).score(batch_of([CASES[1]])) == [library / 10]
+    assert BLEU().score(batch_of([CASES[0]]))[0] == pytest.approx(1.0)  # a perfect copy: 1, not 100
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="scale must be a positive finite number"):
+            BLEU(scale=bad)
+    for bad in (True, "100"):
+        with pytest.raises(TypeError, match="scale must be a positive finite number"):
+            BLEU(scale=bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("kind", "measure", "stem"), ROUGE_OPTIONS)
@@ -91,12 +106,12 @@ def test_ad_hoc_prompt_without_references_is_a_scorer_error(tokenizer):
 @pytest.mark.parametrize(("text", "refs"), [c for c in CASES if c[0]])
 def test_episode_reward_terms_equal_the_libraries(tokenizer, text, refs):
     # The decoded text of the forced tokens is exactly the text (byte-level BPE round trip).
-    reward = ROUGE("rougeL") + 0.01 * BLEU() + ROUGE("rouge2", measure="recall")
+    reward = ROUGE("rougeL") + BLEU() + ROUGE("rouge2", measure="recall")
     env = forced_env(tokenizer, [text], prompts=[{"prompt": "Repeat: =>", "references": refs}], reward=reward)
     total, info = force_episode(env, text)
     terms = info["reward_terms"]
     assert terms["rouge_rougeL"] == RougeScorer(["rougeL"]).score_multi(refs, text)["rougeL"].fmeasure
-    assert terms["bleu"] == 0.01 * sacrebleu.sentence_bleu(text, refs).score
+    assert terms["bleu"] == sacrebleu.sentence_bleu(text, refs).score / 100
     assert terms["rouge_rouge2_recall"] == RougeScorer(["rouge2"]).score_multi(refs, text)["rouge2"].recall
     assert total == pytest.approx(sum(terms.values()), abs=1e-12)
 
