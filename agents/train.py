@@ -97,7 +97,39 @@ def build_parser() -> argparse.ArgumentParser:
         )
         group.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None)
     group.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    add_lora_arguments(p)
     return p
+
+
+def add_lora_arguments(p: argparse.ArgumentParser) -> None:
+    """``--lora-r/--lora-alpha/--lora-target-modules/--export-merged`` (LoRA through PEFT)."""
+    group = p.add_argument_group("LoRA (needs peft: pip install 'textenv[peft]')")
+    group.add_argument(
+        "--lora-r", type=int, default=None, help="train LoRA adapters of this rank instead of every weight"
+    )
+    group.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: 2 * r)")
+    group.add_argument(
+        "--lora-target-modules",
+        nargs="+",
+        default=None,
+        help="module names that get adapters (default: PEFT's choice for the architecture, e.g. c_attn)",
+    )
+    group.add_argument(
+        "--export-merged",
+        action="store_true",
+        help="also write <out>/merged: the policy with its adapters merged, a plain transformers model",
+    )
+
+
+def make_peft_config(args: argparse.Namespace) -> Any:
+    """The ``peft.LoraConfig`` of the ``--lora-*`` flags, or ``None`` without ``--lora-r``."""
+    if getattr(args, "lora_r", None) is None:
+        if getattr(args, "lora_alpha", None) is not None or getattr(args, "lora_target_modules", None):
+            raise ValueError("--lora-alpha and --lora-target-modules need --lora-r")
+        return None
+    from agents.common.lora import lora_config
+
+    return lora_config(args.lora_r, args.lora_alpha, args.lora_target_modules)
 
 
 def make_config(args: argparse.Namespace) -> Any:
@@ -172,6 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env_kwargs=env_kwargs,
         verbose=0 if args.quiet else 1,
         progress_bar=not args.no_progress,
+        peft_config=make_peft_config(args),
     )
     small = sum(p.numel() for p in ppo.policy.parameters()) < SMALL_MODEL_PARAMETERS
     if args.threads is None and ppo.device.type == "cpu" and small:
@@ -189,6 +222,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     after = ppo.generate(prompts, seed=config.seed)
     final_dir = ppo.save(os.path.join(args.out, "final"))
+    if getattr(args, "export_merged", False):
+        print(f"merged model: {ppo.save(os.path.join(args.out, 'merged'), merged=True)}")
 
     threshold = _reward_threshold(args.env)
     history = ppo.history

@@ -38,6 +38,7 @@ from agents.common.buffers import RolloutBatch
 from agents.common.config import OnPolicyConfig, resolve_device
 from agents.common.kl import make_kl_controller
 from agents.common.logger import MetricsLogger, plot_learning_curve
+from agents.common.lora import is_peft_model, load_adapter_weights, merged_lm
 from agents.common.policies import (
     bf16_autocast,
     disable_dropout,
@@ -50,8 +51,9 @@ from agents.common.policies import (
 )
 from agents.common.rollout import EnvDriver, RolloutCollector, kl_terms, make_env, text_core
 from agents.common.sampling import SamplingParams, entropy_from_logprobs, sample_tokens
-from agents.common.value_head import VALUE_HEAD_FILENAME
+from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead
 from textenv.lm import IncrementalLM, accepts_kwarg, left_padded_positions
+from textenv.scorers.kl import AdaptersOff
 
 # Metrics that depend on wall-clock time (excluded when comparing runs for determinism).
 TIME_METRICS = ("samples_per_s", "tokens_per_s", "iteration_time", "rollout_time", "update_time")
@@ -74,6 +76,9 @@ class OnPolicyAlgorithm:
             and training use the same transform).
         verbose: 0 silent, 1 one line per iteration.
         progress_bar: Show a tqdm progress bar in :meth:`learn`.
+        peft_config: A ``peft.LoraConfig`` (any ``peft.PeftConfig``): train adapters on the frozen policy
+            (:mod:`agents.common.lora`); with ``config.kl_reference="auto"`` the env's KL reference becomes
+            the policy with its adapters off. A policy that already is a ``PeftModel`` trains as it is.
 
     Raises:
         TypeError: If ``config`` is not a ``config_class``.
@@ -98,6 +103,7 @@ class OnPolicyAlgorithm:
         min_new_tokens: int = 0,
         verbose: int = 1,
         progress_bar: bool = True,
+        peft_config: Any = None,
     ) -> None:
         if config is not None and not isinstance(config, self.config_class):
             raise TypeError(
@@ -112,8 +118,10 @@ class OnPolicyAlgorithm:
         self.min_new_tokens = min_new_tokens
         set_global_seed(self.config.seed)
 
-        self.policy = load_policy(policy, value_head=self.uses_value_head).to(self.device)
+        self.policy = load_policy(policy, value_head=self.uses_value_head, peft_config=peft_config)
+        self.policy = self.policy.to(self.device)
         self.lm = policy_lm(self.policy)
+        self.is_peft = is_peft_model(self.lm)
         disable_dropout(self.lm)
         fuse_tanh_gelu(self.lm)
         if self.config.mixed_precision == "bf16" and self.device.type == "cpu":
@@ -148,6 +156,7 @@ class OnPolicyAlgorithm:
             self.lm, self.driver, self.sampling, self.generator, autocast=self._autocast
         )
         self.kl_terms = kl_terms(self.env)
+        self._use_adapters_off_reference()
         self.kl_controller = make_kl_controller(self.config)
         self._sync_kl_coef()
         self.optimizer = self._make_optimizer()
@@ -176,6 +185,19 @@ class OnPolicyAlgorithm:
             return torch.optim.Adam(params, lr=self.config.learning_rate, fused=True)
         except (RuntimeError, TypeError):
             return torch.optim.Adam(params, lr=self.config.learning_rate)
+
+    def _use_adapters_off_reference(self) -> None:
+        """Points the env's KL terms at the policy with its adapters off, as ``config.kl_reference`` says."""
+        mode = self.config.kl_reference
+        if mode == "adapters_off" and not self.is_peft:
+            raise ValueError(
+                "kl_reference='adapters_off' needs a PEFT policy (pass peft_config=peft.LoraConfig(...)); "
+                f"the policy is a plain {type(self.lm).__name__}"
+            )
+        if mode == "env" or not self.is_peft:
+            return
+        for term in self.kl_terms:
+            term.set_reference(AdaptersOff(self.lm))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast of the policy's forwards when ``mixed_precision="bf16"`` and the device has bf16."""
@@ -539,13 +561,22 @@ class OnPolicyAlgorithm:
         tensors = {"optimizer": self.optimizer.state_dict(), "rng": rng_tensors}
         return state, tensors
 
-    def save(self, path: str | os.PathLike[str]) -> str:
+    def save(self, path: str | os.PathLike[str], *, merged: bool = False) -> str:
         """Writes a complete checkpoint (weights, optimizer, KL controller, counters, config, RNG states)
-        atomically to ``path``; see :mod:`agents.common.checkpoint`.
+        atomically to ``path``; see :mod:`agents.common.checkpoint`. With LoRA the weights are the
+        adapters only (and PPO's value head).
+
+        Args:
+            path: The checkpoint directory.
+            merged: Instead write a plain transformers model (adapters merged into the base weights,
+                loadable by ``AutoModelForCausalLM.from_pretrained``; PPO adds ``value_head.safetensors``)
+                and the tokenizer: an export, not a checkpoint to resume.
 
         Returns:
-            The absolute checkpoint path.
+            The absolute path written.
         """
+        if merged:
+            return self.export_merged(path)
         state, tensors = self._trainer_state()
         return ckpt.write_checkpoint(
             path,
@@ -555,6 +586,26 @@ class OnPolicyAlgorithm:
             tensors=tensors,
             extra_models=self._extra_models(),
         )
+
+    def export_merged(self, path: str | os.PathLike[str]) -> str:
+        """Writes the policy as a plain transformers model with the adapters merged in (atomically).
+
+        A plain (non-PEFT) policy is written as it is. The merge works on a copy (one model's memory while
+        it runs), so training continues unchanged.
+
+        Returns:
+            The absolute path.
+        """
+        final = os.path.abspath(os.fspath(path))
+        lm = merged_lm(self.lm)
+        model: nn.Module = lm
+        if self.uses_value_head:
+            model = CausalLMWithValueHead(lm)
+            model.value_head = cast(CausalLMWithValueHead, self.policy).value_head
+        with ckpt.atomic_directory(final) as tmp, ckpt.quiet_transformers():
+            cast(Any, model).save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+        return final
 
     def save_checkpoint(self, keep: int = 2) -> str:
         """Saves ``<log_dir>/checkpoints/checkpoint-<iteration>`` and keeps the ``keep`` newest ones."""
@@ -582,9 +633,16 @@ class OnPolicyAlgorithm:
                 f"checkpoint {directory!r} has no {os.path.join(ckpt.MODEL_DIR, VALUE_HEAD_FILENAME)}; "
                 f"a {type(self).__name__} checkpoint holds the value head"
             )
-        loaded = load_policy(model_dir, value_head=self.uses_value_head)
-        self.policy.load_state_dict(loaded.state_dict())
-        del loaded
+        if self.is_peft:
+            load_adapter_weights(self.lm, model_dir)
+            if self.uses_value_head:
+                cast(CausalLMWithValueHead, self.policy).load_value_head(
+                    os.path.join(model_dir, VALUE_HEAD_FILENAME)
+                )
+        else:
+            loaded = load_policy(model_dir, value_head=self.uses_value_head)
+            self.policy.load_state_dict(loaded.state_dict())
+            del loaded
         for name, module in self._extra_models().items():
             module.load_state_dict(load_policy(os.path.join(directory, name)).state_dict())
         self.optimizer.load_state_dict(tensors["optimizer"])

@@ -25,6 +25,7 @@ from torch import nn
 
 from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig
+from agents.common.lora import adapters_off
 from agents.common.on_policy import OnPolicyAlgorithm
 from agents.common.stats import as_bool_mask, masked_mean
 from textenv.lm import left_padded_positions
@@ -199,8 +200,10 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
     ):
         super().__init__(policy, env, config, **kwargs)
         self.ref_lm: nn.Module | None = None
-        if self.config.beta > 0:
-            # The reference of beta's KL is the initial policy, frozen (checkpoints carry it).
+        # The reference of beta's KL is the initial policy: with LoRA the policy with its adapters off
+        # (no copy), else a frozen copy (checkpoints carry it).
+        self.ref_adapters_off = self.config.beta > 0 and self.is_peft
+        if self.config.beta > 0 and not self.is_peft:
             self.ref_lm = copy.deepcopy(self.lm).eval().requires_grad_(False)
 
     @property
@@ -252,7 +255,8 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
             entropy=zeros,
         )
         need_old = not self._fresh_old_logprobs
-        if not need_old and self.ref_lm is None:
+        has_ref = self.ref_lm is not None or self.ref_adapters_off
+        if not need_old and not has_ref:
             return b
         old, ref = zeros.clone(), zeros.clone()  # (N, T)
         for idx in torch.arange(len(batch), device=self.device).split(cfg.effective_minibatch_size):
@@ -261,12 +265,17 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
             if need_old:
                 logp, _, _ = self.evaluate_tokens(mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens)
                 old[idx, :t] = torch.where(mb.mask, logp, 0.0)
-            if self.ref_lm is not None:
-                logq, _, _ = self.evaluate_tokens(
-                    mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, model=self.ref_lm
-                )
+            if has_ref:
+                with adapters_off(self.lm):
+                    logq, _, _ = self.evaluate_tokens(
+                        mb.input_ids,
+                        mb.attention_mask,
+                        mb.position_ids,
+                        mb.tokens,
+                        model=self.ref_lm or self.lm,
+                    )
                 ref[idx, :t] = torch.where(mb.mask, logq, 0.0)
-        return b._replace(old_logprobs=old, ref_logprobs=ref if self.ref_lm is not None else None)
+        return b._replace(old_logprobs=old, ref_logprobs=ref if has_ref else None)
 
     def update(self, b: TrainBatch) -> dict[str, float]:
         """``num_iterations`` passes of minibatch optimizer steps over ``b``; returns the mean statistics."""
