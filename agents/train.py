@@ -211,17 +211,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(1)
     prompts = sample_prompts(ppo, args.num_samples)
     before = ppo.generate(prompts, seed=config.seed)
+    main_process = ppo.dist.is_main  # under accelerate launch / torchrun only process 0 prints and writes
     where = f"{ppo.device}" + (f" ({torch.get_num_threads()} threads)" if ppo.device.type == "cpu" else "")
-    print(
-        f"training {args.policy} on {args.env} for {args.episodes} episodes on {where}; writing to {args.out}"
-    )
-    for prompt, text in zip(prompts, before):
-        print(f"  before | {prompt} -> {text}")
+    where += f" x {ppo.dist.world_size} processes" if ppo.dist.enabled else ""
+    if main_process:
+        print(
+            f"training {args.policy} on {args.env} for {args.episodes} episodes on {where}; writing to {args.out}"
+        )
+        for prompt, text in zip(prompts, before):
+            print(f"  before | {prompt} -> {text}")
     start = time.perf_counter()
     ppo.learn(args.episodes, resume=args.resume)
     elapsed = time.perf_counter() - start
     after = ppo.generate(prompts, seed=config.seed)
-    final_dir = ppo.save(os.path.join(args.out, "final"))
+    final_dir = ppo.save(os.path.join(args.out, "final"))  # every process (a collective), one writer
+    if not main_process:
+        ppo.close()
+        return {"out": args.out}
     if getattr(args, "export_merged", False):
         print(f"merged model: {ppo.save(os.path.join(args.out, 'merged'), merged=True)}")
 

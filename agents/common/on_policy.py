@@ -13,7 +13,8 @@ the iteration loop with progress bar, logging, callbacks and checkpoints (exact 
 implements :meth:`~OnPolicyAlgorithm.train`; PPO also sets ``uses_value_head``.
 
 Every gradient goes through :meth:`OnPolicyAlgorithm.backward` and every optimizer step through
-:meth:`OnPolicyAlgorithm.optimizer_step`, the one place a distributed wrapper (accelerate) would hook in.
+:meth:`OnPolicyAlgorithm.optimizer_step`; under a multi-process launch (``accelerate launch``, ``torchrun``)
+they run on Accelerate and the training forwards through its DDP wrapper (:mod:`agents.common.distributed`).
 
 Alignment: observations are ``(B, P + T)`` with the prompt left-padded into ``[0, P)`` and generated token
 ``t`` at ``P + t``, so the logits (and PPO's value) at position ``P + t - 1`` belong to generated token ``t``.
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import RolloutBatch
 from agents.common.config import OnPolicyConfig, resolve_device
+from agents.common.distributed import Distributed
 from agents.common.kl import make_kl_controller
 from agents.common.logger import MetricsLogger, plot_learning_curve
 from agents.common.lora import is_peft_model, load_adapter_weights, merged_lm
@@ -59,6 +61,9 @@ from textenv.scorers.kl import AdaptersOff
 TIME_METRICS = ("samples_per_s", "tokens_per_s", "iteration_time", "rollout_time", "update_time")
 
 A = TypeVar("A", bound="OnPolicyAlgorithm")
+
+# Metrics that are not averaged over processes: counters and the coefficient every process shares.
+_GLOBAL_METRICS = ("iteration", "episodes", "kl_coef")
 
 
 class OnPolicyAlgorithm:
@@ -112,11 +117,15 @@ class OnPolicyAlgorithm:
         if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int) or min_new_tokens < 0:
             raise ValueError(f"min_new_tokens must be an int >= 0, got {min_new_tokens!r}")
         self.config = config if config is not None else self.config_class()
-        self.device = resolve_device(self.config.device)
-        self.verbose = verbose
-        self.progress_bar = progress_bar
+        self.dist = Distributed(self.config.device)
+        self.device = resolve_device(self.config.device) if self.dist.device is None else self.dist.device
+        self.verbose = verbose if self.dist.is_main else 0
+        self.progress_bar = progress_bar and self.dist.is_main
         self.min_new_tokens = min_new_tokens
-        set_global_seed(self.config.seed)
+        # Process r's seed stream: its env rows continue the row seeds of the processes before it
+        # (rows use seed + i); the single process (r = 0) uses config.seed itself.
+        self.seed = self.config.seed + self.dist.rank * self.config.effective_num_envs
+        set_global_seed(self.seed)
 
         self.policy = load_policy(policy, value_head=self.uses_value_head, peft_config=peft_config)
         self.policy = self.policy.to(self.device)
@@ -149,9 +158,9 @@ class OnPolicyAlgorithm:
             eos_token_ids=tuple(self.core.eos_token_ids),
             min_new_tokens=min_new_tokens,
         )
-        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
-        self.shuffle_generator = torch.Generator().manual_seed(self.config.seed + 1)
-        self.prompt_rng = np.random.default_rng(self.config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.prompt_rng = np.random.default_rng(self.seed)
         self.collector = RolloutCollector(
             self.lm, self.driver, self.sampling, self.generator, autocast=self._autocast
         )
@@ -160,6 +169,8 @@ class OnPolicyAlgorithm:
         self.kl_controller = make_kl_controller(self.config)
         self._sync_kl_coef()
         self.optimizer = self._make_optimizer()
+        # The module the training forwards run through: DDP-wrapped under a multi-process launch.
+        self.train_model, self.optimizer = self.dist.prepare(self.policy, self.optimizer)
         self._logits_to_keep = accepts_kwarg(self.lm, "logits_to_keep")
 
         self.iteration = 0
@@ -222,7 +233,7 @@ class OnPolicyAlgorithm:
     def collect_rollout(self) -> RolloutBatch:
         """Collects ``episodes_per_iteration`` episodes with the current policy and KL coefficient."""
         self._sync_kl_coef()
-        seed = None if self._env_seeded else self.config.seed
+        seed = None if self._env_seeded else self.seed
         self._env_seeded = True
         indices = self.rollout_prompt_indices()
         batch = self.collector.collect(self.config.episodes_per_iteration, seed=seed, prompt_indices=indices)
@@ -234,26 +245,22 @@ class OnPolicyAlgorithm:
         raise NotImplementedError
 
     def train_iteration(self) -> dict[str, float]:
-        """Rollout, update, KL-controller step; returns the iteration's metrics."""
+        """Rollout, update, KL-controller step; returns the iteration's metrics (means over processes when
+        several train together; ``episodes`` counts the global batch, samples/s and tokens/s are global)."""
         start = time.perf_counter()
         kl_coef = float(self.kl_controller.value)
         batch = self.collect_rollout()
         update_start = time.perf_counter()
         stats = self.train(batch)
-        mean_kl = float(batch.kl.mean()) if batch.kl is not None else None
-        if mean_kl is not None:
-            self.kl_controller.update(mean_kl, len(batch))
-        self._sync_kl_coef()
-        self.iteration += 1
-        self.num_episodes += len(batch)
         end = time.perf_counter()
+        world = self.dist.world_size
         metrics: dict[str, float] = {
-            "iteration": self.iteration,
-            "episodes": self.num_episodes,
+            "iteration": self.iteration + 1,
+            "episodes": self.num_episodes + len(batch) * world,
             "score": float(batch.scores.mean()),
             "score_std": float(batch.scores.std()),
             **{f"reward/{k}": float(np.nanmean(v)) for k, v in batch.reward_terms.items()},
-            **({"kl": mean_kl} if mean_kl is not None else {}),
+            **({"kl": float(batch.kl.mean())} if batch.kl is not None else {}),
             "kl_coef": kl_coef,
             "episode_length": float(batch.mask.sum(1).float().mean()),
             **stats,
@@ -263,6 +270,15 @@ class OnPolicyAlgorithm:
             "rollout_time": update_start - start,
             "update_time": end - update_start,
         }
+        if self.dist.enabled:
+            metrics.update(self.dist.mean({k: v for k, v in metrics.items() if k not in _GLOBAL_METRICS}))
+            metrics["samples_per_s"] *= world
+            metrics["tokens_per_s"] *= world
+        if "kl" in metrics:  # the global mean KL: every process keeps the same coefficient
+            self.kl_controller.update(metrics["kl"], len(batch) * world)
+        self._sync_kl_coef()
+        self.iteration += 1
+        self.num_episodes += len(batch) * world
         self.history.append(metrics)
         self._last_batch = batch
         return metrics
@@ -297,7 +313,7 @@ class OnPolicyAlgorithm:
         P = input_ids.shape[1] - T
         kwargs = {"logits_to_keep": T + 1} if self._logits_to_keep else {}
         with_values = model is None and self.uses_value_head
-        forward = self.policy if with_values else (self.lm if model is None else model)
+        forward = self.train_model if model is None else model
         with self._autocast():
             out = forward(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         logits = out.logits[:, -(T + 1) : -1].float()  # (B, T, V)
@@ -311,8 +327,9 @@ class OnPolicyAlgorithm:
         return logprobs, values, entropy
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Back-propagates one micro-batch's loss (gradients accumulate until :meth:`optimizer_step`)."""
-        loss.backward()
+        """Back-propagates one micro-batch's loss (gradients accumulate until :meth:`optimizer_step`); with
+        several processes through ``accelerator.backward`` (gradients averaged across processes)."""
+        self.dist.backward(loss)
 
     def optimizer_step(self) -> float | None:
         """Clips the accumulated gradients to ``max_grad_norm``, steps the optimizer and clears them.
@@ -323,7 +340,7 @@ class OnPolicyAlgorithm:
         grad_norm = None
         if self.config.max_grad_norm is not None:
             params = [p for p in self.policy.parameters() if p.requires_grad]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+            grad_norm = self.dist.clip_grad_norm(params, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
@@ -364,7 +381,8 @@ class OnPolicyAlgorithm:
             target = total_episodes
         else:
             target = self.num_episodes + total_episodes
-        logger = MetricsLogger(cfg.log_dir, verbose=self.verbose, rows=self.history, print_fn=tqdm.write)
+        log_dir = cfg.log_dir if self.dist.is_main else None  # only the main process writes files
+        logger = MetricsLogger(log_dir, verbose=self.verbose, rows=self.history, print_fn=tqdm.write)
         bar = tqdm(
             total=target,
             initial=self.num_episodes,
@@ -404,7 +422,8 @@ class OnPolicyAlgorithm:
             last = ckpt.latest_checkpoint(cfg.log_dir)
             if last is None or not last.endswith(f"{ckpt.CHECKPOINT_PREFIX}{self.iteration:06d}"):
                 self.save_checkpoint()
-            plot_learning_curve(self.history, os.path.join(cfg.log_dir, "learning_curve.png"))
+            if self.dist.is_main:
+                plot_learning_curve(self.history, os.path.join(cfg.log_dir, "learning_curve.png"))
         return self
 
     # --- inference -----------------------------------------------------------------------------------------
@@ -539,9 +558,22 @@ class OnPolicyAlgorithm:
         """Frozen models a checkpoint must carry besides the policy (e.g. a loss's reference), by directory."""
         return {}
 
-    def _trainer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _process_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """This process's own random state (RNGs, env RNGs, prompt draws): JSON part and tensor part."""
         rng_json, rng_tensors = ckpt.capture_rng_state(self.generator)
         rng_tensors["shuffle_generator"] = self.shuffle_generator.get_state()
+        json_part = {
+            "rng": rng_json,
+            "env_seeded": self._env_seeded,
+            "env_rng": self.driver.env_rng_state(),
+            "prompt_rng": self.prompt_rng.bit_generator.state,
+        }
+        return json_part, rng_tensors
+
+    def _trainer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The checkpoint's state (a collective with several processes: every process's RNG states)."""
+        own_json, own_tensors = self._process_state()
+        rng_json, rng_tensors = own_json["rng"], own_tensors
         state = {
             "algo": self.algo_name,
             "iteration": self.iteration,
@@ -558,7 +590,12 @@ class OnPolicyAlgorithm:
             "rng": rng_json,
             "history": self.history,
         }
-        tensors = {"optimizer": self.optimizer.state_dict(), "rng": rng_tensors}
+        tensors: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "rng": rng_tensors}
+        if self.dist.enabled:
+            parts = self.dist.gather_objects((own_json, own_tensors))
+            state["world_size"] = self.dist.world_size
+            state["processes"] = [p[0] for p in parts]
+            tensors["processes"] = [p[1] for p in parts]
         return state, tensors
 
     def save(self, path: str | os.PathLike[str], *, merged: bool = False) -> str:
@@ -578,14 +615,18 @@ class OnPolicyAlgorithm:
         if merged:
             return self.export_merged(path)
         state, tensors = self._trainer_state()
-        return ckpt.write_checkpoint(
-            path,
-            model=self.policy,
-            tokenizer=self.tokenizer,
-            state=state,
-            tensors=tensors,
-            extra_models=self._extra_models(),
-        )
+        final = os.path.abspath(os.fspath(path))
+        if self.dist.is_main:  # one writer; the others wait until the checkpoint is complete
+            ckpt.write_checkpoint(
+                final,
+                model=self.policy,
+                tokenizer=self.tokenizer,
+                state=state,
+                tensors=tensors,
+                extra_models=self._extra_models(),
+            )
+        self.dist.wait()
+        return final
 
     def export_merged(self, path: str | os.PathLike[str]) -> str:
         """Writes the policy as a plain transformers model with the adapters merged in (atomically).
@@ -612,7 +653,9 @@ class OnPolicyAlgorithm:
         if self.config.log_dir is None:
             raise ValueError("save_checkpoint() needs config.log_dir")
         path = self.save(ckpt.checkpoint_path(self.config.log_dir, self.iteration))
-        ckpt.prune_checkpoints(self.config.log_dir, keep)
+        if self.dist.is_main:
+            ckpt.prune_checkpoints(self.config.log_dir, keep)
+        self.dist.wait()
         return path
 
     def load_state(self, path: str | os.PathLike[str]) -> None:
@@ -627,6 +670,16 @@ class OnPolicyAlgorithm:
         """
         directory, state, tensors = ckpt.read_checkpoint(path)
         _check_algo(self.algo_name, state, directory)
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise ValueError(
+                f"checkpoint {directory!r} was written by {saved_world} process(es); resume it with the same "
+                f"number of processes, not {self.dist.world_size}"
+            )
+        if self.dist.enabled:  # this process's own random state
+            own = state["processes"][self.dist.rank]
+            state = {**state, **own}
+            tensors = {**tensors, "rng": tensors["processes"][self.dist.rank]}
         model_dir = os.path.join(directory, ckpt.MODEL_DIR)
         if self.uses_value_head and not os.path.isfile(os.path.join(model_dir, VALUE_HEAD_FILENAME)):
             raise FileNotFoundError(
