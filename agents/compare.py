@@ -3,7 +3,7 @@
 ``textenv-compare`` (or ``python examples/compare_algorithms.py``)::
 
     python examples/compare_algorithms.py --env TextGen-Sentiment-v0 --episodes 512 --seeds 0 1 \\
-        --algos agents-ppo sb3-ppo sb3-a2c --out runs/compare
+        --algos ppo grpo rloo reinforce++ scst sb3-ppo sb3-a2c base-lm --out runs/compare
 
 Every algorithm trains the same starting model (default: the built-in ``tiny-lm``) on the same task
 for the same number of *episodes* (one episode = one generated text) with each seed, and its
@@ -11,14 +11,17 @@ episode returns are recorded in the order the episodes finish. ``--out`` then ho
 
 - ``curves.csv``: ``algo, seed, episodes, mean_reward``, the mean return of each window of
   ``--window`` consecutive episodes (``episodes`` = episodes seen at the end of the window);
-- ``episodes.csv``: ``algo, seed, episode, reward, tokens``, every episode;
+- ``episodes.csv``: ``algo, seed, episode, reward, tokens, kl``, every episode;
 - ``learning_curves.png``: mean return against episodes, mean over seeds with a min-max band;
-- ``results.md``: final reward (mean return of the last 20% of the budget) mean ± std over seeds,
-  wall time of training and generated tokens per second.
+- ``results.md``: episodes to the task's reward threshold (first curve window at or above it), final
+  reward (mean return of the last 20% of the budget), KL to the reference per episode (last 20%), each
+  mean ± std over seeds, wall time of training and generated tokens per second.
 
 Algorithms (``--algos``; hyper-parameters in :data:`HYPERPARAMETERS`):
 
-- ``agents-ppo``: :class:`agents.PPO` (KV-cached rollouts, one full forward per episode to train);
+- ``ppo``, ``grpo``, ``rloo``, ``reinforce++``, ``scst``: :class:`agents.PPO`, :class:`agents.GRPO`,
+  :class:`agents.RLOO`, :class:`agents.REINFORCE` (batch baseline, greedy baseline) on the shared core
+  (KV-cached rollouts, one full forward per episode to train); ``agents-ppo`` etc. are aliases;
 - ``sb3-ppo`` / ``sb3-a2c``: stable-baselines3 PPO / A2C with :class:`agents.sb3.LMPolicy` on the
   task's batched vector env (``textenv.sb3.TextGenVecEnvAdapter``), one full forward per token;
 - ``base-lm``: no training, the starting model sampled as it is (the level to beat).
@@ -28,13 +31,14 @@ the SB3 policies are bound with :func:`agents.sb3.bind_kl`; the KL coefficient i
 
 Example:
     >>> from agents.compare import compare
-    >>> results = compare("TextGen-Sentiment-v0", episodes=64, seeds=[0], algos=["agents-ppo"], out="runs/c")  # doctest: +SKIP
+    >>> results = compare("TextGen-Sentiment-v0", episodes=64, seeds=[0], algos=["ppo", "grpo"], out="runs/c")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -64,7 +68,7 @@ FINAL_FRACTION = 0.2
 
 HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     # Same learning rate, discount, GAE and clipping everywhere; batch shapes follow each library's units.
-    "agents-ppo": {
+    "ppo": {
         "learning_rate": 1e-4,
         "ppo_epochs": 4,
         "gamma": 1.0,
@@ -72,6 +76,35 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "clip_range": 0.2,
         "max_grad_norm": 1.0,
         # episodes_per_iteration = num_envs, minibatch_size = num_envs // 2 (set per run)
+    },
+    # The critic-free methods: the same passes over each rollout as PPO (4 x 2 minibatches).
+    "grpo": {
+        "learning_rate": 1e-4,
+        "num_iterations": 4,
+        "clip_range": 0.2,
+        "max_grad_norm": 1.0,
+        "group_size": 4,
+    },
+    "rloo": {
+        "learning_rate": 1e-4,
+        "num_iterations": 4,
+        "clip_range": 0.2,
+        "max_grad_norm": 1.0,
+        "group_size": 4,
+    },
+    "reinforce++": {
+        "learning_rate": 1e-4,
+        "num_iterations": 4,
+        "clip_range": 0.2,
+        "max_grad_norm": 1.0,
+        "baseline": "batch",
+    },
+    "scst": {
+        "learning_rate": 1e-4,
+        "num_iterations": 4,
+        "clip_range": 0.2,
+        "max_grad_norm": 1.0,
+        "baseline": "greedy",
     },
     "sb3-ppo": {
         "learning_rate": 1e-4,
@@ -83,7 +116,7 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "vf_coef": 0.5,
         "max_grad_norm": 1.0,
         # n_steps = max_new_tokens // 2 (about num_envs episodes per rollout when texts end early),
-        # batch_size = num_envs * n_steps // 2: like agents-ppo, 8 optimizer steps per ~num_envs episodes
+        # batch_size = num_envs * n_steps // 2: like ppo, 8 optimizer steps per ~num_envs episodes
     },
     "sb3-a2c": {
         "learning_rate": 1e-4,
@@ -99,6 +132,9 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "base-lm": {},
 }
 """Per-algorithm hyper-parameters (``--learning-rate`` overrides every learning rate)."""
+
+ALIASES = {f"agents-{name}": name for name in ("ppo", "grpo", "rloo", "reinforce++", "scst")}
+"""Earlier names of the algorithms (``agents-ppo``), accepted everywhere a name is."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +179,7 @@ class RunResult:
         rewards: Return of every episode, in the order the episodes finished (budget-long).
         tokens: Generated tokens of every episode.
         wall_time: Seconds of training (model and env construction excluded).
+        kls: KL to the reference of every episode (summed over its tokens), where the algorithm reports it.
     """
 
     algo: str
@@ -150,6 +187,7 @@ class RunResult:
     rewards: list[float]
     tokens: list[int]
     wall_time: float
+    kls: list[float] = field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float:
@@ -161,8 +199,24 @@ class RunResult:
         n = max(window, math.ceil(FINAL_FRACTION * len(self.rewards)))
         return float(np.mean(self.rewards[-n:]))
 
+    def final_kl(self, window: int) -> float:
+        """Mean KL per episode over the same last episodes as :meth:`final_reward`; NaN when not reported."""
+        if not self.kls:
+            return float("nan")
+        n = max(window, math.ceil(FINAL_FRACTION * len(self.kls)))
+        return float(np.mean(self.kls[-n:]))
 
-Runner = Callable[[RunSpec], tuple[list[float], list[int], float]]
+    def episodes_to_threshold(self, window: int, threshold: float) -> int | None:
+        """Episodes seen at the end of the first window whose mean return reaches ``threshold``, or ``None``."""
+        for end in range(window, len(self.rewards) + 1, window):
+            if np.mean(self.rewards[end - window : end]) >= threshold:
+                return end
+        return None
+
+
+Runner = Callable[
+    [RunSpec], tuple[list[float], list[int], float] | tuple[list[float], list[int], float, list[float]]
+]
 
 
 # --- runners -------------------------------------------------------------------------------------
@@ -172,20 +226,27 @@ def _resolve_model(name: str) -> str:
     return assets.path(name) if name in assets.NAMES else name
 
 
-def run_agents_ppo(spec: RunSpec) -> tuple[list[float], list[int], float]:
-    """:class:`agents.PPO`: ``num_envs`` episodes per iteration, two minibatches, the task's KL coefficient."""
+def run_agent(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float, list[float]]:
+    """An :mod:`agents` algorithm: ``num_envs`` episodes per iteration, two minibatches, the task's KL
+    coefficient (fixed); returns the returns, tokens and KL of every episode and the wall time."""
     import torch
 
-    from agents.common.rollout import make_env
-    from agents.ppo import PPO, PPOConfig
-    from agents.sb3.kl import find_kl_penalties
+    import agents
+    from agents.common.rollout import kl_terms, make_env
 
-    # The env PPO would build from the id, built here to read the task's KL coefficient first.
+    cls_name = {
+        "ppo": "PPO",
+        "grpo": "GRPO",
+        "rloo": "RLOO",
+        "reinforce++": "REINFORCE",
+        "scst": "REINFORCE",
+    }[algo]
+    cls = getattr(agents, cls_name)
+    # The env the agent would build from the id, built here to read the task's KL coefficient first.
     env, _ = make_env(spec.env_id, spec.num_envs, torch.device(spec.device), spec.env_kwargs)
-    kl_coefs = [term.coef for term in find_kl_penalties(env)]
-    params = spec.hyperparameters("agents-ppo")
-    config = PPOConfig(
-        **params,
+    kl_coefs = [term.coef for term in kl_terms(env)]
+    config = cls.config_class(
+        **spec.hyperparameters(algo),
         episodes_per_iteration=spec.num_envs,
         minibatch_size=max(spec.num_envs // 2, 1),
         kl_controller="fixed",
@@ -193,20 +254,24 @@ def run_agents_ppo(spec: RunSpec) -> tuple[list[float], list[int], float]:
         seed=spec.seed,
         device=spec.device,
     )
-    agent = PPO(_resolve_model(spec.model), env, config, verbose=0, progress_bar=False)
+    agent = cls(_resolve_model(spec.model), env, config, verbose=0, progress_bar=False)
     rewards: list[float] = []
     tokens: list[int] = []
+    kls: list[float] = []
 
     def record(local: dict[str, Any]) -> None:
         batch = local["batch"]
         rewards.extend(float(r) for r in batch.scores)
         tokens.extend(int(n) for n in batch.mask.sum(1).tolist())
+        if batch.kl is not None:
+            kls.extend(float(k) for k in batch.kl)
 
     start = time.perf_counter()
     agent.learn(spec.episodes, callback=record)
     elapsed = time.perf_counter() - start
     agent.close()
-    return rewards[: spec.episodes], tokens[: spec.episodes], elapsed
+    n = spec.episodes
+    return rewards[:n], tokens[:n], elapsed, kls[:n]
 
 
 def _sb3_env(spec: RunSpec) -> Any:
@@ -228,7 +293,8 @@ def _run_sb3(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float]:
     venv = _sb3_env(spec)
     max_new_tokens = int(venv.get_attr("max_new_tokens")[0])
     params = spec.hyperparameters(algo)
-    common = {
+    model: Any
+    common: dict[str, Any] = {
         "policy_kwargs": {"model": _resolve_model(spec.model)},
         "seed": spec.seed,
         "device": spec.device,
@@ -292,12 +358,16 @@ def run_base_lm(spec: RunSpec) -> tuple[list[float], list[int], float]:
 
 
 ALGORITHMS: dict[str, Runner] = {
-    "agents-ppo": run_agents_ppo,
+    **{
+        name: functools.partial(run_agent, algo=name)
+        for name in ("ppo", "grpo", "rloo", "reinforce++", "scst")
+    },
     "sb3-ppo": run_sb3_ppo,
     "sb3-a2c": run_sb3_a2c,
     "base-lm": run_base_lm,
 }
-"""Name -> runner. A runner takes a :class:`RunSpec` and returns ``(returns, tokens, wall_time)``."""
+"""Name -> runner. A runner takes a :class:`RunSpec` and returns ``(returns, tokens, wall_time)`` and,
+when it knows them, the episodes' KL."""
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -373,23 +443,36 @@ def plot_learning_curves(
 
 
 def _mean_std(values: Sequence[float], fmt: str) -> str:
-    values = np.asarray(values, dtype=float)
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{format(values.mean(), fmt)} ± {format(std, fmt)}"
+    array = np.asarray(values, dtype=float)
+    std = array.std(ddof=1) if len(array) > 1 else 0.0
+    return f"{format(array.mean(), fmt)} ± {format(std, fmt)}"
 
 
-def results_table(results: Sequence[RunResult], window: int) -> str:
-    """Markdown table, one row per algorithm: final reward, first-window reward, wall time, tokens/s."""
+def _to_threshold(runs: Sequence[RunResult], window: int, threshold: float | None) -> str:
+    if threshold is None:
+        return "n/a"
+    reached = [e for e in (r.episodes_to_threshold(window, threshold) for r in runs) if e is not None]
+    if not reached:
+        return f"not reached (0/{len(runs)})"
+    return f"{_mean_std(reached, '.0f')} ({len(reached)}/{len(runs)})"
+
+
+def results_table(results: Sequence[RunResult], window: int, threshold: float | None = None) -> str:
+    """Markdown table, one row per algorithm: episodes to ``threshold`` (mean over the seeds that reached
+    it, and how many did), final reward, first-window reward, final KL, wall time, tokens/s."""
     lines = [
-        "| algorithm | seeds | final reward | first window | wall time (s) | tokens/s |",
-        "|---|---|---|---|---|---|",
+        "| algorithm | seeds | episodes to threshold | final reward | first window | KL | wall time (s) | tokens/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for algo in dict.fromkeys(r.algo for r in results):
         runs = [r for r in results if r.algo == algo]
+        kls = [r.final_kl(window) for r in runs]
         lines.append(
             f"| {algo} | {len(runs)} "
+            f"| {_to_threshold(runs, window, threshold)} "
             f"| {_mean_std([r.final_reward(window) for r in runs], '.3f')} "
             f"| {_mean_std([float(np.mean(r.rewards[:window])) for r in runs], '.3f')} "
+            f"| {'n/a' if any(math.isnan(k) for k in kls) else _mean_std(kls, '.2f')} "
             f"| {_mean_std([r.wall_time for r in runs], '.0f')} "
             f"| {_mean_std([r.tokens_per_s for r in runs], '.0f')} |"
         )
@@ -414,7 +497,7 @@ def compare(
     env: str,
     episodes: int,
     seeds: Sequence[int] = (0,),
-    algos: Sequence[str] = ("agents-ppo", "sb3-ppo", "sb3-a2c"),
+    algos: Sequence[str] = ("ppo", "grpo", "rloo", "reinforce++", "scst", "sb3-ppo", "sb3-a2c"),
     out: str | os.PathLike[str] = "runs/compare",
     *,
     model: str = "tiny-lm",
@@ -432,10 +515,10 @@ def compare(
         env: Registered textenv id, e.g. ``"TextGen-Sentiment-v0"``.
         episodes: Episode budget of every run.
         seeds: Seeds; each algorithm runs once per seed.
-        algos: Names from :data:`ALGORITHMS`.
+        algos: Names from :data:`ALGORITHMS` (or :data:`ALIASES`).
         out: Output directory (created).
         model: Starting model: asset name (``"tiny-lm"``), local path or hub name.
-        num_envs: Env rows stepped together (also ``agents-ppo``'s episodes per iteration).
+        num_envs: Env rows stepped together (also the agents' episodes per iteration).
         window: Episodes per curve point (default ``max(num_envs, episodes // 16)``).
         env_kwargs: Extra env keyword arguments, e.g. ``{"max_new_tokens": 8}``.
         device: Torch device of models and envs.
@@ -451,9 +534,11 @@ def compare(
     """
     episodes = _check_int("episodes", episodes, 1)
     num_envs = _check_int("num_envs", num_envs, 1)
-    unknown = [a for a in algos if a not in ALGORITHMS]
+    unknown = [a for a in algos if ALIASES.get(a, a) not in ALGORITHMS]
     if unknown or not algos:
-        raise ValueError(f"unknown algorithms {unknown or list(algos)}; choose from {sorted(ALGORITHMS)}")
+        raise ValueError(
+            f"unknown algorithms {unknown or list(algos)}; choose from {sorted(ALGORITHMS)} (or {sorted(ALIASES)})"
+        )
     if not seeds:
         raise ValueError("seeds is empty; give at least one seed")
     window = max(num_envs, episodes // 16) if window is None else _check_int("window", window, 1)
@@ -475,8 +560,10 @@ def compare(
                 learning_rate=learning_rate,
             )
             log(f"[compare] {algo} seed {seed}: {episodes} episodes on {env} ...")
-            rewards, tokens, wall_time = ALGORITHMS[algo](spec)
-            result = RunResult(algo, int(seed), list(rewards), list(tokens), float(wall_time))
+            rewards, tokens, wall_time, *kls = ALGORITHMS[ALIASES.get(algo, algo)](spec)  # named as given
+            result = RunResult(
+                algo, int(seed), list(rewards), list(tokens), float(wall_time), list(kls[0]) if kls else []
+            )
             results.append(result)
             log(
                 f"[compare] {algo} seed {seed}: final reward {result.final_reward(window):.3f}, "
@@ -508,9 +595,9 @@ def _write_outputs(
     )
     _write_csv(
         os.path.join(out, "episodes.csv"),
-        ["algo", "seed", "episode", "reward", "tokens"],
+        ["algo", "seed", "episode", "reward", "tokens", "kl"],
         [
-            [r.algo, r.seed, i + 1, f"{reward:.6f}", n]
+            [r.algo, r.seed, i + 1, f"{reward:.6f}", n, f"{r.kls[i]:.6f}" if i < len(r.kls) else ""]
             for r in results
             for i, (reward, n) in enumerate(zip(r.rewards, r.tokens))
         ],
@@ -528,17 +615,25 @@ def _write_outputs(
         f"# {env}: {episodes} episodes, seeds {', '.join(str(s) for s in seeds)}",
         "",
         f"Final reward: mean return of the last {final_n} episodes; first window: of the first {window}; "
-        "mean ± std over seeds. Wall time: training only. Tokens/s: generated tokens per second of training.",
+        "mean ± std over seeds. Episodes to threshold: end of the first window whose mean return reaches "
+        f"the task's threshold ({threshold}), over the seeds that reached it. KL: KL to the reference per "
+        "episode (nats, last episodes as the final reward; n/a where not reported). Wall time: training only. "
+        "Tokens/s: generated tokens per second of training.",
         "",
         "",
     ]
     if command:
         header[1:1] = ["", f"`{command}`"]
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write("\n".join(header) + results_table(results, window) + "\n")
+        f.write("\n".join(header) + results_table(results, window, threshold) + "\n")
     with open(os.path.join(out, "hyperparameters.json"), "w") as f:
         json.dump(
-            {algo: HYPERPARAMETERS[algo] for algo in dict.fromkeys(r.algo for r in results)}, f, indent=2
+            {
+                algo: HYPERPARAMETERS[ALIASES.get(algo, algo)]
+                for algo in dict.fromkeys(r.algo for r in results)
+            },
+            f,
+            indent=2,
         )
 
 
@@ -559,9 +654,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--algos",
         nargs="+",
-        default=["agents-ppo", "sb3-ppo", "sb3-a2c"],
-        choices=sorted(ALGORITHMS),
-        help="algorithms (default: agents-ppo sb3-ppo sb3-a2c)",
+        default=["ppo", "grpo", "rloo", "reinforce++", "scst", "sb3-ppo", "sb3-a2c"],
+        choices=sorted([*ALGORITHMS, *ALIASES]),
+        metavar="ALGO",
+        help=f"algorithms, of {', '.join(ALGORITHMS)} (old names {', '.join(ALIASES)} also work; default: "
+        "ppo grpo rloo reinforce++ scst sb3-ppo sb3-a2c)",
     )
     parser.add_argument("--out", default="runs/compare", help="output directory (default: %(default)s)")
     parser.add_argument("--model", default="tiny-lm", help="starting model: asset name, path or hub name")

@@ -1,17 +1,21 @@
-"""``python -m agents.train``: train a causal LM with PPO on a textenv task (the README's main job).
+"""``python -m agents.train``: train a causal LM with PPO, GRPO, RLOO, REINFORCE++ or SCST on a textenv task.
 
-With no arguments it trains the built-in LM (``tiny-lm``) on ``TextGen-Sentiment-v0`` for a few minutes
-on a CPU, showing a progress bar and one line per iteration, and writes to ``--out`` (default
-``runs/ppo``)::
+With no arguments it trains the built-in LM (``tiny-lm``) with PPO on ``TextGen-Sentiment-v0`` for a few
+minutes on a CPU, showing a progress bar and one line per iteration, and writes to ``--out`` (default
+``runs/<algo>``)::
 
     progress.csv            one row of metrics per iteration (TensorBoard events too, if installed)
     learning_curve.png      mean episode reward (and KL to the reference) against episodes
     samples.txt             generations for the same prompts before and after training
     checkpoints/            atomic checkpoints; --resume continues from the newest
-    final/                  the trained agent (PPO.load("runs/ppo/final"))
+    final/                  the trained agent (PPO.load("runs/ppo/final"), GRPO.load(...), ...)
+
+``--algo`` picks the algorithm; every field of its config dataclass is a flag (``--group-size``,
+``--loss-type``, ...), with the field's docstring as its help: ``python -m agents.train --algo grpo --help``.
 
 Examples:
     python -m agents.train --out runs/quickstart
+    python -m agents.train --algo grpo --group-size 8 --loss-type dapo --clip-range-high 0.28
     python -m agents.train --env TextGen-Keyword-v0 --episodes 2048 --lr 3e-4
     python -m agents.train --out runs/quickstart --episodes 1024 --resume
 """
@@ -19,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -26,53 +31,112 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from agents.common.config import field_docs
+
 DEFAULT_ENV = "TextGen-Sentiment-v0"
 DEFAULT_POLICY = "tiny-lm"
 DEFAULT_EPISODES = 4096
 SMALL_MODEL_PARAMETERS = 20_000_000
 
-# CLI flag -> PPOConfig field, for the flags that map one to one.
-_CONFIG_FLAGS = {
-    "lr": "learning_rate",
-    "episodes_per_iteration": "episodes_per_iteration",
-    "minibatch_size": "minibatch_size",
-    "ppo_epochs": "ppo_epochs",
-    "grad_accum": "gradient_accumulation_steps",
-    "num_envs": "num_envs",
-    "gamma": "gamma",
-    "gae_lambda": "gae_lambda",
-    "clip_range": "clip_range",
-    "vf_coef": "vf_coef",
-    "ent_coef": "ent_coef",
-    "target_kl": "target_approx_kl",
-    "kl_controller": "kl_controller",
-    "kl_coef": "init_kl_coef",
-    "kl_target": "kl_target",
-    "kl_horizon": "kl_horizon",
-    "temperature": "temperature",
-    "top_k": "top_k",
-    "top_p": "top_p",
-    "seed": "seed",
-    "device": "device",
-    "mixed_precision": "mixed_precision",
-    "checkpoint_interval": "checkpoint_interval",
+ALGOS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # --algo: (class, config class, preset config fields; presets are not flags)
+    "ppo": ("PPO", "PPOConfig", {}),
+    "grpo": ("GRPO", "GRPOConfig", {}),
+    "rloo": ("RLOO", "RLOOConfig", {}),
+    "reinforce++": ("REINFORCE", "REINFORCEConfig", {"baseline": "batch"}),
+    "scst": ("REINFORCE", "REINFORCEConfig", {"baseline": "greedy"}),
 }
+"""The algorithms of ``--algo``."""
+
+FLAG_ALIASES = {
+    "learning_rate": ["--lr"],
+    "gradient_accumulation_steps": ["--grad-accum"],
+    "target_approx_kl": ["--target-kl"],
+    "init_kl_coef": ["--kl-coef"],
+}
+"""Short spellings kept for the flags of earlier versions (the long flag is the field name)."""
+
+CLI_DEFAULTS = {"checkpoint_interval": 5}
+"""Config fields whose command-line default differs from the config's: ``--resume`` needs periodic
+checkpoints."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser (every PPOConfig flag defaults to the config's own default)."""
+def algorithm(name: str) -> tuple[type, type, dict[str, Any]]:
+    """The class, config class and preset fields of an ``--algo`` name."""
+    import agents
+
+    cls_name, config_name, presets = ALGOS[name]
+    return getattr(agents, cls_name), getattr(agents, config_name), presets
+
+
+def _env_id(value: str) -> str:
+    """argparse type of ``--env``: a registered textenv id (the error lists them, on one line)."""
+    import gymnasium as gym
+
+    import textenv  # noqa: F401  (registers the env ids)
+
+    ids = sorted(k for k in gym.registry if k.startswith("TextGen"))
+    if value not in ids:
+        raise argparse.ArgumentTypeError(f"unknown env {value!r}; registered textenv ids: {', '.join(ids)}")
+    return value
+
+
+def _field_type(annotation: str) -> tuple[Any, bool]:
+    """``(argparse type, is bool)`` of a config field annotation such as ``"float | None"``."""
+    optional = annotation.endswith("| None")
+    base = {"float": float, "int": int, "str": str, "bool": bool}[annotation.removesuffix("| None").strip()]
+    if base is bool:
+        return None, True
+    if not optional:
+        return base, False
+
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else base(text)
+
+    parse.__name__ = base.__name__
+    return parse, False
+
+
+def add_config_flags(group: argparse._ArgumentGroup, config_cls: type, skip: Sequence[str] = ()) -> None:
+    """One flag per field of ``config_cls`` (``--field-name``), typed from its annotation, with the
+    field's docstring as help and its default (``None`` where the type allows: write ``none``)."""
+    docs = field_docs(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip or f.name == "log_dir":
+            continue
+        kind, is_bool = _field_type(str(f.type))
+        default = CLI_DEFAULTS.get(f.name, f.default)
+        flags = [f"--{f.name.replace('_', '-')}", *FLAG_ALIASES.get(f.name, [])]
+        help_text = docs.get(f.name, "").replace("%", "%%")
+        if f.name in CLI_DEFAULTS:
+            help_text += f" (command-line default {default}; the config's is {f.default})"
+        if is_bool:
+            group.add_argument(
+                *flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
+        else:
+            group.add_argument(
+                *flags, dest=f.name, type=kind, default=default, help=help_text, metavar=f.name.upper()
+            )
+
+
+def build_parser(algo: str = "ppo") -> argparse.ArgumentParser:
+    """The command-line parser of ``--algo algo``: the run's flags, then one flag per config field."""
+    _, config_cls, presets = algorithm(algo)
     p = argparse.ArgumentParser(
         prog="python -m agents.train",
-        description="Train a causal LM with PPO on a textenv task; writes metrics, a learning curve, "
-        "checkpoints and before/after samples to --out.",
+        description="Train a causal LM with an on-policy RL algorithm on a textenv task; writes metrics, a "
+        "learning curve, checkpoints and before/after samples to --out. Flags after the run's own are the "
+        "chosen algorithm's config fields (python -m agents.train --algo grpo --help lists GRPO's).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--env", default=DEFAULT_ENV, help="textenv id")
+    p.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="the algorithm")
+    p.add_argument("--env", type=_env_id, default=DEFAULT_ENV, help="textenv id")
     p.add_argument("--policy", default=DEFAULT_POLICY, help="built-in asset name, local path or hub name")
     p.add_argument(
         "--episodes", type=int, default=DEFAULT_EPISODES, help="episodes to train (in all, with --resume)"
     )
-    p.add_argument("--out", default="runs/ppo", help="output directory (log_dir)")
+    p.add_argument("--out", default=None, help="output directory (log_dir); default runs/<algo>")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--max-new-tokens", type=int, default=None, help="override the task's episode length")
     p.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON dict of extra env arguments")
@@ -86,17 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
-    group = p.add_argument_group("PPO hyper-parameters (default: PPOConfig's)")
-    floats = {"lr", "gamma", "gae_lambda", "clip_range", "vf_coef", "ent_coef", "target_kl", "kl_coef"}
-    floats |= {"kl_target", "kl_horizon", "temperature", "top_p"}
-    for flag in _CONFIG_FLAGS:
-        kind: Any = (
-            float
-            if flag in floats
-            else (str if flag in ("kl_controller", "device", "mixed_precision") else int)
-        )
-        group.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None)
-    group.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    group = p.add_argument_group(f"{config_cls.__name__} fields (defaults: the config's)")
+    add_config_flags(group, config_cls, skip=list(presets))
     add_lora_arguments(p)
     return p
 
@@ -132,23 +187,36 @@ def make_peft_config(args: argparse.Namespace) -> Any:
     return lora_config(args.lora_r, args.lora_alpha, args.lora_target_modules)
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parses ``--algo`` first, then the full command line with that algorithm's config flags."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", choices=sorted(ALGOS), default="ppo")
+    known, _ = pre.parse_known_args(argv)
+    parser = build_parser(known.algo)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join("runs", args.algo.replace("+", "p"))
+    if args.resume:
+        from agents.common import checkpoint as ckpt
+
+        if ckpt.latest_checkpoint(args.out) is None:
+            parser.error(
+                f"--resume: no checkpoint in {args.out!r} (expected {args.out}/checkpoints/checkpoint-*)"
+            )
+    return args
+
+
 def make_config(args: argparse.Namespace) -> Any:
-    """A ``PPOConfig`` from the parsed flags (unset flags keep the config's defaults)."""
-    from agents.ppo import PPOConfig
-
-    fields = {
-        field: getattr(args, flag) for flag, field in _CONFIG_FLAGS.items() if getattr(args, flag) is not None
-    }
-    if args.gradient_checkpointing:
-        fields["gradient_checkpointing"] = True
-    fields.setdefault("checkpoint_interval", 5)
-    return PPOConfig(log_dir=args.out, **fields)
+    """The algorithm's config from the parsed flags (and its presets)."""
+    _, config_cls, presets = algorithm(getattr(args, "algo", "ppo"))
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    return config_cls(**{**fields, **presets, "log_dir": args.out})
 
 
-def sample_prompts(ppo: Any, n: int) -> list[str]:
+def sample_prompts(agent: Any, n: int) -> list[str]:
     """The first ``n`` distinct prompt texts of the env."""
     seen: list[str] = []
-    for prompt in ppo.core.prompts:
+    for prompt in agent.core.prompts:
         if prompt.text not in seen:
             seen.append(prompt.text)
         if len(seen) == n:
@@ -185,7 +253,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import textenv  # noqa: F401  (registers the env ids)
     from agents.common.logger import plot_learning_curve
-    from agents.ppo import PPO
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
@@ -197,7 +264,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_new_tokens is not None:
         env_kwargs["max_new_tokens"] = args.max_new_tokens
     os.makedirs(args.out, exist_ok=True)
-    ppo = PPO(
+    algo_cls, _, _ = algorithm(args.algo)
+    agent = algo_cls(
         args.policy,
         args.env,
         config,
@@ -206,49 +274,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         progress_bar=not args.no_progress,
         peft_config=make_peft_config(args),
     )
-    small = sum(p.numel() for p in ppo.policy.parameters()) < SMALL_MODEL_PARAMETERS
-    if args.threads is None and ppo.device.type == "cpu" and small:
+    small = sum(p.numel() for p in agent.policy.parameters()) < SMALL_MODEL_PARAMETERS
+    if args.threads is None and agent.device.type == "cpu" and small:
         torch.set_num_threads(1)
-    prompts = sample_prompts(ppo, args.num_samples)
-    before = ppo.generate(prompts, seed=config.seed)
-    main_process = ppo.dist.is_main  # under accelerate launch / torchrun only process 0 prints and writes
-    where = f"{ppo.device}" + (f" ({torch.get_num_threads()} threads)" if ppo.device.type == "cpu" else "")
-    where += f" x {ppo.dist.world_size} processes" if ppo.dist.enabled else ""
+    prompts = sample_prompts(agent, args.num_samples)
+    before = agent.generate(prompts, seed=config.seed)
+    main_process = agent.dist.is_main  # under accelerate launch / torchrun only process 0 prints and writes
+    where = f"{agent.device}" + (
+        f" ({torch.get_num_threads()} threads)" if agent.device.type == "cpu" else ""
+    )
+    where += f" x {agent.dist.world_size} processes" if agent.dist.enabled else ""
     if main_process:
         print(
-            f"training {args.policy} on {args.env} for {args.episodes} episodes on {where}; writing to {args.out}"
+            f"training {args.policy} with {args.algo} on {args.env} for {args.episodes} episodes on {where}; writing to {args.out}"
         )
         for prompt, text in zip(prompts, before):
             print(f"  before | {prompt} -> {text}")
     start = time.perf_counter()
-    ppo.learn(args.episodes, resume=args.resume)
+    agent.learn(args.episodes, resume=args.resume)
     elapsed = time.perf_counter() - start
-    after = ppo.generate(prompts, seed=config.seed)
-    final_dir = ppo.save(os.path.join(args.out, "final"))  # every process (a collective), one writer
+    after = agent.generate(prompts, seed=config.seed)
+    final_dir = agent.save(os.path.join(args.out, "final"))  # every process (a collective), one writer
     if not main_process:
-        ppo.close()
+        agent.close()
         return {"out": args.out}
     if getattr(args, "export_merged", False):
-        print(f"merged model: {ppo.save(os.path.join(args.out, 'merged'), merged=True)}")
+        print(f"merged model: {agent.save(os.path.join(args.out, 'merged'), merged=True)}")
 
     threshold = _reward_threshold(args.env)
-    history = ppo.history
+    history = agent.history
     first = history[0]["score"] if history else float("nan")
     last = sum(r["score"] for r in history[-3:]) / max(len(history[-3:]), 1)
     kl = [r["kl"] for r in history[-3:] if "kl" in r]
     curve = os.path.join(args.out, "learning_curve.png")
     if history:
-        plot_learning_curve(history, curve, title=f"PPO {args.policy} on {args.env}", threshold=threshold)
+        plot_learning_curve(
+            history, curve, title=f"{args.algo} {args.policy} on {args.env}", threshold=threshold
+        )
     summary = (
         f"{args.env}: mean episode reward {first:.3f} (first iteration) -> {last:.3f} (last 3 iterations)"
         + (f", KL {sum(kl) / len(kl):.2f}" if kl else "")
         + (f", threshold {threshold:g}" if threshold is not None else "")
-        + f"; {ppo.num_episodes} episodes in {elapsed:.0f} s"
+        + f"; {agent.num_episodes} episodes in {elapsed:.0f} s"
     )
     text = write_samples(os.path.join(args.out, "samples.txt"), prompts, before, after, summary)
     print(text)
     print(f"learning curve: {curve}\nmetrics: {os.path.join(args.out, 'progress.csv')}\nagent: {final_dir}")
-    ppo.close()
+    agent.close()
     return {
         "first_score": first,
         "last_score": last,
@@ -260,7 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m agents.train`` and ``textenv-train``."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         run(args)
     except (ValueError, TypeError, FileNotFoundError) as err:

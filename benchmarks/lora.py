@@ -82,7 +82,6 @@ def build(args: argparse.Namespace, lora: bool):
         model,
         env,
         config,
-        min_new_tokens=args.new_tokens,
         verbose=0,
         progress_bar=False,
         peft_config=peft_config,

@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import torch
@@ -23,6 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import fixture
+from benchmarks.algo_iteration import time_iterations
 
 
 def count_good(prompts: list[str], texts: list[str], refs: list, metas: list) -> list[float]:
@@ -87,20 +87,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     ppo = build(args.size, args.batch, args.new_tokens, args.device, args.kl, args.bf16)
-    times, phases = [], []
-    for i in range(args.iters + 1):
-        if ppo.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        metrics = ppo.train_iteration()
-        if ppo.device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        if i:  # the first iteration warms up
-            times.append(elapsed)
-            phases.append((metrics["rollout_time"], metrics["update_time"]))
-        if metrics["episode_length"] != args.new_tokens:
-            raise RuntimeError(f"episodes had {metrics['episode_length']} tokens, expected {args.new_tokens}")
+    times, phases = time_iterations(ppo, args.iters, args.new_tokens)
     best = min(times)
     rollout, update = phases[times.index(best)]
     precision = "bf16" if args.bf16 else "fp32"

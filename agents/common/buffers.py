@@ -116,6 +116,23 @@ class TrainBatch(NamedTuple):
     returns: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
 
+    @classmethod
+    def from_rollout(cls, batch: RolloutBatch, advantages: torch.Tensor | None = None) -> TrainBatch:
+        """The training view of a rollout, with zero log-probs, entropies (and advantages unless given)."""
+        from textenv.lm import left_padded_positions
+
+        zeros = torch.zeros(batch.mask.shape, device=batch.tokens.device)  # (N, T)
+        return cls(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=left_padded_positions(batch.attention_mask),  # (N, L)
+            tokens=batch.tokens,
+            mask=batch.mask,
+            old_logprobs=zeros,
+            advantages=zeros if advantages is None else torch.where(batch.mask, advantages, 0.0),
+            entropy=zeros,
+        )
+
     def take(self, rows: torch.Tensor) -> TrainBatch:
         """Rows ``rows``, without the columns that are padding in every one of them.
 

@@ -35,9 +35,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agents.common import checkpoint as ckpt
-from agents.common.buffers import RolloutBatch
+from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig, resolve_device
 from agents.common.distributed import Distributed
+from agents.common.inference import check_generate_args, generate_tokens, next_tokens, observation_tensors
 from agents.common.kl import make_kl_controller
 from agents.common.logger import MetricsLogger, plot_learning_curve
 from agents.common.lora import is_peft_model, load_adapter_weights, merged_lm
@@ -52,9 +53,9 @@ from agents.common.policies import (
     set_global_seed,
 )
 from agents.common.rollout import EnvDriver, RolloutCollector, kl_terms, make_env, text_core
-from agents.common.sampling import SamplingParams, entropy_from_logprobs, sample_tokens
+from agents.common.sampling import SamplingParams, entropy_from_logprobs
 from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead
-from textenv.lm import IncrementalLM, accepts_kwarg, left_padded_positions
+from textenv.lm import accepts_kwarg
 from textenv.scorers.kl import AdaptersOff
 
 # Metrics that depend on wall-clock time (excluded when comparing runs for determinism).
@@ -326,6 +327,38 @@ class OnPolicyAlgorithm:
                 entropy = entropy_from_logprobs(logp_all)  # (B, T)
         return logprobs, values, entropy
 
+    @torch.no_grad()
+    def evaluate_batch(
+        self, b: TrainBatch, *, with_entropy: bool = False, model: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`evaluate_tokens` over a whole batch without grad, one minibatch of rows at a time.
+
+        Returns:
+            ``(logprobs (N, T), values (N, T) or None, entropy (N, T) or None)``, 0 outside ``b.mask``.
+        """
+        zeros = torch.zeros(b.mask.shape, device=self.device)  # (N, T)
+        logprobs = zeros.clone()
+        values = zeros.clone() if model is None and self.uses_value_head else None
+        entropy = zeros.clone() if with_entropy else None
+        for idx in torch.arange(b.tokens.shape[0], device=self.device).split(
+            self.config.effective_minibatch_size
+        ):
+            mb = b.take(idx)
+            t = mb.tokens.shape[1]
+            logp, v, ent = self.evaluate_tokens(
+                mb.input_ids,
+                mb.attention_mask,
+                mb.position_ids,
+                mb.tokens,
+                with_entropy=with_entropy,
+                model=model,
+            )
+            logprobs[idx, :t] = torch.where(mb.mask, logp, 0.0)
+            for out, part in ((values, v), (entropy, ent)):
+                if out is not None and part is not None:
+                    out[idx, :t] = torch.where(mb.mask, part, 0.0)
+        return logprobs, values, entropy
+
     def backward(self, loss: torch.Tensor) -> None:
         """Back-propagates one micro-batch's loss (gradients accumulate until :meth:`optimizer_step`); with
         several processes through ``accelerator.backward`` (gradients averaged across processes)."""
@@ -450,21 +483,16 @@ class OnPolicyAlgorithm:
             TypeError: ``observation`` is not a dict, or its arrays are not integer.
             ValueError: A missing key, mismatched shapes, or token ids outside ``[0, vocab_size)``.
         """
-        ids, mask = self._observation_tensors(observation)  # (N, L) each
-        single = _ndim(observation["input_ids"]) == 1
+        ids, mask, single = observation_tensors(observation, int(self.core.vocab_size), self.device)  # (N, L)
         self.policy.eval()
-        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask))
-        L = mask.shape[1]
-        last = L - 1 - mask.flip(1).argmax(1)  # (N,) index of the last real token
-        logits = out.logits[torch.arange(ids.shape[0], device=self.device), last].float()  # (N, V)
-        generated = mask[:, self.core.max_prompt_tokens :].sum(1)  # (N,)
-        early = generated < self.min_new_tokens
-        if early.any() and self.core.eos_token_ids:
-            logits[
-                early.nonzero().squeeze(1)[:, None], torch.tensor(self.core.eos_token_ids, device=self.device)
-            ] = float("-inf")
-        logp = self.sampling.logprobs(logits, step=self.min_new_tokens)  # EOS handled above
-        actions = logp.argmax(-1) if deterministic else sample_tokens(logp)
+        actions = next_tokens(
+            self.lm,
+            ids,
+            mask,
+            self.sampling,
+            prompt_len=self.core.max_prompt_tokens,
+            deterministic=deterministic,
+        )
         actions_np = actions.cpu().numpy()
         return (int(actions_np[0]) if single else actions_np), None
 
@@ -494,64 +522,20 @@ class OnPolicyAlgorithm:
         """
         from textenv.prompts import load_prompts
 
-        texts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise TypeError(f"prompts must be a str or a non-empty list of str, got {prompts!r}")
-        T = self.core.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"max_new_tokens must be an int >= 1 or None, got {max_new_tokens!r}")
+        texts, T = check_generate_args(prompts, max_new_tokens, int(self.core.max_new_tokens))
         ids, mask = self.core.encode_prompts(load_prompts(texts))  # (N, P)
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        N = ids.shape[0]
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed if seed is None else seed)
         self.policy.eval()
-        lm = IncrementalLM(self.lm, num_rows=N, max_length=ids.shape[1] + T)
-        logits = lm.reset_rows(torch.arange(N, device=self.device), ids, mask)  # (N, V)
-        eos = torch.tensor(self.core.eos_token_ids, device=self.device)
-        out = torch.zeros(N, T, dtype=torch.long, device=self.device)
-        running = torch.ones(N, dtype=torch.bool, device=self.device)
-        lengths = torch.zeros(N, dtype=torch.long, device=self.device)
-        for t in range(T):
-            logp = self.sampling.logprobs(logits, step=t)  # (N, V)
-            action = logp.argmax(-1) if deterministic else sample_tokens(logp, gen)
-            out[:, t] = action
-            lengths += (running & ~torch.isin(action, eos)).long()
-            running &= ~torch.isin(action, eos)
-            if not bool(running.any()):
-                break
-            logits = lm.step(action, running)
-        return self.tokenizer.batch_decode(
-            [row[:n].tolist() for row, n in zip(out, lengths.tolist())], skip_special_tokens=True
+        tokens = generate_tokens(
+            self.lm,
+            ids.to(self.device),
+            mask.to(self.device),
+            self.sampling,
+            T,
+            deterministic=deterministic,
+            generator=gen,
         )
-
-    def _observation_tensors(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(N, L)`` ids and mask of a ``predict`` observation, validated."""
-        if not isinstance(observation, dict):
-            raise TypeError(
-                f"observation must be a dict with 'input_ids' and 'attention_mask', got {type(observation).__name__}"
-            )
-        missing = [k for k in ("input_ids", "attention_mask") if k not in observation]
-        if missing:
-            raise ValueError(
-                f"observation is missing {missing}; expected keys 'input_ids' and 'attention_mask', "
-                f"got {sorted(observation)}"
-            )
-        ids, mask = (_as_long_tensor(k, observation[k], self.device) for k in ("input_ids", "attention_mask"))
-        if ids.shape != mask.shape or ids.ndim not in (1, 2) or ids.shape[-1] == 0:
-            raise ValueError(
-                f"observation['input_ids'] and ['attention_mask'] must have one shape (L,) or (N, L), got "
-                f"{tuple(ids.shape)} and {tuple(mask.shape)}"
-            )
-        vocab = int(self.core.vocab_size)
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-            bad = ids[(ids < 0) | (ids >= vocab)][0]
-            raise ValueError(f"observation['input_ids'] holds token id {int(bad)}, outside [0, {vocab})")
-        ids, mask = ids.view(-1, ids.shape[-1]), mask.view(-1, mask.shape[-1])
-        if not bool(mask.bool().any(1).all()):
-            raise ValueError(
-                "observation['attention_mask'] has a row without any 1; expected a prompt in every row"
-            )
-        return ids, mask
+        return self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def _extra_models(self) -> dict[str, nn.Module]:
@@ -777,21 +761,6 @@ def _check_algo(algo: str, state: dict[str, Any], directory: str) -> None:
         raise ValueError(
             f"checkpoint {directory!r} was written by {saved!r}, not {algo!r}; load it with its class"
         )
-
-
-def _ndim(value: Any) -> int:
-    return int(getattr(value, "ndim", np.ndim(value)))
-
-
-def _as_long_tensor(key: str, value: Any, device: torch.device) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"observation[{key!r}] must be an integer array, got {value!r}") from err
-    if value.dtype.is_floating_point or value.dtype.is_complex:
-        raise TypeError(f"observation[{key!r}] must hold integer token ids, got dtype {value.dtype}")
-    return value.to(device).long()
 
 
 def _jsonable(value: Any) -> Any:

@@ -28,7 +28,6 @@ from agents.common.config import OnPolicyConfig
 from agents.common.lora import adapters_off
 from agents.common.on_policy import OnPolicyAlgorithm
 from agents.common.stats import as_bool_mask, masked_mean
-from textenv.lm import left_padded_positions
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
@@ -240,42 +239,14 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
     @torch.no_grad()
     def prepare_batch(self, batch: RolloutBatch) -> TrainBatch:
         """The training view of a rollout: advantages and, where needed, old and reference log-probs."""
-        cfg = self.config
         self.policy.eval()
-        mask = batch.mask  # (N, T)
-        zeros = torch.zeros(mask.shape, device=self.device)  # (N, T)
-        b = TrainBatch(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=left_padded_positions(batch.attention_mask),  # (N, L)
-            tokens=batch.tokens,
-            mask=mask,
-            old_logprobs=zeros,
-            advantages=torch.where(mask, self.compute_advantages(batch).to(self.device), 0.0),
-            entropy=zeros,
-        )
-        need_old = not self._fresh_old_logprobs
-        has_ref = self.ref_lm is not None or self.ref_adapters_off
-        if not need_old and not has_ref:
-            return b
-        old, ref = zeros.clone(), zeros.clone()  # (N, T)
-        for idx in torch.arange(len(batch), device=self.device).split(cfg.effective_minibatch_size):
-            mb = b.take(idx)
-            t = mb.tokens.shape[1]
-            if need_old:
-                logp, _, _ = self.evaluate_tokens(mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens)
-                old[idx, :t] = torch.where(mb.mask, logp, 0.0)
-            if has_ref:
-                with adapters_off(self.lm):
-                    logq, _, _ = self.evaluate_tokens(
-                        mb.input_ids,
-                        mb.attention_mask,
-                        mb.position_ids,
-                        mb.tokens,
-                        model=self.ref_lm or self.lm,
-                    )
-                ref[idx, :t] = torch.where(mb.mask, logq, 0.0)
-        return b._replace(old_logprobs=old, ref_logprobs=ref if has_ref else None)
+        b = TrainBatch.from_rollout(batch, self.compute_advantages(batch).to(self.device))
+        if not self._fresh_old_logprobs:
+            b = b._replace(old_logprobs=self.evaluate_batch(b)[0])
+        if self.ref_lm is not None or self.ref_adapters_off:
+            with adapters_off(self.lm):  # LoRA: the reference is the policy with its adapters off
+                b = b._replace(ref_logprobs=self.evaluate_batch(b, model=self.ref_lm or self.lm)[0])
+        return b
 
     def update(self, b: TrainBatch) -> dict[str, float]:
         """``num_iterations`` passes of minibatch optimizer steps over ``b``; returns the mean statistics."""

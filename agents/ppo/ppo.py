@@ -20,7 +20,6 @@ from agents.common.on_policy import OnPolicyAlgorithm
 from agents.common.stats import explained_variance, masked_mean, masked_whiten
 from agents.ppo.config import PPOConfig
 from agents.ppo.core import compute_gae, policy_loss, value_loss
-from textenv.lm import left_padded_positions
 
 
 class PPO(OnPolicyAlgorithm):
@@ -54,33 +53,12 @@ class PPO(OnPolicyAlgorithm):
         cfg = self.config
         self.policy.eval()
         mask = batch.mask  # (N, T)
-        zeros = torch.zeros(mask.shape, device=self.device)  # (N, T)
-        b = TrainBatch(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=left_padded_positions(batch.attention_mask),  # (N, L)
-            tokens=batch.tokens,
-            mask=mask,
-            old_logprobs=zeros,
-            advantages=zeros,
-            entropy=zeros,
-            old_values=zeros,
-            returns=zeros,
-        )
-        b_logprobs, b_values, b_entropy = zeros.clone(), zeros.clone(), zeros.clone()  # (N, T)
-        for idx in torch.arange(len(batch), device=self.device).split(cfg.minibatch_size):
-            mb = b.take(idx)
-            logp, values, entropy = self.evaluate_tokens(
-                mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, with_entropy=True
-            )
-            t = mb.tokens.shape[1]
-            b_logprobs[idx, :t] = torch.where(mb.mask, logp, 0.0)
-            b_values[idx, :t] = torch.where(mb.mask, values, 0.0)  # type: ignore[arg-type]
-            b_entropy[idx, :t] = torch.where(mb.mask, entropy, 0.0)  # type: ignore[arg-type]
+        b = TrainBatch.from_rollout(batch)
+        b_logprobs, b_values, b_entropy = self.evaluate_batch(b, with_entropy=True)  # (N, T) each
         rewards = batch.rewards.to(self.device) * cfg.reward_scale  # (N, T)
         if cfg.reward_clip is not None:
             rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
-        advantages, returns = compute_gae(rewards, b_values, mask, cfg.gamma, cfg.gae_lambda)
+        advantages, returns = compute_gae(rewards, b_values, mask, cfg.gamma, cfg.gae_lambda)  # type: ignore[arg-type]
         if cfg.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
         return b._replace(
@@ -88,7 +66,7 @@ class PPO(OnPolicyAlgorithm):
             old_values=b_values,
             advantages=advantages,
             returns=returns,
-            entropy=b_entropy,
+            entropy=b_entropy,  # type: ignore[arg-type]
         )
 
     def update(self, b: TrainBatch) -> dict[str, float]:

@@ -10,7 +10,7 @@ import pytest
 
 from agents.compare import RunResult, compare, learning_curves, main, results_table
 
-ALGOS = ["agents-ppo", "sb3-ppo", "sb3-a2c", "base-lm"]
+ALGOS = ["ppo", "grpo", "rloo", "reinforce++", "scst", "sb3-ppo", "sb3-a2c", "base-lm"]
 
 
 def read_csv(path):
@@ -38,6 +38,8 @@ def test_compare_writes_curves_table_and_png_with_the_same_budget_everywhere(tmp
     assert [(r.algo, r.seed) for r in results] == [(a, s) for a in ALGOS for s in (0, 1)]
     for r in results:
         assert len(r.rewards) == len(r.tokens) == 8, r.algo
+        # The agents report each episode's KL to the task's reference (sb3 runs do not).
+        assert len(r.kls) == (8 if r.algo in ALGOS[:5] else 0), r.algo
         assert all(1 <= n <= 3 for n in r.tokens) and r.wall_time > 0 and r.tokens_per_s > 0
 
     curves = read_csv(tmp_path / "curves.csv")
@@ -68,14 +70,19 @@ def test_curves_final_reward_and_table_from_known_returns():
     assert b.final_reward(window=4) == 0.5  # at least one window
     assert a.tokens_per_s == 10.0 and b.tokens_per_s == 10.0
     table = results_table([a, b], window=4)
-    assert "| a | 2 | 0.750 ± 0.354 | 0.250 ± 0.354 | 2 ± 1 | 10 ± 0 |" in table
+    assert "| a | 2 | n/a | 0.750 ± 0.354 | 0.250 ± 0.354 | n/a | 2 ± 1 | 10 ± 0 |" in table
+    # Seed 0 reaches 0.75 in the window ending at 8 episodes, seed 1 never.
+    assert a.episodes_to_threshold(4, 0.75) == 8 and b.episodes_to_threshold(4, 0.75) is None
+    a.kls, b.kls = [1.0] * 10, [3.0] * 10
+    table = results_table([a, b], window=4, threshold=0.75)
+    assert "| a | 2 | 8 ± 0 (1/2) | 0.750 ± 0.354 | 0.250 ± 0.354 | 2.00 ± 1.41 | 2 ± 1 | 10 ± 0 |" in table
 
 
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown algorithms \\['dqn'\\]"):
-        compare("TextGen-Sentiment-v0", 8, algos=["agents-ppo", "dqn"], out=tmp_path)
+        compare("TextGen-Sentiment-v0", 8, algos=["ppo", "dqn"], out=tmp_path)
     with pytest.raises(ValueError, match="window=16 is larger"):
-        compare("TextGen-Sentiment-v0", 8, algos=["agents-ppo"], window=16, out=tmp_path)
+        compare("TextGen-Sentiment-v0", 8, algos=["agents-ppo"], window=16, out=tmp_path)  # an alias
     with pytest.raises(ValueError, match="episodes must be an int >= 1"):
         compare("TextGen-Sentiment-v0", 0, out=tmp_path)
     with pytest.raises(ValueError, match="seeds is empty"):

@@ -10,7 +10,7 @@ import pytest
 
 from agents.common import checkpoint as ckpt
 from agents.common.logger import read_csv
-from agents.train import build_parser, main, make_config
+from agents.train import build_parser, main, make_config, parse_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -87,6 +87,87 @@ def test_cli_reports_bad_arguments(tmp_path, capsys):
     assert "--episodes" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--kl-controller"])
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo", "reinforce++", "scst"])
+def test_every_config_field_is_a_flag_with_its_docstring_and_default(algo, capsys):
+    import dataclasses
+
+    from agents.common.config import field_docs
+    from agents.train import algorithm
+
+    _, config_cls, presets = algorithm(algo)
+    with pytest.raises(SystemExit):
+        main(["--algo", algo, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    docs = field_docs(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.name == "log_dir" or f.name in presets:
+            assert f"--{f.name.replace('_', '-')} " not in help_text
+            continue
+        assert f"--{f.name.replace('_', '-')}" in help_text, f.name
+        assert docs[f.name][:60] in help_text, f.name  # the help is the field's docstring
+    defaults = vars(build_parser(algo).parse_args(["--algo", algo]))
+    for f in dataclasses.fields(config_cls):
+        if f.name not in ("log_dir", "checkpoint_interval", *presets):
+            assert defaults[f.name] == f.default, f.name
+
+
+def test_algo_flags_map_to_their_config(tmp_path):
+    from agents import GRPOConfig, REINFORCEConfig
+
+    args = parse_args(
+        [
+            *("--algo", "grpo", "--group-size", "8", "--loss-type", "dapo", "--clip-range-high", "0.28"),
+            *("--no-scale-rewards", "--beta", "0.04", "--max-grad-norm", "none", "--out", str(tmp_path)),
+        ]
+    )
+    cfg = make_config(args)
+    assert isinstance(cfg, GRPOConfig) and cfg.group_size == 8 and cfg.loss_type == "dapo"
+    assert cfg.clip_range_high == 0.28 and cfg.scale_rewards is False and cfg.beta == 0.04
+    assert cfg.max_grad_norm is None and cfg.checkpoint_interval == 5
+    scst = make_config(parse_args(["--algo", "scst", "--out", str(tmp_path)]))
+    assert isinstance(scst, REINFORCEConfig) and scst.baseline == "greedy"
+    assert make_config(parse_args(["--algo", "reinforce++"])).baseline == "batch"
+    with pytest.raises(SystemExit):
+        parse_args(["--algo", "scst", "--baseline", "none"])  # a preset, not a flag
+    with pytest.raises(SystemExit):
+        parse_args(["--algo", "ppo", "--group-size", "4"])  # not PPO's
+
+
+def test_resume_without_checkpoint_and_unknown_env_are_one_line_argparse_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--resume", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "error: --resume: no checkpoint in" in err
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--env", "TextGen-Sentimnt-v0"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and "unknown env 'TextGen-Sentimnt-v0'" in last
+    assert "TextGen-Sentiment-v0" in last and "TextGen-Keyword-v0" in last
+
+
+@pytest.mark.skipif(not _assets_built(), reason="built-in assets missing (python -m textenv.assets.build)")
+def test_cli_trains_a_critic_free_algorithm(tmp_path, capsys):
+    out = tmp_path / "g"
+    argv = ["--algo", "rloo", "--out", str(out), "--episodes", "8", "--episodes-per-iteration", "8"]
+    argv += [
+        "--group-size",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--num-samples",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    assert main([*argv, "--threads", "1"]) == 0
+    assert "it 1 | ep 8 | score" in capsys.readouterr().out
+    from agents import RLOO
+
+    agent = RLOO.load(out / "final", verbose=0, progress_bar=False)
+    assert agent.num_episodes == 8 and agent.config.group_size == 4
 
 
 @pytest.mark.skipif(not _assets_built(), reason="built-in assets missing (python -m textenv.assets.build)")

@@ -156,3 +156,22 @@ def test_a_checkpoint_loads_only_into_its_own_algorithm(tmp_path):
         GRPO.load(tmp_path / "c", env=make_env(), verbose=0, progress_bar=False)
     assert isinstance(RLOO.load(tmp_path / "c", env=make_env(), verbose=0, progress_bar=False), RLOO)
     assert not isinstance(REINFORCE, RLOO)
+
+
+def test_group_sampling_on_a_single_env_resets_each_episode_to_its_prompt():
+    from tests.agents.tiny import PROMPTS, P, T, good_fraction, tiny_tokenizer
+    from textenv import TextGenEnv
+    from textenv.scorers import Callable
+
+    env = TextGenEnv(
+        tokenizer=tiny_tokenizer(),
+        prompts=PROMPTS,
+        reward=Callable(good_fraction),
+        max_prompt_tokens=P,
+        max_new_tokens=T,
+    )
+    agent = make_algo("grpo", env=env, group_size=2, num_envs=1)
+    batch = agent.collect_rollout()
+    assert [PROMPTS[i] for i in batch.prompt_indices] == batch.prompts  # type: ignore[union-attr]
+    assert all(a == b for a, b in zip(batch.prompts[::2], batch.prompts[1::2]))
+    assert np.isfinite(agent.train_iteration()["policy_loss"])
