@@ -5,13 +5,14 @@
 #   1. rollout through make_vec (KV-cached policy in the env loop) against HF generate, batch 64/256/1024,
 #      bf16, gpt2 shape, 64 new tokens                                       (benchmarks/rollout.py)
 #   2. each algorithm's iteration samples/s, gpt2 shape, batch 64, bf16      (benchmarks/algo_iteration.py)
-#   3. PPO against TRL 0.11's PPOTrainer, when its venv exists (bash ../shared/peers/setup.sh builds it;
+#   3. PPO against TRL 0.11's PPOTrainer, when its venv exists (bash shared/peers/setup.sh builds it;
 #      skipped otherwise)                                                    (shared/peers/trl_ppo.py)
 #   4. LoRA against full fine-tuning on a larger shape (gpt2-large, 774M): trainable parameters, peak CUDA
 #      memory, iteration time, first-step KL                                 (benchmarks/lora.py)
 #
-# usage: bash benchmarks/gpu.sh [--smoke] [--trl-python PATH]
+# usage: bash benchmarks/gpu.sh [--smoke] [--only "1 3"] [--trl-python PATH]
 #   --smoke            CPU fallback on tiny sizes (checks that every command runs; figures meaningless)
+#   --only LIST        run only these sections (e.g. to rerun the one that failed)
 #   --trl-python PATH  interpreter of the TRL 0.11 venv (default /tmp/textenv-peers/bin/python)
 # A command that fails or runs past its time limit is reported and the script goes on; the exit status
 # is the number of failed commands.
@@ -23,10 +24,12 @@ export PYTHONWARNINGS=ignore TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python}
 TRL_PY=/tmp/textenv-peers/bin/python
 SMOKE=0
+ONLY="1 2 3 4"
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
     --trl-python) TRL_PY=$2; shift ;;
+    --only) ONLY=$2; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -46,6 +49,7 @@ else
 fi
 
 FAILED=0
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 run() {  # run LIMIT_SECONDS CMD...: prints the command, then its output (or why it failed)
   local limit=$1; shift
   echo
@@ -67,29 +71,36 @@ dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 print(f"device: {dev}; torch {torch.__version__}; transformers {transformers.__version__}")
 EOF
 
-echo; echo "## 1. rollout through make_vec vs HF generate ($SIZE shape${PREC:+, bf16})"
-for b in $ROLLOUT_BATCHES; do
+want 1 && echo && echo "## 1. rollout through make_vec vs HF generate ($SIZE shape${PREC:+, bf16})"
+want 1 && for b in $ROLLOUT_BATCHES; do
   run "$LIMIT" $PY benchmarks/rollout.py --size "$SIZE" --batch "$b" --new-tokens "$NEW" --device "$DEVICE" \
     --repeats 2 --threads "$THREADS" $PREC
 done
 
-echo; echo "## 2. iteration samples/s per algorithm ($SIZE shape, batch $ALGO_BATCH${PREC:+, bf16})"
-for algo in ppo grpo rloo reinforce++ scst; do
+want 2 && echo && echo "## 2. iteration samples/s per algorithm ($SIZE shape, batch $ALGO_BATCH${PREC:+, bf16})"
+want 2 && for algo in ppo grpo rloo reinforce++ scst; do
   run "$LIMIT" $PY benchmarks/algo_iteration.py --algo "$algo" --size "$SIZE" --batch "$ALGO_BATCH" \
     --new-tokens "$NEW" --iters "$ITERS" --device "$DEVICE" --threads "$THREADS" $PREC
 done
 
-echo; echo "## 3. PPO against TRL 0.11 PPOTrainer ($SIZE shape, batch $ALGO_BATCH, fp32 as TRL runs)"
-if [ -x "$TRL_PY" ] && [ -f ../shared/peers/trl_ppo.py ]; then
+want 3 && echo && echo "## 3. PPO against TRL 0.11 PPOTrainer ($SIZE shape, batch $ALGO_BATCH, fp32 as TRL runs)"
+PEERS=${PEERS:-}
+for dir in shared/peers ../shared/peers ../../shared/peers; do
+  [ -z "$PEERS" ] && [ -f "$dir/trl_ppo.py" ] && PEERS=$dir
+done
+if ! want 3; then
+  :
+elif [ -x "$TRL_PY" ] && [ -n "$PEERS" ]; then
   run "$LIMIT" $PY benchmarks/ppo_iteration.py --size "$SIZE" --batch "$ALGO_BATCH" --new-tokens "$NEW" \
     --iters "$ITERS" --device "$DEVICE" --threads "$THREADS" --kl
-  run "$LIMIT" "$TRL_PY" ../shared/peers/trl_ppo.py "$SIZE" "$ALGO_BATCH" "$NEW" "$ITERS"
+  run "$LIMIT" "$TRL_PY" "$PEERS/trl_ppo.py" "$SIZE" "$ALGO_BATCH" "$NEW" "$ITERS"
 else
-  echo "skipped: no TRL venv at $TRL_PY (bash ../shared/peers/setup.sh builds it; needs network for pip)"
+  echo "skipped: no TRL venv at $TRL_PY or no shared/peers/trl_ppo.py (PEERS=dir overrides;"
+  echo "bash shared/peers/setup.sh builds the venv, which needs network for pip)"
 fi
 
-echo; echo "## 4. LoRA vs full fine-tuning ($LORA_SIZE shape, PPO, batch $LORA_BATCH${PREC:+, bf16})"
-run $((LIMIT * 2)) $PY benchmarks/lora.py --size "$LORA_SIZE" --batch "$LORA_BATCH" --new-tokens 32 --iters 1 \
+want 4 && echo && echo "## 4. LoRA vs full fine-tuning ($LORA_SIZE shape, PPO, batch $LORA_BATCH${PREC:+, bf16})"
+want 4 && run $((LIMIT * 2)) $PY benchmarks/lora.py --size "$LORA_SIZE" --batch "$LORA_BATCH" --new-tokens 32 --iters 1 \
   --device "$DEVICE" --threads "$THREADS" $PREC
 
 echo

@@ -616,16 +616,21 @@ class OnPolicyAlgorithm:
         """Writes the policy as a plain transformers model with the adapters merged in (atomically).
 
         A plain (non-PEFT) policy is written as it is. The merge works on a copy (one model's memory while
-        it runs), so training continues unchanged.
+        it runs), so training continues unchanged. With several processes only the main one writes.
 
         Returns:
             The absolute path.
         """
         final = os.path.abspath(os.fspath(path))
+        if not self.dist.is_main:  # one writer; not a collective (no process waits for it)
+            return final
         lm = merged_lm(self.lm)
         model: nn.Module = lm
         if self.uses_value_head:
-            model = CausalLMWithValueHead(lm)
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # the throwaway head's init leaves training's RNG as it was
+                model = CausalLMWithValueHead(lm)
             model.value_head = cast(CausalLMWithValueHead, self.policy).value_head
         with ckpt.atomic_directory(final) as tmp, ckpt.quiet_transformers():
             cast(Any, model).save_pretrained(tmp)

@@ -239,6 +239,8 @@ class KLPenalty(Scorer):
     """
 
     dense = True
+    reference: str | torch.nn.Module
+    _policy_stale: bool
 
     def __init__(
         self,
