@@ -187,7 +187,7 @@ def write_checkpoint(
     Args:
         path: Final checkpoint directory.
         model: A ``CausalLMWithValueHead`` (its ``save_pretrained`` writes safetensors).
-        tokenizer: Saved next to the weights when given, so ``PPO.load`` can decode without the env.
+        tokenizer: Saved next to the weights when given, so ``Algo.load`` can decode without the env.
         state: JSON-able trainer state.
         tensors: Tensor state (optimizer state dict, RNG tensors); nested dicts/lists of tensors and numbers.
         extra_models: Further models (``save_pretrained``), each into ``<path>/<name>/`` (e.g. the frozen
@@ -321,15 +321,59 @@ def read_checkpoint(
 
     Raises:
         FileNotFoundError: If there is no complete checkpoint.
-        ValueError: If the checkpoint was written by an unknown format version.
+        ValueError: If the checkpoint was written by an unknown format version, or a state file is
+            damaged, lacks a field or holds one of the wrong type (the message names the file and field).
     """
     directory = resolve_checkpoint(path)
-    with open(os.path.join(directory, STATE_JSON)) as f:
-        state = json.load(f)
+    json_path = os.path.join(directory, STATE_JSON)
+    try:
+        with open(json_path) as f:
+            state = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"checkpoint file {json_path!r} is not valid JSON: {err}") from err
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"checkpoint file {json_path!r} holds {type(state).__name__}, expected a JSON object"
+        )
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
             f"checkpoint {directory!r} has format_version={version!r}, expected {FORMAT_VERSION}"
         )
-    tensors = torch.load(os.path.join(directory, STATE_PT), map_location=device, weights_only=True)
+    _check_fields(json_path, state, REQUIRED_STATE)
+    pt_path = os.path.join(directory, STATE_PT)
+    try:
+        tensors = torch.load(pt_path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged or unsafe file
+        raise ValueError(
+            f"checkpoint file {pt_path!r} cannot be read safely: {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(tensors, dict):
+        raise ValueError(f"checkpoint file {pt_path!r} holds {type(tensors).__name__}, expected a dict")
+    _check_fields(pt_path, tensors, REQUIRED_TENSORS)
     return directory, state, tensors
+
+
+REQUIRED_STATE: dict[str, tuple[type, ...]] = {
+    "iteration": (int,),
+    "num_episodes": (int,),
+    "config": (dict,),
+    "kl_controller": (dict,),
+    "rng": (dict,),
+}
+"""Fields every ``trainer_state.json`` holds, with their types (counts must also be >= 0)."""
+REQUIRED_TENSORS: dict[str, tuple[type, ...]] = {"optimizer": (dict,), "rng": (dict,)}
+"""Entries every ``trainer_state.pt`` holds."""
+
+
+def _check_fields(path: str, data: dict[str, Any], required: dict[str, tuple[type, ...]]) -> None:
+    """Raises a ValueError naming ``path`` and the field when one is missing, of the wrong type or negative."""
+    for name, types in required.items():
+        if name not in data:
+            raise ValueError(f"checkpoint file {path!r} has no {name!r} field")
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            expected = " or ".join(t.__name__ for t in types)
+            raise ValueError(f"checkpoint file {path!r}: {name!r} is {value!r}, expected {expected}")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"checkpoint file {path!r}: {name!r} is {value}, expected an int >= 0")

@@ -1,4 +1,4 @@
-"""Per-iteration metrics of the PPO agent: console lines, a CSV file, TensorBoard and learning-curve plots.
+"""Per-iteration metrics of an agent: console lines, a CSV file, TensorBoard and learning-curve plots.
 
 One :class:`MetricsLogger` per training run. Every iteration the trainer hands it a flat dict of floats::
 
@@ -192,7 +192,7 @@ def plot_learning_curve(
     rows: Iterable[Mapping[str, float]],
     path: str | os.PathLike[str],
     *,
-    title: str = "PPO learning curve",
+    title: str = "learning curve",
     threshold: float | None = None,
 ) -> None:
     """Saves a PNG of the mean episode reward (``score``) and the KL against episodes.

@@ -126,8 +126,8 @@ class EnvDriver:
             mode = env.metadata.get("autoreset_mode")
             if mode is not None and getattr(mode, "value", mode) != gym.vector.AutoresetMode.DISABLED.value:
                 raise ValueError(
-                    f"the vector env's autoreset_mode is {mode!r}; PPO rollouts need "
-                    "autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED (pass an env id to PPO, or build "
+                    f"the vector env's autoreset_mode is {mode!r}; the agents' rollouts need "
+                    "autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED (pass an env id to the agent, or build "
                     "the env with autoreset_mode=AutoresetMode.DISABLED)"
                 )
 

@@ -183,3 +183,43 @@ def test_checkpoint_holds_everything_to_resume(tmp_path):
     with pytest.raises(FileNotFoundError):
         ckpt.read_checkpoint(tmp_path / "nothing")
     assert np.isfinite(state["history"][0]["score"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s.pop("num_episodes"), "trainer_state.json' has no 'num_episodes' field"),
+        (lambda s: s.update(num_episodes=-8), r"'num_episodes' is -8, expected an int >= 0"),
+        (lambda s: s.update(iteration="2"), r"'iteration' is '2', expected int"),
+        (lambda s: s.update(config=None), r"'config' is None, expected dict"),
+    ],
+)
+def test_damaged_trainer_state_is_an_error_naming_file_and_field(tmp_path, edit, match):
+    import json
+
+    path = make_ppo().save(tmp_path / "c")
+    state_file = os.path.join(path, ckpt.STATE_JSON)
+    with open(state_file) as f:
+        state = json.load(f)
+    edit(state)
+    with open(state_file, "w") as f:
+        json.dump(state, f)
+    with pytest.raises(ValueError, match=match):
+        PPO.load(path, env=make_env(), verbose=0, progress_bar=False)
+
+
+def test_garbled_state_files_and_a_missing_value_head_name_the_file(tmp_path):
+    path = make_ppo().save(tmp_path / "c")
+    with open(os.path.join(path, ckpt.STATE_JSON), "a") as f:
+        f.write("}{")
+    with pytest.raises(ValueError, match=r"trainer_state\.json' is not valid JSON"):
+        ckpt.read_checkpoint(path)
+    path = make_ppo().save(tmp_path / "d")
+    with open(os.path.join(path, ckpt.STATE_PT), "wb") as f:
+        f.write(b"not a torch file")
+    with pytest.raises(ValueError, match=r"trainer_state\.pt' cannot be read safely"):
+        ckpt.read_checkpoint(path)
+    path = make_ppo().save(tmp_path / "e")
+    os.remove(os.path.join(path, ckpt.MODEL_DIR, "value_head.safetensors"))
+    with pytest.raises(FileNotFoundError, match=r"value_head\.safetensors"):
+        PPO.load(path, env=make_env(), verbose=0, progress_bar=False)
