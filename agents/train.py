@@ -152,7 +152,39 @@ def build_parser(algo: str = "ppo") -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
     group = p.add_argument_group(f"{config_cls.__name__} fields (defaults: the config's)")
     add_config_flags(group, config_cls, skip=list(presets))
+    add_lora_arguments(p)
     return p
+
+
+def add_lora_arguments(p: argparse.ArgumentParser) -> None:
+    """``--lora-r/--lora-alpha/--lora-target-modules/--export-merged`` (LoRA through PEFT)."""
+    group = p.add_argument_group("LoRA (needs peft: pip install 'textenv[peft]')")
+    group.add_argument(
+        "--lora-r", type=int, default=None, help="train LoRA adapters of this rank instead of every weight"
+    )
+    group.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: 2 * r)")
+    group.add_argument(
+        "--lora-target-modules",
+        nargs="+",
+        default=None,
+        help="module names that get adapters (default: PEFT's choice for the architecture, e.g. c_attn)",
+    )
+    group.add_argument(
+        "--export-merged",
+        action="store_true",
+        help="also write <out>/merged: the policy with its adapters merged, a plain transformers model",
+    )
+
+
+def make_peft_config(args: argparse.Namespace) -> Any:
+    """The ``peft.LoraConfig`` of the ``--lora-*`` flags, or ``None`` without ``--lora-r``."""
+    if getattr(args, "lora_r", None) is None:
+        if getattr(args, "lora_alpha", None) is not None or getattr(args, "lora_target_modules", None):
+            raise ValueError("--lora-alpha and --lora-target-modules need --lora-r")
+        return None
+    from agents.common.lora import lora_config
+
+    return lora_config(args.lora_r, args.lora_alpha, args.lora_target_modules)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -240,25 +272,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env_kwargs=env_kwargs,
         verbose=0 if args.quiet else 1,
         progress_bar=not args.no_progress,
+        peft_config=make_peft_config(args),
     )
     small = sum(p.numel() for p in agent.policy.parameters()) < SMALL_MODEL_PARAMETERS
     if args.threads is None and agent.device.type == "cpu" and small:
         torch.set_num_threads(1)
     prompts = sample_prompts(agent, args.num_samples)
     before = agent.generate(prompts, seed=config.seed)
+    main_process = agent.dist.is_main  # under accelerate launch / torchrun only process 0 prints and writes
     where = f"{agent.device}" + (
         f" ({torch.get_num_threads()} threads)" if agent.device.type == "cpu" else ""
     )
-    print(
-        f"training {args.policy} with {args.algo} on {args.env} for {args.episodes} episodes on {where}; writing to {args.out}"
-    )
-    for prompt, text in zip(prompts, before):
-        print(f"  before | {prompt} -> {text}")
+    where += f" x {agent.dist.world_size} processes" if agent.dist.enabled else ""
+    if main_process:
+        print(
+            f"training {args.policy} with {args.algo} on {args.env} for {args.episodes} episodes on {where}; writing to {args.out}"
+        )
+        for prompt, text in zip(prompts, before):
+            print(f"  before | {prompt} -> {text}")
     start = time.perf_counter()
     agent.learn(args.episodes, resume=args.resume)
     elapsed = time.perf_counter() - start
     after = agent.generate(prompts, seed=config.seed)
-    final_dir = agent.save(os.path.join(args.out, "final"))
+    final_dir = agent.save(os.path.join(args.out, "final"))  # every process (a collective), one writer
+    if not main_process:
+        agent.close()
+        return {"out": args.out}
+    if getattr(args, "export_merged", False):
+        print(f"merged model: {agent.save(os.path.join(args.out, 'merged'), merged=True)}")
 
     threshold = _reward_threshold(args.env)
     history = agent.history

@@ -10,6 +10,8 @@ Sizes (``n_layer``, ``n_embd``, ``n_head``, ``vocab``):
 * ``tiny``: (2, 128, 4, 1024)
 * ``small``: (6, 384, 6, 8192)
 * ``gpt2``: (12, 768, 12, 50257), the shape of GPT-2 small
+* ``gpt2-large``: (36, 1280, 20, 50257) and ``gpt2-xl``: (48, 1600, 25, 50257), 774M and 1.5B parameters,
+  for memory figures on a GPU (``benchmarks/gpu.sh``)
 
 The tokenizer has at most 600 tokens; a model's vocabulary is wider, so envs built on this
 fixture pass ``vocab_size=model.config.vocab_size`` and ``eos_token_id=EOS_ID``.
@@ -41,6 +43,8 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
     "tiny": (2, 128, 4, 1024),
     "small": (6, 384, 6, 8192),
     "gpt2": (12, 768, 12, 50257),
+    "gpt2-large": (36, 1280, 20, 50257),
+    "gpt2-xl": (48, 1600, 25, 50257),
 }
 
 PAD_ID = 0

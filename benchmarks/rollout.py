@@ -171,10 +171,11 @@ def compare(
     sampler: str,
     repeats: int,
     textrl_python: str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> None:
     """Prints ours, generate (and TextRL) and the ratios; the last line is ``tokens_per_s X`` (ours)."""
     tokenizer = fixture.tokenizer()
-    model = fixture.model(size).to(device)
+    model = fixture.model(size).to(device=device, dtype=dtype)  # both rollouts run the same weights
     ours = EnvRollout(model, tokenizer, batch, new_tokens, device, sampler)
     ours.run(seed=0)  # warm-up
     hf = GenerateRollout(model, tokenizer, batch, new_tokens, device)
@@ -191,7 +192,7 @@ def compare(
     ours_tps, hf_tps = batch * new_tokens / best_ours, batch * new_tokens / best_hf
     print(
         f"size={size} batch={batch} new={new_tokens} device={device} sampler={sampler} "
-        f"threads={torch.get_num_threads()} clock={_clock_name()}"
+        f"threads={torch.get_num_threads()} clock={_clock_name()} dtype={str(dtype).removeprefix('torch.')}"
     )
     print(f"generate_tokens_per_s {hf_tps:.1f}")
     print(f"ratio_vs_generate {ours_tps / hf_tps:.2f}")
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="PYTHON",
         help="also run shared/peers/textrl_rollout.py with this interpreter (e.g. /tmp/textenv-peers/bin/python)",
     )
+    parser.add_argument("--bf16", action="store_true", help="run the model in bfloat16 (both rollouts)")
     parser.add_argument("--scaling", action="store_true", help="tokens/s over batch 1..256 and N 16..512")
     parser.add_argument(
         "--with-generate", action="store_true", help="--scaling: also time HF generate per cell"
@@ -297,7 +299,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.scaling:
         scaling(args.size, device, args.sampler, args.repeats, args.with_generate)
     else:
-        compare(args.size, args.batch, args.new_tokens, device, args.sampler, args.repeats, args.textrl)
+        dtype = torch.bfloat16 if args.bf16 else torch.float32
+        compare(
+            args.size, args.batch, args.new_tokens, device, args.sampler, args.repeats, args.textrl, dtype
+        )
 
 
 if __name__ == "__main__":

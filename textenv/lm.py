@@ -70,11 +70,23 @@ def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def accepts_kwarg(model: torch.nn.Module, arg: str) -> bool:
-    """Whether ``model.forward`` declares the keyword argument ``arg``."""
+    """Whether ``model.forward`` declares the keyword argument ``arg``.
+
+    A wrapper whose forward only takes ``**kwargs`` and passes them on to the model it wraps (a PEFT
+    ``PeftModel``: ``get_base_model()``) is seen through: the wrapped model's forward decides.
+    """
     try:
-        return arg in inspect.signature(model.forward).parameters
+        params = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
+    if arg in params:
+        return True
+    get_base = getattr(model, "get_base_model", None)
+    passes_on = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if passes_on and callable(get_base):
+        base = get_base()
+        return base is not model and isinstance(base, torch.nn.Module) and accepts_kwarg(base, arg)
+    return False
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:

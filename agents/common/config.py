@@ -33,6 +33,7 @@ import torch
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 KL_CONTROLLERS = ("fixed", "adaptive")
+KL_REFERENCES = ("auto", "env", "adapters_off")
 MIXED_PRECISION_MODES = ("no", "bf16")
 MAX_SEED = 2**63
 """Seeds are ints in ``[0, MAX_SEED)``: torch's generators take 64-bit seeds and rows use ``seed + i``."""
@@ -147,6 +148,12 @@ class OnPolicyConfig:
     kl_horizon: float = 10000.0
     """Horizon (in episodes) of the adaptive controller: how fast the coefficient adapts. Must be > 0."""
 
+    kl_reference: str = "auto"
+    """The reference model of the env's KL penalty: ``"env"`` keeps the env's own (e.g. the task's
+    ``tiny-lm``); ``"adapters_off"`` uses the policy itself with its LoRA adapters disabled (a PEFT
+    policy only; no second copy of the weights, as TRL/OpenRLHF/verl do with LoRA); ``"auto"`` is
+    ``"adapters_off"`` for a PEFT policy, else ``"env"``."""
+
     # --- sampling -----------------------------------------------------------------------------------
     temperature: float = 1.0
     """Sampling temperature for rollouts. Must be > 0."""
@@ -226,6 +233,7 @@ class OnPolicyConfig:
                 f"a divisor of episodes_per_iteration={self.episodes_per_iteration}",
             )
         self._require("kl_controller", self.kl_controller in KL_CONTROLLERS, f"one of {KL_CONTROLLERS}")
+        self._require("kl_reference", self.kl_reference in KL_REFERENCES, f"one of {KL_REFERENCES}")
         self._require(
             "mixed_precision",
             self.mixed_precision in MIXED_PRECISION_MODES,

@@ -13,7 +13,8 @@ the iteration loop with progress bar, logging, callbacks and checkpoints (exact 
 implements :meth:`~OnPolicyAlgorithm.train`; PPO also sets ``uses_value_head``.
 
 Every gradient goes through :meth:`OnPolicyAlgorithm.backward` and every optimizer step through
-:meth:`OnPolicyAlgorithm.optimizer_step`, the one place a distributed wrapper (accelerate) would hook in.
+:meth:`OnPolicyAlgorithm.optimizer_step`; under a multi-process launch (``accelerate launch``, ``torchrun``)
+they run on Accelerate and the training forwards through its DDP wrapper (:mod:`agents.common.distributed`).
 
 Alignment: observations are ``(B, P + T)`` with the prompt left-padded into ``[0, P)`` and generated token
 ``t`` at ``P + t``, so the logits (and PPO's value) at position ``P + t - 1`` belong to generated token ``t``.
@@ -36,9 +37,11 @@ from tqdm.auto import tqdm
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig, resolve_device
+from agents.common.distributed import Distributed
 from agents.common.inference import check_generate_args, generate_tokens, next_tokens, observation_tensors
 from agents.common.kl import make_kl_controller
 from agents.common.logger import MetricsLogger, plot_learning_curve
+from agents.common.lora import is_peft_model, load_adapter_weights, merged_lm
 from agents.common.policies import (
     bf16_autocast,
     disable_dropout,
@@ -51,13 +54,17 @@ from agents.common.policies import (
 )
 from agents.common.rollout import EnvDriver, RolloutCollector, kl_terms, make_env, text_core
 from agents.common.sampling import SamplingParams, entropy_from_logprobs
-from agents.common.value_head import VALUE_HEAD_FILENAME
+from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead
 from textenv.lm import accepts_kwarg
+from textenv.scorers.kl import AdaptersOff
 
 # Metrics that depend on wall-clock time (excluded when comparing runs for determinism).
 TIME_METRICS = ("samples_per_s", "tokens_per_s", "iteration_time", "rollout_time", "update_time")
 
 A = TypeVar("A", bound="OnPolicyAlgorithm")
+
+# Metrics that are not averaged over processes: counters and the coefficient every process shares.
+_GLOBAL_METRICS = ("iteration", "episodes", "kl_coef")
 
 
 class OnPolicyAlgorithm:
@@ -75,6 +82,9 @@ class OnPolicyAlgorithm:
             and training use the same transform).
         verbose: 0 silent, 1 one line per iteration.
         progress_bar: Show a tqdm progress bar in :meth:`learn`.
+        peft_config: A ``peft.LoraConfig`` (any ``peft.PeftConfig``): train adapters on the frozen policy
+            (:mod:`agents.common.lora`); with ``config.kl_reference="auto"`` the env's KL reference becomes
+            the policy with its adapters off. A policy that already is a ``PeftModel`` trains as it is.
 
     Raises:
         TypeError: If ``config`` is not a ``config_class``.
@@ -99,6 +109,7 @@ class OnPolicyAlgorithm:
         min_new_tokens: int = 0,
         verbose: int = 1,
         progress_bar: bool = True,
+        peft_config: Any = None,
     ) -> None:
         if config is not None and not isinstance(config, self.config_class):
             raise TypeError(
@@ -107,14 +118,20 @@ class OnPolicyAlgorithm:
         if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int) or min_new_tokens < 0:
             raise ValueError(f"min_new_tokens must be an int >= 0, got {min_new_tokens!r}")
         self.config = config if config is not None else self.config_class()
-        self.device = resolve_device(self.config.device)
-        self.verbose = verbose
-        self.progress_bar = progress_bar
+        self.dist = Distributed(self.config.device)
+        self.device = resolve_device(self.config.device) if self.dist.device is None else self.dist.device
+        self.verbose = verbose if self.dist.is_main else 0
+        self.progress_bar = progress_bar and self.dist.is_main
         self.min_new_tokens = min_new_tokens
-        set_global_seed(self.config.seed)
+        # Process r's seed stream: its env rows continue the row seeds of the processes before it
+        # (rows use seed + i); the single process (r = 0) uses config.seed itself.
+        self.seed = self.config.seed + self.dist.rank * self.config.effective_num_envs
+        set_global_seed(self.seed)
 
-        self.policy = load_policy(policy, value_head=self.uses_value_head).to(self.device)
+        self.policy = load_policy(policy, value_head=self.uses_value_head, peft_config=peft_config)
+        self.policy = self.policy.to(self.device)
         self.lm = policy_lm(self.policy)
+        self.is_peft = is_peft_model(self.lm)
         disable_dropout(self.lm)
         fuse_tanh_gelu(self.lm)
         if self.config.mixed_precision == "bf16" and self.device.type == "cpu":
@@ -142,16 +159,19 @@ class OnPolicyAlgorithm:
             eos_token_ids=tuple(self.core.eos_token_ids),
             min_new_tokens=min_new_tokens,
         )
-        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
-        self.shuffle_generator = torch.Generator().manual_seed(self.config.seed + 1)
-        self.prompt_rng = np.random.default_rng(self.config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.prompt_rng = np.random.default_rng(self.seed)
         self.collector = RolloutCollector(
             self.lm, self.driver, self.sampling, self.generator, autocast=self._autocast
         )
         self.kl_terms = kl_terms(self.env)
+        self._use_adapters_off_reference()
         self.kl_controller = make_kl_controller(self.config)
         self._sync_kl_coef()
         self.optimizer = self._make_optimizer()
+        # The module the training forwards run through: DDP-wrapped under a multi-process launch.
+        self.train_model, self.optimizer = self.dist.prepare(self.policy, self.optimizer)
         self._logits_to_keep = accepts_kwarg(self.lm, "logits_to_keep")
 
         self.iteration = 0
@@ -179,6 +199,19 @@ class OnPolicyAlgorithm:
         except (RuntimeError, TypeError):
             return torch.optim.Adam(params, lr=self.config.learning_rate)
 
+    def _use_adapters_off_reference(self) -> None:
+        """Points the env's KL terms at the policy with its adapters off, as ``config.kl_reference`` says."""
+        mode = self.config.kl_reference
+        if mode == "adapters_off" and not self.is_peft:
+            raise ValueError(
+                "kl_reference='adapters_off' needs a PEFT policy (pass peft_config=peft.LoraConfig(...)); "
+                f"the policy is a plain {type(self.lm).__name__}"
+            )
+        if mode == "env" or not self.is_peft:
+            return
+        for term in self.kl_terms:
+            term.set_reference(AdaptersOff(self.lm))
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast of the policy's forwards when ``mixed_precision="bf16"`` and the device has bf16."""
         return (
@@ -202,7 +235,7 @@ class OnPolicyAlgorithm:
     def collect_rollout(self) -> RolloutBatch:
         """Collects ``episodes_per_iteration`` episodes with the current policy and KL coefficient."""
         self._sync_kl_coef()
-        seed = None if self._env_seeded else self.config.seed
+        seed = None if self._env_seeded else self.seed
         self._env_seeded = True
         indices = self.rollout_prompt_indices()
         batch = self.collector.collect(self.config.episodes_per_iteration, seed=seed, prompt_indices=indices)
@@ -214,26 +247,22 @@ class OnPolicyAlgorithm:
         raise NotImplementedError
 
     def train_iteration(self) -> dict[str, float]:
-        """Rollout, update, KL-controller step; returns the iteration's metrics."""
+        """Rollout, update, KL-controller step; returns the iteration's metrics (means over processes when
+        several train together; ``episodes`` counts the global batch, samples/s and tokens/s are global)."""
         start = time.perf_counter()
         kl_coef = float(self.kl_controller.value)
         batch = self.collect_rollout()
         update_start = time.perf_counter()
         stats = self.train(batch)
-        mean_kl = float(batch.kl.mean()) if batch.kl is not None else None
-        if mean_kl is not None:
-            self.kl_controller.update(mean_kl, len(batch))
-        self._sync_kl_coef()
-        self.iteration += 1
-        self.num_episodes += len(batch)
         end = time.perf_counter()
+        world = self.dist.world_size
         metrics: dict[str, float] = {
-            "iteration": self.iteration,
-            "episodes": self.num_episodes,
+            "iteration": self.iteration + 1,
+            "episodes": self.num_episodes + len(batch) * world,
             "score": float(batch.scores.mean()),
             "score_std": float(batch.scores.std()),
             **{f"reward/{k}": float(np.nanmean(v)) for k, v in batch.reward_terms.items()},
-            **({"kl": mean_kl} if mean_kl is not None else {}),
+            **({"kl": float(batch.kl.mean())} if batch.kl is not None else {}),
             **({"kl_coef": kl_coef} if self.kl_terms else {}),  # only a task with a KL term has one
             "episode_length": float(batch.mask.sum(1).float().mean()),
             **stats,
@@ -243,6 +272,15 @@ class OnPolicyAlgorithm:
             "rollout_time": update_start - start,
             "update_time": end - update_start,
         }
+        if self.dist.enabled:
+            metrics.update(self.dist.mean({k: v for k, v in metrics.items() if k not in _GLOBAL_METRICS}))
+            metrics["samples_per_s"] *= world
+            metrics["tokens_per_s"] *= world
+        if "kl" in metrics:  # the global mean KL: every process keeps the same coefficient
+            self.kl_controller.update(metrics["kl"], len(batch) * world)
+        self._sync_kl_coef()
+        self.iteration += 1
+        self.num_episodes += len(batch) * world
         self.history.append(metrics)
         self._last_batch = batch
         return metrics
@@ -277,7 +315,7 @@ class OnPolicyAlgorithm:
         P = input_ids.shape[1] - T
         kwargs = {"logits_to_keep": T + 1} if self._logits_to_keep else {}
         with_values = model is None and self.uses_value_head
-        forward = self.policy if with_values else (self.lm if model is None else model)
+        forward = self.train_model if model is None else model
         with self._autocast():
             out = forward(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         logits = out.logits[:, -(T + 1) : -1].float()  # (B, T, V)
@@ -323,8 +361,9 @@ class OnPolicyAlgorithm:
         return logprobs, values, entropy
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Back-propagates one micro-batch's loss (gradients accumulate until :meth:`optimizer_step`)."""
-        loss.backward()
+        """Back-propagates one micro-batch's loss (gradients accumulate until :meth:`optimizer_step`); with
+        several processes through ``accelerator.backward`` (gradients averaged across processes)."""
+        self.dist.backward(loss)
 
     def optimizer_step(self) -> float | None:
         """Clips the accumulated gradients to ``max_grad_norm``, steps the optimizer and clears them.
@@ -335,7 +374,7 @@ class OnPolicyAlgorithm:
         grad_norm = None
         if self.config.max_grad_norm is not None:
             params = [p for p in self.policy.parameters() if p.requires_grad]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+            grad_norm = self.dist.clip_grad_norm(params, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
@@ -377,7 +416,8 @@ class OnPolicyAlgorithm:
         else:
             target = self.num_episodes + total_episodes
         start_episodes = self.num_episodes  # after a resume: what the checkpoint had trained
-        logger = MetricsLogger(cfg.log_dir, verbose=self.verbose, rows=self.history, print_fn=tqdm.write)
+        log_dir = cfg.log_dir if self.dist.is_main else None  # only the main process writes files
+        logger = MetricsLogger(log_dir, verbose=self.verbose, rows=self.history, print_fn=tqdm.write)
         bar = tqdm(
             total=target,
             initial=self.num_episodes,
@@ -418,7 +458,8 @@ class OnPolicyAlgorithm:
             last = ckpt.latest_checkpoint(cfg.log_dir)
             if last is None or not last.endswith(f"{ckpt.CHECKPOINT_PREFIX}{self.iteration:06d}"):
                 self.save_checkpoint()
-            plot_learning_curve(self.history, os.path.join(cfg.log_dir, "learning_curve.png"))
+            if self.dist.is_main:
+                plot_learning_curve(self.history, os.path.join(cfg.log_dir, "learning_curve.png"))
         return self
 
     # --- inference -----------------------------------------------------------------------------------------
@@ -504,9 +545,22 @@ class OnPolicyAlgorithm:
         """Frozen models a checkpoint must carry besides the policy (e.g. a loss's reference), by directory."""
         return {}
 
-    def _trainer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _process_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """This process's own random state (RNGs, env RNGs, prompt draws): JSON part and tensor part."""
         rng_json, rng_tensors = ckpt.capture_rng_state(self.generator)
         rng_tensors["shuffle_generator"] = self.shuffle_generator.get_state()
+        json_part = {
+            "rng": rng_json,
+            "env_seeded": self._env_seeded,
+            "env_rng": self.driver.env_rng_state(),
+            "prompt_rng": self.prompt_rng.bit_generator.state,
+        }
+        return json_part, rng_tensors
+
+    def _trainer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The checkpoint's state (a collective with several processes: every process's RNG states)."""
+        own_json, own_tensors = self._process_state()
+        rng_json, rng_tensors = own_json["rng"], own_tensors
         state = {
             "algo": self.algo_name,
             "iteration": self.iteration,
@@ -523,32 +577,77 @@ class OnPolicyAlgorithm:
             "rng": rng_json,
             "history": self.history,
         }
-        tensors = {"optimizer": self.optimizer.state_dict(), "rng": rng_tensors}
+        tensors: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "rng": rng_tensors}
+        if self.dist.enabled:
+            parts = self.dist.gather_objects((own_json, own_tensors))
+            state["world_size"] = self.dist.world_size
+            state["processes"] = [p[0] for p in parts]
+            tensors["processes"] = [p[1] for p in parts]
         return state, tensors
 
-    def save(self, path: str | os.PathLike[str]) -> str:
+    def save(self, path: str | os.PathLike[str], *, merged: bool = False) -> str:
         """Writes a complete checkpoint (weights, optimizer, KL controller, counters, config, RNG states)
-        atomically to ``path``; see :mod:`agents.common.checkpoint`.
+        atomically to ``path``; see :mod:`agents.common.checkpoint`. With LoRA the weights are the
+        adapters only (and PPO's value head).
+
+        Args:
+            path: The checkpoint directory.
+            merged: Instead write a plain transformers model (adapters merged into the base weights,
+                loadable by ``AutoModelForCausalLM.from_pretrained``; PPO adds ``value_head.safetensors``)
+                and the tokenizer: an export, not a checkpoint to resume.
 
         Returns:
-            The absolute checkpoint path.
+            The absolute path written.
         """
+        if merged:
+            return self.export_merged(path)
         state, tensors = self._trainer_state()
-        return ckpt.write_checkpoint(
-            path,
-            model=self.policy,
-            tokenizer=self.tokenizer,
-            state=state,
-            tensors=tensors,
-            extra_models=self._extra_models(),
-        )
+        final = os.path.abspath(os.fspath(path))
+        if self.dist.is_main:  # one writer; the others wait until the checkpoint is complete
+            ckpt.write_checkpoint(
+                final,
+                model=self.policy,
+                tokenizer=self.tokenizer,
+                state=state,
+                tensors=tensors,
+                extra_models=self._extra_models(),
+            )
+        self.dist.wait()
+        return final
+
+    def export_merged(self, path: str | os.PathLike[str]) -> str:
+        """Writes the policy as a plain transformers model with the adapters merged in (atomically).
+
+        A plain (non-PEFT) policy is written as it is. The merge works on a copy (one model's memory while
+        it runs), so training continues unchanged. With several processes only the main one writes.
+
+        Returns:
+            The absolute path.
+        """
+        final = os.path.abspath(os.fspath(path))
+        if not self.dist.is_main:  # one writer; not a collective (no process waits for it)
+            return final
+        lm = merged_lm(self.lm)
+        model: nn.Module = lm
+        if self.uses_value_head:
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # the throwaway head's init leaves training's RNG as it was
+                model = CausalLMWithValueHead(lm)
+            model.value_head = cast(CausalLMWithValueHead, self.policy).value_head
+        with ckpt.atomic_directory(final) as tmp, ckpt.quiet_transformers():
+            cast(Any, model).save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+        return final
 
     def save_checkpoint(self, keep: int = 2) -> str:
         """Saves ``<log_dir>/checkpoints/checkpoint-<iteration>`` and keeps the ``keep`` newest ones."""
         if self.config.log_dir is None:
             raise ValueError("save_checkpoint() needs config.log_dir")
         path = self.save(ckpt.checkpoint_path(self.config.log_dir, self.iteration))
-        ckpt.prune_checkpoints(self.config.log_dir, keep)
+        if self.dist.is_main:
+            ckpt.prune_checkpoints(self.config.log_dir, keep)
+        self.dist.wait()
         return path
 
     def load_state(self, path: str | os.PathLike[str]) -> None:
@@ -563,15 +662,32 @@ class OnPolicyAlgorithm:
         """
         directory, state, tensors = ckpt.read_checkpoint(path)
         _check_algo(self.algo_name, state, directory)
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise ValueError(
+                f"checkpoint {directory!r} was written by {saved_world} process(es); resume it with the same "
+                f"number of processes, not {self.dist.world_size}"
+            )
+        if self.dist.enabled:  # this process's own random state
+            own = state["processes"][self.dist.rank]
+            state = {**state, **own}
+            tensors = {**tensors, "rng": tensors["processes"][self.dist.rank]}
         model_dir = os.path.join(directory, ckpt.MODEL_DIR)
         if self.uses_value_head and not os.path.isfile(os.path.join(model_dir, VALUE_HEAD_FILENAME)):
             raise FileNotFoundError(
                 f"checkpoint {directory!r} has no {os.path.join(ckpt.MODEL_DIR, VALUE_HEAD_FILENAME)}; "
                 f"a {type(self).__name__} checkpoint holds the value head"
             )
-        loaded = load_policy(model_dir, value_head=self.uses_value_head)
-        self.policy.load_state_dict(loaded.state_dict())
-        del loaded
+        if self.is_peft:
+            load_adapter_weights(self.lm, model_dir)
+            if self.uses_value_head:
+                cast(CausalLMWithValueHead, self.policy).load_value_head(
+                    os.path.join(model_dir, VALUE_HEAD_FILENAME)
+                )
+        else:
+            loaded = load_policy(model_dir, value_head=self.uses_value_head)
+            self.policy.load_state_dict(loaded.state_dict())
+            del loaded
         for name, module in self._extra_models().items():
             module.load_state_dict(load_policy(os.path.join(directory, name)).state_dict())
         self.optimizer.load_state_dict(tensors["optimizer"])

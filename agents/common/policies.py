@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from agents.common.value_head import CausalLMWithValueHead
+from agents.common.lora import apply_lora, is_adapter_dir, load_adapter_model
+from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead
 
 
 def set_global_seed(seed: int) -> None:
@@ -27,23 +28,49 @@ def set_global_seed(seed: int) -> None:
 
 @overload
 def load_policy(
-    policy: str | os.PathLike[str] | nn.Module, *, value_head: Literal[True]
+    policy: str | os.PathLike[str] | nn.Module, *, value_head: Literal[True], peft_config: Any = None
 ) -> CausalLMWithValueHead: ...
 @overload
-def load_policy(policy: str | os.PathLike[str] | nn.Module, *, value_head: bool = False) -> nn.Module: ...
-def load_policy(policy: str | os.PathLike[str] | nn.Module, *, value_head: bool = False) -> nn.Module:
+def load_policy(
+    policy: str | os.PathLike[str] | nn.Module, *, value_head: bool = False, peft_config: Any = None
+) -> nn.Module: ...
+def load_policy(
+    policy: str | os.PathLike[str] | nn.Module, *, value_head: bool = False, peft_config: Any = None
+) -> nn.Module:
     """The model an algorithm trains, from a built-in asset name (``"tiny-lm"``), a path or hub name, or a
     causal LM module (used as it is, not copied).
 
     Args:
-        policy: The policy.
+        policy: The policy. A directory of PEFT adapters (``adapter_config.json``, as a LoRA checkpoint's
+            ``model/``) loads its base model with the adapters on it.
         value_head: Return a :class:`CausalLMWithValueHead` (PPO: the LM wrapped with a value head, read
             from ``value_head.safetensors`` when the directory has one); else the plain causal LM (a
             ``CausalLMWithValueHead`` given here yields its ``.lm``).
+        peft_config: A ``peft.LoraConfig`` (any ``peft.PeftConfig``): the LM gets these adapters
+            (:func:`agents.common.lora.apply_lora`) before the value head is put on it.
 
     Raises:
         TypeError: For anything else.
     """
+    if isinstance(policy, CausalLMWithValueHead) and peft_config is None:
+        return policy if value_head else policy.lm
+    lm, head = _load_lm(policy)
+    if peft_config is not None:
+        lm = apply_lora(lm, peft_config)
+    if not value_head:
+        return lm
+    model = CausalLMWithValueHead(lm)
+    if head is not None:
+        model.value_head = cast(nn.Linear, head)
+    elif isinstance(policy, (str, os.PathLike)) and os.path.isfile(
+        os.path.join(os.fspath(policy), VALUE_HEAD_FILENAME)
+    ):
+        model.load_value_head(os.path.join(os.fspath(policy), VALUE_HEAD_FILENAME))
+    return model
+
+
+def _load_lm(policy: str | os.PathLike[str] | nn.Module) -> tuple[nn.Module, nn.Module | None]:
+    """The causal LM of a policy spec and the value head it already carries (a wrapped module's), if any."""
     if isinstance(policy, (str, os.PathLike)):
         from transformers import AutoModelForCausalLM
 
@@ -51,13 +78,13 @@ def load_policy(policy: str | os.PathLike[str] | nn.Module, *, value_head: bool 
 
         # A built-in name becomes its path; a near miss ("tiny_lm") is answered before any hub access.
         name = resolve_pretrained(os.fspath(policy), argument="policy")
-        if value_head:
-            return CausalLMWithValueHead.from_pretrained(name, use_safetensors=True)
-        return from_pretrained(AutoModelForCausalLM, name, argument="policy", use_safetensors=True)
+        if is_adapter_dir(name):
+            return load_adapter_model(name), None
+        return from_pretrained(AutoModelForCausalLM, name, argument="policy", use_safetensors=True), None
     if isinstance(policy, CausalLMWithValueHead):
-        return policy if value_head else policy.lm
+        return policy.lm, policy.value_head
     if isinstance(policy, nn.Module):
-        return CausalLMWithValueHead(policy) if value_head else policy
+        return policy, None
     raise TypeError(
         f"policy must be a model name or path, a causal LM module or a CausalLMWithValueHead, "
         f"got {type(policy).__name__}: {policy!r}"

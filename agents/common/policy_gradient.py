@@ -25,6 +25,7 @@ from torch import nn
 
 from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig
+from agents.common.lora import adapters_off
 from agents.common.on_policy import OnPolicyAlgorithm
 from agents.common.stats import as_bool_mask, masked_mean
 
@@ -198,8 +199,10 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
     ):
         super().__init__(policy, env, config, **kwargs)
         self.ref_lm: nn.Module | None = None
-        if self.config.beta > 0:
-            # The reference of beta's KL is the initial policy, frozen (checkpoints carry it).
+        # The reference of beta's KL is the initial policy: with LoRA the policy with its adapters off
+        # (no copy), else a frozen copy (checkpoints carry it).
+        self.ref_adapters_off = self.config.beta > 0 and self.is_peft
+        if self.config.beta > 0 and not self.is_peft:
             self.ref_lm = copy.deepcopy(self.lm).eval().requires_grad_(False)
 
     @property
@@ -240,8 +243,9 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
         b = TrainBatch.from_rollout(batch, self.compute_advantages(batch).to(self.device))
         if not self._fresh_old_logprobs:
             b = b._replace(old_logprobs=self.evaluate_batch(b)[0])
-        if self.ref_lm is not None:
-            b = b._replace(ref_logprobs=self.evaluate_batch(b, model=self.ref_lm)[0])
+        if self.ref_lm is not None or self.ref_adapters_off:
+            with adapters_off(self.lm):  # LoRA: the reference is the policy with its adapters off
+                b = b._replace(ref_logprobs=self.evaluate_batch(b, model=self.ref_lm or self.lm)[0])
         return b
 
     def update(self, b: TrainBatch) -> dict[str, float]:

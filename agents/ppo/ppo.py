@@ -122,9 +122,12 @@ class PPO(OnPolicyAlgorithm):
             pg_loss, pg_stats = policy_loss(
                 new_logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.clip_range
             )
-            if cfg.target_approx_kl is not None and float(pg_stats["approx_kl"]) > 1.5 * cfg.target_approx_kl:
-                self.optimizer.zero_grad(set_to_none=True)
-                return None
+            if cfg.target_approx_kl is not None:
+                # Every process takes the same decision (the mean over processes): their steps stay in step.
+                approx_kl = self.dist.mean({"approx_kl": float(pg_stats["approx_kl"])})["approx_kl"]
+                if approx_kl > 1.5 * cfg.target_approx_kl:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return None
             v_loss, v_stats = value_loss(
                 new_values,  # type: ignore[arg-type]
                 mb.old_values,  # type: ignore[arg-type]

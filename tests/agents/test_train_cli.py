@@ -183,3 +183,21 @@ def test_cli_trains_a_critic_free_algorithm(tmp_path, capsys):
 
     agent = RLOO.load(out / "final", verbose=0, progress_bar=False)
     assert agent.num_episodes == 8 and agent.config.group_size == 4
+
+
+@pytest.mark.skipif(not _assets_built(), reason="built-in assets missing (python -m textenv.assets.build)")
+def test_cli_trains_lora_with_the_adapters_off_reference_and_exports_merged(tmp_path):
+    pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    argv = ["--out", str(out), "--episodes", "16", "--episodes-per-iteration", "8", "--minibatch-size", "8"]
+    argv += ["--ppo-epochs", "1", "--max-new-tokens", "6", "--num-samples", "1", "--no-progress", "--quiet"]
+    argv += ["--device", "cpu", "--lora-r", "2", "--lora-target-modules", "c_attn", "--export-merged"]
+    assert main(argv) == 0
+    rows = read_csv(out / "progress.csv")
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # reference = tiny-lm = the adapters-off policy
+    files = os.listdir(out / "final" / ckpt.MODEL_DIR)
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    assert AutoModelForCausalLM.from_pretrained(out / "merged").config.n_layer >= 1
+    assert main([*argv[:2], "--lora-alpha", "4"]) == 2  # --lora-alpha needs --lora-r

@@ -12,7 +12,7 @@ from textenv.scorers.bleu import BLEU
 from textenv.scorers.callable import Callable
 from textenv.scorers.format import Format
 from textenv.scorers.keyword import Keyword
-from textenv.scorers.kl import KLPenalty, kl_per_token
+from textenv.scorers.kl import AdaptersOff, KLPenalty, kl_per_token
 from textenv.scorers.length import Length, MissingEOSPenalty
 from textenv.scorers.reward_model import RewardModel
 from textenv.scorers.rouge import ROUGE
@@ -23,6 +23,7 @@ __all__ = [
     "BLEU",
     "ROUGE",
     "SPECS",
+    "AdaptersOff",
     "Answer",
     "Callable",
     "CompositeScorer",

@@ -19,6 +19,7 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,6 +99,50 @@ def left_pack(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torc
     # Stable sort of "is live" puts pads first and keeps the live tokens' order.
     order = torch.sort(live.to(torch.int8), dim=1, stable=True).indices
     return ids.gather(1, order), live.gather(1, order).long()
+
+
+class AdaptersOff(torch.nn.Module):
+    """A PEFT model (e.g. a LoRA policy) seen with its adapters disabled: the reference "same model,
+    adapters off" without a second copy of the weights.
+
+    Every forward runs under ``model.disable_adapter()``, so the KV-cached :class:`~textenv.lm.IncrementalLM`
+    of a :class:`KLPenalty` steps the base model through the policy's own modules. Nothing is copied; the
+    wrapper never changes the wrapped model's train/eval mode.
+
+    Args:
+        model: A ``peft.PeftModel`` (anything with a ``disable_adapter()`` context manager), or a module
+            with such a model in ``.lm`` (an ``agents.CausalLMWithValueHead``).
+
+    Example:
+        >>> kl.set_reference(AdaptersOff(lora_policy))  # doctest: +SKIP
+    """
+
+    peft_model: Any
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        model = _unwrap(model)
+        if not callable(getattr(model, "disable_adapter", None)):
+            raise TypeError(
+                f"AdaptersOff needs a PEFT model with disable_adapter() (e.g. peft.get_peft_model(lm, LoraConfig(...))), "
+                f"got {type(model).__name__}"
+            )
+        # Kept out of the module tree so .eval()/.to() on the wrapper never reach the policy.
+        self.__dict__["peft_model"] = model
+
+    @property
+    def config(self) -> object:
+        return self.peft_model.config
+
+    def get_base_model(self) -> torch.nn.Module:
+        return self.peft_model
+
+    def parameters(self, recurse: bool = True):  # type: ignore[override]
+        return self.peft_model.parameters(recurse)
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        with self.peft_model.disable_adapter():
+            return self.peft_model(*args, **kwargs)
 
 
 class _Follower:
@@ -313,6 +358,39 @@ class KLPenalty(Scorer):
         if self.ctx is not None:
             self._check_width(policy, "policy", self.ctx.vocab_size)
         self.policy, self._policy, self._policy_stale = policy, None, True
+        return self
+
+    def set_reference(self, reference: torch.nn.Module) -> KLPenalty:
+        """Replaces the reference model (before or after the env is built), e.g. with the policy's own
+        weights with their LoRA adapters off: ``kl.set_reference(AdaptersOff(lora_policy))``.
+
+        The previous reference is dropped (a model loaded from a name is freed). Rows already running
+        are re-read into the new reference's KV cache.
+
+        Args:
+            reference: A causal LM module of the env's vocabulary (used as it is; its mode is not changed).
+
+        Returns:
+            ``self``, for chaining.
+
+        Raises:
+            TypeError: ``reference`` is not a torch module.
+            ValueError: Its logits width differs from the env's vocabulary.
+        """
+        if not isinstance(reference, torch.nn.Module):
+            raise TypeError(
+                f"KLPenalty.set_reference() needs a causal LM module, got {type(reference).__name__}"
+            )
+        ctx, rows = self.ctx, self._rows
+        if ctx is not None and rows is not None:
+            self._check_width(reference, "reference", ctx.vocab_size)
+            self._ref = _Follower(reference, ctx.num_rows, rows.ids.shape[1], ctx.device)
+            if bool(rows.mask.any()):
+                ids, mask = left_pack(rows.ids, rows.mask)
+                self._ref.reset_rows(torch.arange(ctx.num_rows, device=ctx.device), ids, mask)
+            if self._policy is not None:
+                self._policy_stale = True  # a policy that shared the old reference's cache
+        self.reference = reference
         return self
 
     def set_policy_logprobs(self, logprobs: object) -> None:

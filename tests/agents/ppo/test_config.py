@@ -34,6 +34,7 @@ BAD_VALUES = [
     ("ent_coef", -0.01),
     ("target_approx_kl", 0.0),
     ("kl_controller", "pid"),
+    ("kl_reference", "base"),
     ("init_kl_coef", -0.1),
     ("kl_target", 0.0),
     ("kl_horizon", -5.0),
