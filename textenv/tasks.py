@@ -189,7 +189,7 @@ KEYWORD = Task(
     reward=keyword_reward,
     reward_threshold=0.8,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 20},
-    recipe={"episodes": 4096, "learning_rate": 1e-4},
+    recipe={"episodes": 4096, "learning_rate": 5e-5},
 )
 COPY = Task(
     id="TextGen-Copy-v0",
@@ -198,7 +198,13 @@ COPY = Task(
     reward=copy_reward,
     reward_threshold=0.85,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 24},
-    recipe={"episodes": 4096, "learning_rate": 1e-4},
+    recipe={
+        "episodes": 8192,
+        "learning_rate": 1e-5,
+        "episodes_per_iteration": 32,
+        "minibatch_size": 16,
+        "temperature": 0.7,
+    },
 )
 ARITHMETIC = Task(
     id="TextGen-Arithmetic-v0",
@@ -218,7 +224,13 @@ REVERSE = Task(
     reward_threshold=REVERSE_THRESHOLD,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 12},
     model="tiny-solver-early",
-    recipe={"episodes": 8192, "learning_rate": 2e-4, "episodes_per_iteration": 64, "minibatch_size": 32},
+    recipe={
+        "episodes": 16384,
+        "learning_rate": 5e-5,
+        "episodes_per_iteration": 64,
+        "minibatch_size": 32,
+        "temperature": 0.7,
+    },
 )
 TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
 """Every task of the suite, in documentation order."""
