@@ -61,6 +61,9 @@ class TextGenCore:
         num_rows: Episodes stepped together.
         device: Where the row tensors (and dense scorers' models) live.
         prompt_column: Key/column of the prompt text in dict, CSV and dataset sources.
+        chat_template: Render prompts with the tokenizer's chat template: ``"auto"`` the prompts
+            that hold ``messages``, ``True`` every prompt (a plain one as a single user message),
+            ``False`` none (a chat prompt is then its plain text).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class TextGenCore:
         num_rows: int = 1,
         device: str | torch.device = "cpu",
         prompt_column: str = "prompt",
+        chat_template: bool | str = "auto",
     ):
         from textenv import assets
         from textenv.scorers import as_scorer
@@ -83,6 +87,9 @@ class TextGenCore:
         self.max_prompt_tokens = _check_positive_int("max_prompt_tokens", max_prompt_tokens)
         self.max_new_tokens = _check_positive_int("max_new_tokens", max_new_tokens)
         self.num_rows = _check_positive_int("num_rows", num_rows)
+        if not (isinstance(chat_template, bool) or chat_template == "auto"):
+            raise ValueError(f"chat_template must be True, False or 'auto', got {chat_template!r}")
+        self.chat_template = chat_template
         self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(assets.path("tiny-tokenizer") if tokenizer is None else tokenizer)
         self.vocab_size = self._resolve_vocab_size(vocab_size)
@@ -140,7 +147,7 @@ class TextGenCore:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokenises prompts into left-padded (N, P) ids and mask; long prompts keep their tail."""
         P = self.max_prompt_tokens
-        encoded = self.tokenizer([p.text for p in prompts])["input_ids"]
+        encoded = self._token_ids(prompts)
         ids = torch.full((len(prompts), P), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), P), dtype=torch.long)
         truncated = 0
@@ -162,6 +169,35 @@ class TextGenCore:
                 stacklevel=4,
             )
         return ids.to(self.device), mask.to(self.device)
+
+    def _token_ids(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        """Each prompt's ids: its chat rendered by the chat template (the template's own ids), or its text."""
+        chats = [self._chat(p) for p in prompts]
+        plain = [i for i, chat in enumerate(chats) if chat is None]
+        ids: list[list[int]] = [[] for _ in prompts]
+        if plain:
+            for i, row in zip(plain, self.tokenizer([prompts[i].text for i in plain])["input_ids"]):
+                ids[i] = row
+        for i, chat in enumerate(chats):
+            if chat is not None:
+                if not getattr(self.tokenizer, "chat_template", None):
+                    raise ValueError(
+                        f"prompt {i} ({prompts[i].text!r}) is a chat to render with the tokenizer's chat template, "
+                        f"but tokenizer {type(self.tokenizer).__name__} ({self.tokenizer.name_or_path!r}) has none; "
+                        "set tokenizer.chat_template, use an instruction-tuned model's tokenizer, or pass "
+                        "chat_template=False to use the plain prompt text"
+                    )
+                # Tokenised by the template itself: no decode and re-encode, so no drift in the ids.
+                rendered = self.tokenizer.apply_chat_template(
+                    chat, tokenize=True, add_generation_prompt=True, return_dict=False
+                )
+                ids[i] = [int(t) for t in rendered]  # type: ignore[arg-type]  # tokenize=True, return_dict=False: ids
+        return ids
+
+    def _chat(self, prompt: Prompt) -> list[dict[str, str]] | None:
+        if self.chat_template is False or (self.chat_template == "auto" and not prompt.messages):
+            return None
+        return [dict(m) for m in prompt.messages] or [{"role": "user", "content": prompt.text}]
 
     def reset_rows(
         self, rows: Sequence[int], indices: Sequence[int] | None = None, texts: Sequence[str] = ()

@@ -76,6 +76,9 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
         render_mode: ``"ansi"`` (returns the text) or ``"human"`` (prints it).
         device: Device of the env's tensors and of model-based scorers.
         prompt_column: Key of the prompt text in dict, CSV and dataset sources.
+        chat_template: ``"auto"`` renders prompts that hold ``messages`` with the tokenizer's chat
+            template (the observation holds the template's token ids), ``True`` every prompt,
+            ``False`` none; scorers always get the plain prompt text.
 
     Example:
         >>> import gymnasium as gym, textenv
@@ -99,6 +102,7 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         prompt_column: str = "prompt",
+        chat_template: bool | str = "auto",
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -115,6 +119,7 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
             num_rows=1,
             device=device,
             prompt_column=prompt_column,
+            chat_template=chat_template,
         )
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(self.core.vocab_size)

@@ -4,6 +4,7 @@ Every source becomes a list of :class:`Prompt` records, validated once at env co
 
     load_prompts(["The movie was", "I liked"])
     load_prompts([{"prompt": "Repeat: hi", "references": ["hi"], "lang": "en"}])
+    load_prompts([{"messages": [{"role": "user", "content": "2+3="}], "answer": "5"}])  # a chat
     load_prompts("prompts.jsonl")
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 PROMPT_KEY = "prompt"
 REFERENCES_KEY = "references"
+MESSAGES_KEY = "messages"
 FILE_FORMATS = (".txt", ".jsonl", ".csv")
 
 
@@ -30,11 +32,15 @@ class Prompt:
         text: The prompt text.
         references: Reference texts for reference-based scorers (BLEU, ROUGE).
         metadata: Every other key of the record; scorers receive it unchanged.
+        messages: A chat (``{"role", "content"}`` dicts) that the env renders with the tokenizer's
+            chat template; ``text`` is then the plain prompt that scorers see (the record's
+            ``prompt``, else the content of its last user message).
     """
 
     text: str
     references: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    messages: tuple[dict[str, str], ...] = ()
 
 
 def load_prompts(source: object, *, column: str = PROMPT_KEY) -> list[Prompt]:
@@ -42,7 +48,8 @@ def load_prompts(source: object, *, column: str = PROMPT_KEY) -> list[Prompt]:
 
     Args:
         source: A list of strings, a list of dicts with a ``column`` key (``references`` is a
-            string or list of strings; other keys become metadata), a path to a ``.txt`` (one
+            string or list of strings; ``messages`` a chat, which may stand in for ``column``; other
+            keys become metadata), a path to a ``.txt`` (one
             prompt per line), ``.jsonl`` or ``.csv`` file, or a ``datasets.Dataset``.
         column: The key (or dataset/CSV column) that holds the prompt text.
 
@@ -111,13 +118,20 @@ def _read_file(path: Path, column: str) -> list[object]:
 
 
 def _to_prompt(record: object, index: int, column: str) -> Prompt:
+    messages: tuple[dict[str, str], ...] = ()
+    refs: tuple[str, ...] = ()
     if isinstance(record, str):
         text, refs, meta = record, (), {}
     elif isinstance(record, Mapping):
-        if column not in record:
-            raise ValueError(f"prompt record {index} has no {column!r} key: {dict(record)!r}")
-        meta = {k: v for k, v in record.items() if k not in (column, REFERENCES_KEY)}
-        text, refs = record[column], _references(record.get(REFERENCES_KEY), index)
+        # None: a dataset row of a column that other rows fill
+        messages = _messages(record[MESSAGES_KEY], index) if record.get(MESSAGES_KEY) is not None else ()
+        if column not in record and not messages:
+            raise ValueError(
+                f"prompt record {index} has no {column!r} key (nor {MESSAGES_KEY!r}): {dict(record)!r}"
+            )
+        meta = {k: v for k, v in record.items() if k not in (column, REFERENCES_KEY, MESSAGES_KEY)}
+        text = record[column] if column in record else _user_text(messages)
+        refs = _references(record.get(REFERENCES_KEY), index)
     else:
         raise TypeError(
             f"prompt record {index} must be a string or a dict, got {type(record).__name__}: {record!r}"
@@ -126,7 +140,32 @@ def _to_prompt(record: object, index: int, column: str) -> Prompt:
         raise TypeError(f"prompt {index} must be a string, got {type(text).__name__}: {text!r}")
     if not text.strip():
         raise ValueError(f"prompt {index} is empty ({text!r}); expected non-blank text")
-    return Prompt(text=text, references=refs, metadata=dict(meta))
+    return Prompt(text=text, references=refs, metadata=dict(meta), messages=messages)
+
+
+def _messages(value: object, index: int) -> tuple[dict[str, str], ...]:
+    example = '[{"role": "user", "content": "2+3="}]'
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise TypeError(
+            f"messages of prompt {index} must be a non-empty list such as {example}, got {value!r}"
+        )
+    for m in value:
+        if (
+            not isinstance(m, Mapping)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
+            raise TypeError(
+                f"messages of prompt {index} must be dicts with string 'role' and 'content', got {m!r}; "
+                f"e.g. {example}"
+            )
+    return tuple({"role": m["role"], "content": m["content"]} for m in value)
+
+
+def _user_text(messages: tuple[dict[str, str], ...]) -> str:
+    """The plain prompt of a chat: its last user message (else its last message)."""
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return users[-1] if users else messages[-1]["content"]
 
 
 def _references(value: object, index: int) -> tuple[str, ...]:

@@ -29,3 +29,19 @@ def register_envs() -> None:
             reward_threshold=task.reward_threshold,
             disable_env_checker=False,
         )
+    _register_hub_tasks()
+
+
+def _register_hub_tasks() -> None:
+    """The tasks that load datasets and models by name (:mod:`textenv.hub_tasks`)."""
+    from textenv.hub_tasks import HUB_TASKS
+
+    for task in HUB_TASKS:
+        if task.id not in gym.registry:
+            gym.register(
+                id=task.id,
+                entry_point=f"textenv.hub_tasks:make_{task.key}",
+                vector_entry_point=f"textenv.hub_tasks:make_{task.key}_vector",
+                reward_threshold=task.reward_threshold,
+                disable_env_checker=False,
+            )

@@ -73,6 +73,9 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when present): where the rows
             and model-based scorers live.
         prompt_column: Key of the prompt text in dict, CSV and dataset sources.
+        chat_template: ``"auto"`` renders prompts that hold ``messages`` with the tokenizer's chat
+            template (the observation holds the template's token ids), ``True`` every prompt,
+            ``False`` none; scorers always get the plain prompt text.
         autoreset_mode: An ``AutoresetMode`` or its value (``"NextStep"``, ``"SameStep"``, ``"Disabled"``).
         observation_format: ``"numpy"`` (default) or ``"torch"``.
         max_episode_steps: Truncate episodes after this many steps (``gymnasium.make_vec`` passes it),
@@ -101,6 +104,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         prompt_column: str = "prompt",
+        chat_template: bool | str = "auto",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         observation_format: str = "numpy",
         max_episode_steps: int | None = None,
@@ -126,6 +130,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             num_rows=num_envs,
             device=device,
             prompt_column=prompt_column,
+            chat_template=chat_template,
         )
         self.num_envs = self.core.num_rows
         self.render_mode = render_mode
