@@ -4,7 +4,7 @@ For each task, trains ``agents.PPO(task.model, task.id, PPOConfig(**task.recipe)
 episode reward of the last ``--window`` iterations reaches the task's ``reward_threshold`` (or the CPU
 budget runs out), and prints the episodes and the CPU seconds (this process's CPU time, so other jobs
 on the machine do not distort it) at which it got there, the final reward and the KL to the starting
-model. The recipes live in ``textenv.tasks`` (``Task.recipe``) and the README's task table;
+model (for tasks with a KL term in their reward; PPO adds none of its own). The recipes live in ``textenv.tasks`` (``Task.recipe``) and the README's task table;
 ``python -m agents.train`` runs the same recipe with the flags printed for each task.
 
 usage: python benchmarks/learning.py [--tasks all | ID ...] [--minutes 10] [--threads 1] [--window 5]
@@ -98,9 +98,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['episodes']:,}" if r["episodes"] is not None else f"not reached in {r['trained_episodes']:,}"
         )
         cpu = f"{r['cpu_s']:.0f}" if r["cpu_s"] is not None else f"> {r['total_cpu_s']:.0f}"
+        kl = "no KL term" if r["kl"] != r["kl"] else f"{r['kl']:.2f}"  # NaN: the task has no KL term
         print(
             f"| {r['task']} | {r['threshold']:g} | {r['start']:.3f} | {episodes} | {cpu} | "
-            f"{r['final']:.3f} | {r['kl']:.2f} |"
+            f"{r['final']:.3f} | {kl} |"
         )
 
 
