@@ -32,6 +32,8 @@ HUB_PROBE_TIMEOUT_S = 5.0
 
 # Built-in assets that from_pretrained can read (the others are prompt files).
 PRETRAINED_ASSETS = ("tiny-lm", "tiny-tokenizer", "tiny-sentiment")
+# A local model or tokenizer folder holds at least one of these.
+_MODEL_FILES = ("config.json", "tokenizer_config.json", "tokenizer.json", "adapter_config.json")
 # How close a name must be to a built-in one to be called a misspelling of it (difflib ratio).
 _CLOSE = 0.8
 
@@ -144,6 +146,10 @@ def from_pretrained(auto_class: Any, name: str | os.PathLike[str], *, argument: 
     if reason:
         kwargs["local_files_only"] = True
     try:
+        if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in _MODEL_FILES):
+            # Some transformers releases (5.0) answer a folder without model files with a default
+            # tokenizer instead of an error.
+            raise OSError(f"{path!r} holds none of {', '.join(_MODEL_FILES)}")
         with quiet_transformers():
             return auto_class.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:

@@ -255,7 +255,11 @@ def test_offline_errors_name_what_could_not_be_downloaded(gsm8k_dir, imdb_dir, m
     import datasets as hf_datasets
     from huggingface_hub import constants
 
-    assert not hf_datasets.config.HF_HUB_OFFLINE and not constants.HF_HUB_OFFLINE  # offline mode was restored
+    # Offline mode was restored (datasets < 2.19 names its flag HF_DATASETS_OFFLINE).
+    datasets_offline = getattr(hf_datasets.config, "HF_HUB_OFFLINE", None)
+    if datasets_offline is None:
+        datasets_offline = hf_datasets.config.HF_DATASETS_OFFLINE
+    assert not datasets_offline and not constants.HF_HUB_OFFLINE
 
 
 def test_gsm8k_with_a_chat_model_renders_the_chat_template(gsm8k_dir, tmp_path):
