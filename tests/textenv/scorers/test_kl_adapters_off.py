@@ -38,9 +38,8 @@ def test_adapters_off_reference_equals_the_base_model(tokenizer, tiny_lm, estima
 
     def check(row, rewards):
         # Reference = the base model (adapters off); policy = the same modules with adapters on.
-        assert rewards == pytest.approx(
-            expected_rewards(estimator, policy, tiny_lm, core, row, 0.5), abs=1e-5
-        )
+        want = expected_rewards(estimator, policy, tiny_lm, core, row, 0.5)
+        assert rewards == pytest.approx(want, rel=1e-4, abs=1e-5)  # float32: incremental vs full forward
         seen.append(row)
 
     drive(core, kl, 14, check=check)
