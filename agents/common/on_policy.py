@@ -276,7 +276,7 @@ class OnPolicyAlgorithm:
             metrics.update(self.dist.mean({k: v for k, v in metrics.items() if k not in _GLOBAL_METRICS}))
             metrics["samples_per_s"] *= world
             metrics["tokens_per_s"] *= world
-        if "kl" in metrics:  # the global mean KL: every process keeps the same coefficient
+        if batch.kl is not None:  # the global mean KL: every process keeps the same coefficient
             self.kl_controller.update(metrics["kl"], len(batch) * world)
         self._sync_kl_coef()
         self.iteration += 1

@@ -129,6 +129,7 @@ class AdaptersOff(torch.nn.Module):
             )
         # Kept out of the module tree so .eval()/.to() on the wrapper never reach the policy.
         self.__dict__["peft_model"] = model
+        self.training = False  # a reference (KLPenalty warns about one in training mode)
 
     @property
     def config(self) -> object:

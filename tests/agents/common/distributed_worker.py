@@ -76,8 +76,11 @@ def main(out: str) -> None:
         "kl_coef": resumed.kl_controller.value,
         "coefs": [t.coef for t in resumed.kl_terms],
     }
+    # The same 3 iterations without interruption: the resumed run must equal it.
+    full = make_grpo(os.path.join(out, "full"))
+    full.learn(16 * 3)
     with open(os.path.join(out, f"rank{agent.dist.rank}.json"), "w") as f:
-        json.dump({"first": first, "second": second}, f)
+        json.dump({"first": first, "second": second, "full": full.history}, f)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path):
     assert [r["iteration"] for r in read_csv(run / "progress.csv")] == [1, 2, 3]
     assert comparable(r0["second"]["history"][:2]) == comparable(h0)
     assert len(r0["second"]["history"]) == 3
+    assert comparable(r0["second"]["history"]) == comparable(r0["full"])  # exact resume
     assert not any(name.startswith(".tmp") for name in os.listdir(run / "checkpoints"))
     # The 2-process update equals one process's update over both rollouts (the same global batch).
     sys.path.insert(0, os.path.dirname(WORKER))
