@@ -28,10 +28,12 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from textenv import assets
+
 HUB_PROBE_TIMEOUT_S = 5.0
 
 # Built-in assets that from_pretrained can read (the others are prompt files).
-PRETRAINED_ASSETS = ("tiny-lm", "tiny-tokenizer", "tiny-sentiment")
+PRETRAINED_ASSETS = assets.PRETRAINED
 # A local model or tokenizer folder holds at least one of these.
 _MODEL_FILES = ("config.json", "tokenizer_config.json", "tokenizer.json", "adapter_config.json")
 # How close a name must be to a built-in one to be called a misspelling of it (difflib ratio).
@@ -55,7 +57,6 @@ def resolve_pretrained(name: str, *, argument: str) -> str:
         Traceback (most recent call last):
         ValueError: tokenizer='tiny_lm' is not a built-in name nor a local path; did you mean 'tiny-lm'? ...
     """
-    from textenv import assets
 
     if not isinstance(name, str):
         raise TypeError(f"{argument} must be a name or a path string, got {type(name).__name__}: {name!r}")

@@ -193,3 +193,8 @@ def test_misspelled_policy_name_is_answered_before_any_hub_access(value_head):
 
     with pytest.raises(ValueError, match=r"policy='tiny_lm'.*did you mean 'tiny-lm'"):
         load_policy("tiny_lm", value_head=value_head)
+
+
+@pytest.mark.parametrize("name", assets.PRETRAINED)
+def test_every_builtin_model_resolves_to_its_folder(name):
+    assert resolve_pretrained(name, argument="policy") == assets.path(name)

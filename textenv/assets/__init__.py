@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["NAMES", "path"]
+__all__ = ["NAMES", "PRETRAINED", "path"]
 
 _ROOT = Path(__file__).resolve().parent
 
@@ -58,6 +58,9 @@ _ASSETS: dict[str, tuple[str, str]] = {
 
 NAMES: tuple[str, ...] = tuple(_ASSETS)
 """Every valid asset name, in documentation order."""
+
+PRETRAINED: tuple[str, ...] = tuple(name for name, (_, built) in _ASSETS.items() if built)
+"""The assets that ``from_pretrained`` reads (model and tokenizer folders; the others are prompt files)."""
 
 
 def path(name: str) -> str:
