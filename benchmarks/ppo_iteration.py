@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import fixture
-from benchmarks.algo_iteration import time_iterations
+from benchmarks.algo_iteration import CLOCKS, time_iterations
 
 
 def count_good(prompts: list[str], texts: list[str], refs: list, metas: list) -> list[float]:
@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall", help="cpu: this process's CPU time"
+    )
+    parser.add_argument(
         "--kl",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -92,13 +95,13 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     ppo = build(args.size, args.batch, args.new_tokens, args.device, args.kl, args.bf16)
-    times, phases = time_iterations(ppo, args.iters, args.new_tokens)
+    times, phases = time_iterations(ppo, args.iters, args.new_tokens, args.clock)
     best = min(times)
     rollout, update = phases[times.index(best)]
     precision = "bf16" if args.bf16 else "fp32"
     print(
         f"size={args.size} batch={args.batch} new={args.new_tokens} iters={args.iters} device={ppo.device} "
-        f"{precision} kl={args.kl} threads={torch.get_num_threads()}"
+        f"{precision} kl={args.kl} threads={torch.get_num_threads()} clock={args.clock}"
     )
     print(f"seconds_per_iteration {best:.3f} (median {statistics.median(times):.3f})")
     print(f"rollout_s {rollout:.3f} update_s {update:.3f}")
