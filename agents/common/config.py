@@ -33,7 +33,7 @@ import torch
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 KL_CONTROLLERS = ("fixed", "adaptive")
-MIXED_PRECISION_MODES = ("no", "bf16")
+MIXED_PRECISION_MODES = ("no", "bf16", "auto")
 MAX_SEED = 2**63
 """Seeds are ints in ``[0, MAX_SEED)``: torch's generators take 64-bit seeds and rows use ``seed + i``."""
 
@@ -171,8 +171,10 @@ class OnPolicyConfig:
     """``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
 
     mixed_precision: str = "no"
-    """``"no"`` or ``"bf16"``. bf16 autocast applies on CUDA and on CPUs with native bf16 (elsewhere it
-    is ignored); value heads, losses and optimizer state stay float32."""
+    """``"no"``, ``"bf16"`` or ``"auto"``. bf16 autocast applies on CUDA and on CPUs with native bf16
+    (elsewhere it is ignored); value heads, losses and optimizer state stay float32. ``"auto"`` is bf16
+    where the device has native bf16 (CUDA with bf16 support, a CPU with AVX512-BF16 or AMX), float32
+    elsewhere."""
 
     gradient_checkpointing: bool = False
     """Enable the LM's gradient checkpointing during updates (less memory, ~30% more compute)."""

@@ -47,6 +47,7 @@ from agents.common.policies import (
     logits_width,
     policy_lm,
     prefer_eager_attention,
+    resolve_mixed_precision,
     set_global_seed,
 )
 from agents.common.rollout import EnvDriver, RolloutCollector, kl_terms, make_env, text_core
@@ -108,6 +109,8 @@ class OnPolicyAlgorithm:
             raise ValueError(f"min_new_tokens must be an int >= 0, got {min_new_tokens!r}")
         self.config = config if config is not None else self.config_class()
         self.device = resolve_device(self.config.device)
+        # "auto" resolved once, against the device: "bf16" or "no".
+        self.mixed_precision = resolve_mixed_precision(self.config.mixed_precision, self.device)
         self.verbose = verbose
         self.progress_bar = progress_bar
         self.min_new_tokens = min_new_tokens
@@ -117,7 +120,7 @@ class OnPolicyAlgorithm:
         self.lm = policy_lm(self.policy)
         disable_dropout(self.lm)
         fuse_tanh_gelu(self.lm)
-        if self.config.mixed_precision == "bf16" and self.device.type == "cpu":
+        if self.mixed_precision == "bf16" and self.device.type == "cpu":
             prefer_eager_attention(self.lm)
         self.env, self.env_id = make_env(env, self.config.effective_num_envs, self.device, env_kwargs)
         self.env_kwargs = dict(env_kwargs or {})
@@ -179,10 +182,8 @@ class OnPolicyAlgorithm:
             return torch.optim.Adam(params, lr=self.config.learning_rate)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast of the policy's forwards when ``mixed_precision="bf16"`` and the device has bf16."""
-        return (
-            bf16_autocast(self.device) if self.config.mixed_precision == "bf16" else contextlib.nullcontext()
-        )
+        """bf16 autocast of the policy's forwards when the run's precision is bf16 and the device has bf16."""
+        return bf16_autocast(self.device) if self.mixed_precision == "bf16" else contextlib.nullcontext()
 
     # --- one iteration ----------------------------------------------------------------------------------
     def _sync_kl_coef(self) -> None:

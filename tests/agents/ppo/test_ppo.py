@@ -172,3 +172,14 @@ def test_bf16_mixed_precision_on_cpu():
     assert np.isfinite(stats["policy_loss"]) and not torch.equal(before, ppo.policy.value_head.weight)
     assert ppo.policy.value_head.weight.dtype == torch.float32
     assert next(ppo.policy.lm.parameters()).dtype == torch.float32  # autocast, not a cast of the weights
+
+
+def test_auto_mixed_precision_is_bf16_exactly_where_the_device_has_native_bf16():
+    cpu_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    ppo = make_ppo(mixed_precision="auto")
+    assert ppo.config.mixed_precision == "auto"  # the config keeps what the user asked for
+    assert ppo.mixed_precision == ("bf16" if cpu_bf16 else "no")
+    with ppo._autocast():
+        assert torch.is_autocast_enabled("cpu") is cpu_bf16
+    assert make_ppo(mixed_precision="no").mixed_precision == "no"
+    assert make_ppo(mixed_precision="bf16").mixed_precision == "bf16"
