@@ -3,9 +3,11 @@
 Same models, tokenizer and prompts as the peers (``benchmarks/fixture.py``): a random-init GPT-2 of shape
 tiny/small/gpt2, 8-token prompts, exactly N sampled tokens per episode (EOS masked), a reward that
 costs nothing, 4 PPO epochs over the batch with minibatch = batch (TRL: ``trl_ppo.py`` in
-``shared/peers``). One warm-up iteration, then the best and median of ``--iters``.
+``shared/peers``). TRL's PPOTrainer always runs a reference model, so by default the env carries a KL
+penalty (coefficient 0.05) against a frozen copy of the initial model, like for like; ``--no-kl`` drops it.
+One warm-up iteration, then the best and median of ``--iters``.
 
-usage: python benchmarks/ppo_iteration.py --size small --batch 16 --new-tokens 32 [--device cpu]
+usage: python benchmarks/ppo_iteration.py --size small --batch 16 --new-tokens 32 [--no-kl] [--bf16] [--device cpu]
 prints ``seconds_per_iteration`` (best), the phase split, and ``samples_per_s X`` as its last line.
 """
 
@@ -22,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import fixture
-from benchmarks.algo_iteration import time_iterations
+from benchmarks.algo_iteration import CLOCKS, time_iterations
 
 
 def count_good(prompts: list[str], texts: list[str], refs: list, metas: list) -> list[float]:
@@ -78,7 +80,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--kl", action="store_true", help="add a KL penalty to a reference copy (TRL always has one)"
+        "--clock", choices=sorted(CLOCKS), default="wall", help="cpu: this process's CPU time"
+    )
+    parser.add_argument(
+        "--kl",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="KL penalty to a frozen reference copy, as TRL always has one (--no-kl: none)",
     )
     parser.add_argument(
         "--bf16", action="store_true", help="mixed_precision='bf16' (CUDA, or a CPU with native bf16)"
@@ -87,12 +95,13 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     ppo = build(args.size, args.batch, args.new_tokens, args.device, args.kl, args.bf16)
-    times, phases = time_iterations(ppo, args.iters, args.new_tokens)
+    times, phases = time_iterations(ppo, args.iters, args.new_tokens, args.clock)
     best = min(times)
     rollout, update = phases[times.index(best)]
     precision = "bf16" if args.bf16 else "fp32"
     print(
-        f"size={args.size} batch={args.batch} new={args.new_tokens} iters={args.iters} device={ppo.device} {precision}"
+        f"size={args.size} batch={args.batch} new={args.new_tokens} iters={args.iters} device={ppo.device} "
+        f"{precision} kl={args.kl} threads={torch.get_num_threads()} clock={args.clock}"
     )
     print(f"seconds_per_iteration {best:.3f} (median {statistics.median(times):.3f})")
     print(f"rollout_s {rollout:.3f} update_s {update:.3f}")

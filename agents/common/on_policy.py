@@ -50,6 +50,7 @@ from agents.common.policies import (
     logits_width,
     policy_lm,
     prefer_eager_attention,
+    resolve_mixed_precision,
     set_global_seed,
 )
 from agents.common.rollout import EnvDriver, RolloutCollector, kl_terms, make_env, text_core
@@ -120,6 +121,8 @@ class OnPolicyAlgorithm:
         self.config = config if config is not None else self.config_class()
         self.dist = Distributed(self.config.device)
         self.device = resolve_device(self.config.device) if self.dist.device is None else self.dist.device
+        # "auto" resolved once, against the device: "bf16" or "no".
+        self.mixed_precision = resolve_mixed_precision(self.config.mixed_precision, self.device)
         self.verbose = verbose if self.dist.is_main else 0
         self.progress_bar = progress_bar and self.dist.is_main
         self.min_new_tokens = min_new_tokens
@@ -134,7 +137,7 @@ class OnPolicyAlgorithm:
         self.is_peft = is_peft_model(self.lm)
         disable_dropout(self.lm)
         fuse_tanh_gelu(self.lm)
-        if self.config.mixed_precision == "bf16" and self.device.type == "cpu":
+        if self.mixed_precision == "bf16" and self.device.type == "cpu":
             prefer_eager_attention(self.lm)
         self.env, self.env_id = make_env(env, self.config.effective_num_envs, self.device, env_kwargs)
         self.env_kwargs = dict(env_kwargs or {})
@@ -213,10 +216,8 @@ class OnPolicyAlgorithm:
             term.set_reference(AdaptersOff(self.lm))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast of the policy's forwards when ``mixed_precision="bf16"`` and the device has bf16."""
-        return (
-            bf16_autocast(self.device) if self.config.mixed_precision == "bf16" else contextlib.nullcontext()
-        )
+        """bf16 autocast of the policy's forwards when the run's precision is bf16 and the device has bf16."""
+        return bf16_autocast(self.device) if self.mixed_precision == "bf16" else contextlib.nullcontext()
 
     # --- one iteration ----------------------------------------------------------------------------------
     def _sync_kl_coef(self) -> None:

@@ -119,6 +119,25 @@ def logits_width(lm: nn.Module) -> int:
     return int(config.vocab_size)
 
 
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_mixed_precision(mode: str, device: torch.device) -> str:
+    """The precision a run uses: ``"auto"`` becomes ``"bf16"`` where ``device`` has native bf16, else ``"no"``.
+
+    Example:
+        >>> resolve_mixed_precision("no", torch.device("cpu"))
+        'no'
+    """
+    if mode == "auto":
+        return "bf16" if has_native_bf16(device) else "no"
+    return mode
+
+
 def bf16_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX); elsewhere a no-op."""
     if device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()):

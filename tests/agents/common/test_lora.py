@@ -32,7 +32,9 @@ def make_agent(name: str, *, env=None, policy=None, log_dir=None, peft_config="d
     env = make_env(kl=True) if env is None else env
     policy = tiny_lm(len(tiny_tokenizer()), seed=0) if policy is None else policy
     peft_config = lora() if peft_config == "default" else peft_config
+    # fp32: the adapters start as the identity, so the first KL is exactly 0 only without bf16 rounding.
     common = {"episodes_per_iteration": 8, "device": "cpu", "seed": 0, "learning_rate": 3e-2}
+    common["mixed_precision"] = "no"
     common["log_dir"] = None if log_dir is None else str(log_dir)
     if name == "ppo":
         cls, cfg = PPO, PPOConfig(minibatch_size=4, **common, **config)

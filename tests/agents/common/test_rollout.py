@@ -39,8 +39,16 @@ def make_env(reward: object = None, *, vector: bool = True, num_envs: int = 4, e
 
 
 def make_ppo(env, **config) -> PPO:
+    # float32 explicitly: these tests compare log-probs to 1e-5, beyond bf16's precision ("auto" default).
     cfg = PPOConfig(
-        **{"episodes_per_iteration": 8, "minibatch_size": 4, "device": "cpu", "seed": 0, **config}
+        **{
+            "episodes_per_iteration": 8,
+            "minibatch_size": 4,
+            "device": "cpu",
+            "seed": 0,
+            "mixed_precision": "no",
+            **config,
+        }
     )
     return PPO(tiny_lm(len(env.unwrapped.core.tokenizer)), env, cfg, verbose=0, progress_bar=False)
 

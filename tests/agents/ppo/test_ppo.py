@@ -102,8 +102,9 @@ def test_env_rows_must_divide_episodes_per_iteration():
 
 
 def test_gradient_accumulation_gives_the_same_update():
-    a = make_ppo(ppo_epochs=1, minibatch_size=8)
-    b = make_ppo(ppo_epochs=1, minibatch_size=8, gradient_accumulation_steps=4)
+    # float32 explicitly: the two updates agree to 2e-6 only without bf16 autocast ("auto" default).
+    a = make_ppo(ppo_epochs=1, minibatch_size=8, mixed_precision="no")
+    b = make_ppo(ppo_epochs=1, minibatch_size=8, gradient_accumulation_steps=4, mixed_precision="no")
     ma, mb = a.train_iteration(), b.train_iteration()
     for (name, pa), pb in zip(a.policy.named_parameters(), b.policy.parameters()):
         torch.testing.assert_close(pa, pb, atol=2e-6, rtol=1e-5, msg=name)
@@ -172,3 +173,14 @@ def test_bf16_mixed_precision_on_cpu():
     assert np.isfinite(stats["policy_loss"]) and not torch.equal(before, ppo.policy.value_head.weight)
     assert ppo.policy.value_head.weight.dtype == torch.float32
     assert next(ppo.policy.lm.parameters()).dtype == torch.float32  # autocast, not a cast of the weights
+
+
+def test_auto_mixed_precision_is_bf16_exactly_where_the_device_has_native_bf16():
+    cpu_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    ppo = make_ppo(mixed_precision="auto")
+    assert ppo.config.mixed_precision == "auto"  # the config keeps what the user asked for
+    assert ppo.mixed_precision == ("bf16" if cpu_bf16 else "no")
+    with ppo._autocast():
+        assert torch.is_autocast_enabled("cpu") is cpu_bf16
+    assert make_ppo(mixed_precision="no").mixed_precision == "no"
+    assert make_ppo(mixed_precision="bf16").mixed_precision == "bf16"
