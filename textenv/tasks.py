@@ -180,7 +180,7 @@ SENTIMENT = Task(
     reward=sentiment_reward,
     reward_threshold=0.8,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
-    recipe={"episodes": 4096, "learning_rate": 5e-5},
+    recipe={"episodes": 4096, "learning_rate": 5e-5, "mixed_precision": "no"},
 )
 KEYWORD = Task(
     id="TextGen-Keyword-v0",
@@ -189,7 +189,7 @@ KEYWORD = Task(
     reward=keyword_reward,
     reward_threshold=0.8,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 20},
-    recipe={"episodes": 4096, "learning_rate": 5e-5},
+    recipe={"episodes": 12000, "learning_rate": 1e-4, "mixed_precision": "no"},
 )
 COPY = Task(
     id="TextGen-Copy-v0",
@@ -204,6 +204,7 @@ COPY = Task(
         "episodes_per_iteration": 32,
         "minibatch_size": 16,
         "temperature": 0.7,
+        "mixed_precision": "no",
     },
 )
 ARITHMETIC = Task(
@@ -214,7 +215,13 @@ ARITHMETIC = Task(
     reward_threshold=ARITHMETIC_THRESHOLD,
     env_kwargs={"max_prompt_tokens": 12, "max_new_tokens": 6},
     model="tiny-solver",
-    recipe={"episodes": 16384, "learning_rate": 5e-5, "episodes_per_iteration": 64, "minibatch_size": 32},
+    recipe={
+        "episodes": 16384,
+        "learning_rate": 5e-5,
+        "episodes_per_iteration": 64,
+        "minibatch_size": 32,
+        "mixed_precision": "no",
+    },
 )
 REVERSE = Task(
     id="TextGen-Reverse-v0",
@@ -230,6 +237,7 @@ REVERSE = Task(
         "episodes_per_iteration": 64,
         "minibatch_size": 32,
         "temperature": 0.7,
+        "mixed_precision": "no",
     },
 )
 TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
