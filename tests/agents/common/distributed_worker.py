@@ -29,6 +29,9 @@ CONFIG = {
     "kl_target": 0.5,
     "kl_horizon": 100.0,
     "init_kl_coef": 0.1,
+    # fp32: the 2-process update must equal the 1-process one to float tolerance, which bf16 rounding
+    # of two differently split batches would not give.
+    "mixed_precision": "no",
 }
 
 
