@@ -94,12 +94,6 @@ def check_seed(seed: object, row: int = 0) -> int | None:
     return int(seed)
 
 
-def choose_prompt(options: object, num_prompts: int, rng: np.random.Generator) -> int | str | Prompt:
-    """The prompt a reset starts from: ``options["prompt"]``, ``options["prompt_index"]`` or a draw."""
-    choice = fixed_prompt(options, num_prompts)
-    return int(rng.integers(num_prompts)) if choice is None else choice
-
-
 class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
     """Generate text one token per step; the reward comes from pluggable scorers.
 
