@@ -64,6 +64,9 @@ TIME_METRICS = ("samples_per_s", "tokens_per_s", "iteration_time", "rollout_time
 
 A = TypeVar("A", bound="OnPolicyAlgorithm")
 
+MicroLoss = tuple[torch.Tensor, "torch.Tensor | float", dict[str, torch.Tensor]]
+"""``(loss, share, stats)`` of one micro-batch (see :meth:`OnPolicyAlgorithm.accumulated_step`)."""
+
 # Metrics that are not averaged over processes: counters and the coefficient every process shares.
 _GLOBAL_METRICS = ("iteration", "episodes", "kl_coef")
 
@@ -195,12 +198,19 @@ class OnPolicyAlgorithm:
                 f"of the env's tokenizer or build the env with vocab_size={width} (env_kwargs={{'vocab_size': {width}}})"
             )
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: every trainable parameter at ``config.learning_rate``.
+
+        Algorithms with parts that learn at their own rate (PPO's value head) override this.
+        """
+        return [{"params": [p for p in self.policy.parameters() if p.requires_grad]}]
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for p in self.policy.parameters() if p.requires_grad]
+        groups = self.param_groups()
         try:
-            return torch.optim.Adam(params, lr=self.config.learning_rate, fused=True)
+            return torch.optim.Adam(groups, lr=self.config.learning_rate, fused=True)
         except (RuntimeError, TypeError):
-            return torch.optim.Adam(params, lr=self.config.learning_rate)
+            return torch.optim.Adam(groups, lr=self.config.learning_rate)
 
     def _use_adapters_off_reference(self) -> None:
         """Points the env's KL terms at the policy with its adapters off, as ``config.kl_reference`` says."""
@@ -379,6 +389,69 @@ class OnPolicyAlgorithm:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
+
+    def accumulated_step(
+        self, mb_inds: torch.Tensor, micro_loss: Callable[[torch.Tensor], MicroLoss | None]
+    ) -> dict[str, float] | None:
+        """One optimizer step over the minibatch ``mb_inds``, its gradient accumulated over micro-batches.
+
+        Args:
+            mb_inds: ``(M,)`` rows of the train batch.
+            micro_loss: Called with each micro-batch's rows (``config.micro_batch_size`` of them); returns
+                ``(loss, share, stats)``: the micro-batch's loss, its share of the minibatch (of the tokens or
+                the sequences, as the loss averages, so that the accumulated gradient equals the whole
+                minibatch's) and 0-d statistics; or ``None`` to abandon the step.
+
+        Returns:
+            The share-weighted statistics plus ``grad_norm`` (with clipping), or ``None`` when ``micro_loss``
+            abandoned the step (the weights and the optimizer are then unchanged).
+        """
+        stats: dict[str, float] = {}
+        self.optimizer.zero_grad(set_to_none=True)
+        for micro in mb_inds.split(self.config.micro_batch_size):
+            out = micro_loss(micro)
+            if out is None:
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            loss, share, micro_stats = out
+            self.backward(loss * share)
+            w = float(share)
+            for k, v in micro_stats.items():
+                stats[k] = stats.get(k, 0.0) + float(v.detach()) * w
+        grad_norm = self.optimizer_step()
+        if grad_norm is not None:
+            stats["grad_norm"] = grad_norm
+        return stats
+
+    def run_epochs(
+        self, b: TrainBatch, epochs: int, step: Callable[[TrainBatch, torch.Tensor], dict[str, float] | None]
+    ) -> tuple[dict[str, float], int, bool]:
+        """``epochs`` passes over ``b`` in shuffled minibatches, one ``step(b, mb_inds)`` each.
+
+        Returns:
+            ``(means, steps, stopped)``: the mean of each statistic over the steps taken, their number,
+            and whether a step returned ``None`` (which ends every pass).
+        """
+        self.policy.train()
+        N = b.tokens.shape[0]
+        size = self.config.effective_minibatch_size
+        sums: dict[str, float] = {}
+        steps = 0
+        stopped = False
+        for _ in range(epochs):
+            perm = torch.randperm(N, generator=self.shuffle_generator).to(self.device)
+            for start in range(0, N, size):
+                stats = step(b, perm[start : start + size])
+                if stats is None:
+                    stopped = True
+                    break
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+            if stopped:
+                break
+        self.policy.eval()
+        return {k: v / max(steps, 1) for k, v in sums.items()}, steps, stopped
 
     def learn(
         self: A,

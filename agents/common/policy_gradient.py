@@ -26,7 +26,7 @@ from torch import nn
 from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig
 from agents.common.lora import adapters_off
-from agents.common.on_policy import OnPolicyAlgorithm
+from agents.common.on_policy import MicroLoss, OnPolicyAlgorithm
 from agents.common.stats import as_bool_mask, masked_mean
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
@@ -250,32 +250,18 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
 
     def update(self, b: TrainBatch) -> dict[str, float]:
         """``num_iterations`` passes of minibatch optimizer steps over ``b``; returns the mean statistics."""
-        cfg = self.config
-        self.policy.train()
-        N = b.tokens.shape[0]
-        size = cfg.effective_minibatch_size
-        sums: dict[str, float] = {}
-        steps = 0
-        for _ in range(cfg.num_iterations):
-            perm = torch.randperm(N, generator=self.shuffle_generator).to(self.device)
-            for start in range(0, N, size):
-                for k, v in self._minibatch_step(b, perm[start : start + size]).items():
-                    sums[k] = sums.get(k, 0.0) + v
-                steps += 1
-        self.policy.eval()
-        means = {k: v / max(steps, 1) for k, v in sums.items()}
-        means["learning_rate"] = cfg.learning_rate
+        means, _, _ = self.run_epochs(b, self.config.num_iterations, self._minibatch_step)
+        means["learning_rate"] = self.config.learning_rate
         return means
 
-    def _minibatch_step(self, b: TrainBatch, mb_inds: torch.Tensor) -> dict[str, float]:
+    def _minibatch_step(self, b: TrainBatch, mb_inds: torch.Tensor) -> dict[str, float] | None:
         """One optimizer step over a minibatch, accumulated over micro-batches so that the gradient equals
         the whole minibatch's: micro-batch losses are weighted by their share of the minibatch's tokens
         (``"dapo"``) or sequences (``"grpo"``, ``"dr_grpo"``)."""
         cfg = self.config
         mb_tokens = b.mask[mb_inds].sum().clamp(min=1)
-        stats: dict[str, float] = {}
-        self.optimizer.zero_grad(set_to_none=True)
-        for micro in mb_inds.split(cfg.micro_batch_size):
+
+        def micro_loss(micro: torch.Tensor) -> MicroLoss:
             mb = b.take(micro)
             new_logprobs, _, entropy = self.evaluate_tokens(
                 mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, with_entropy=True
@@ -295,15 +281,9 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
                 beta=cfg.beta,
             )
             share = mb.mask.sum() / mb_tokens if cfg.loss_type == "dapo" else len(micro) / len(mb_inds)
-            self.backward(loss * share)
-            w = float(share)
-            micro_stats = {"policy_loss": loss, "entropy": masked_mean(entropy, mb.mask), **loss_stats}  # type: ignore[arg-type]
-            for k, v in micro_stats.items():
-                stats[k] = stats.get(k, 0.0) + float(v.detach()) * w
-        grad_norm = self.optimizer_step()
-        if grad_norm is not None:
-            stats["grad_norm"] = grad_norm
-        return stats
+            return loss, share, {"policy_loss": loss, "entropy": masked_mean(entropy, mb.mask), **loss_stats}  # type: ignore[arg-type]
+
+        return self.accumulated_step(mb_inds, micro_loss)
 
 
 __all__ = [

@@ -56,6 +56,12 @@ class PPOConfig(OnPolicyConfig):
     """Value clip: new values are clipped to ``old ± clip_range_value`` in the value loss (in reward
     units, so rescale it with ``reward_scale``); ``None`` disables value clipping. Must be > 0."""
 
+    value_learning_rate: float | None = None
+    """Adam learning rate of the value head (the linear layer on the trunk; the shared trunk learns at
+    ``learning_rate``). ``None``: ``learning_rate``. A freshly initialised head predicts noise of about
+    the rewards' size, and at a small policy learning rate it stays noise for thousands of episodes,
+    so its GAE advantages are mostly noise too (``explained_variance`` far below 0). Must be > 0."""
+
     vf_coef: float = 0.1
     """Weight of the value loss. 0.1 (as TRL) rather than SB3's 0.5 because the value head shares the LM
     trunk, and large value gradients disturb the policy. Must be >= 0."""
@@ -73,7 +79,7 @@ class PPOConfig(OnPolicyConfig):
         super().check()
         for name in ("reward_scale", "clip_range"):
             self._require(name, getattr(self, name) > 0, "> 0")
-        for name in ("reward_clip", "clip_range_value", "target_approx_kl"):
+        for name in ("reward_clip", "clip_range_value", "target_approx_kl", "value_learning_rate"):
             value = getattr(self, name)
             self._require(name, value is None or value > 0, "> 0 or None")
         for name in ("vf_coef", "ent_coef"):

@@ -11,13 +11,14 @@ Per iteration, after the shared rollout (:mod:`agents.common.on_policy`)::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
 from agents.common.buffers import RolloutBatch, TrainBatch
-from agents.common.on_policy import OnPolicyAlgorithm
+from agents.common.on_policy import MicroLoss, OnPolicyAlgorithm
 from agents.common.stats import explained_variance, masked_mean, masked_whiten
+from agents.common.value_head import CausalLMWithValueHead
 from agents.ppo.config import PPOConfig
 from agents.ppo.core import compute_gae, policy_loss, value_loss
 
@@ -39,6 +40,16 @@ class PPO(OnPolicyAlgorithm):
     config_class: ClassVar[type[PPOConfig]] = PPOConfig
     algo_name: ClassVar[str] = "ppo"
     uses_value_head: ClassVar[bool] = True
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The LM at ``learning_rate``, the value head at ``value_learning_rate`` (when set)."""
+        lr = self.config.value_learning_rate
+        if lr is None:
+            return super().param_groups()
+        head = cast(CausalLMWithValueHead, self.policy).value_head
+        head_ids = {id(p) for p in head.parameters()}
+        trunk = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in head_ids]
+        return [{"params": trunk}, {"params": list(head.parameters()), "lr": lr}]
 
     def train(self, batch: RolloutBatch) -> dict[str, float]:
         """GAE on the batch, then the PPO epochs; returns the loss statistics and the explained variance."""
@@ -72,42 +83,20 @@ class PPO(OnPolicyAlgorithm):
     def update(self, b: TrainBatch) -> dict[str, float]:
         """``ppo_epochs`` passes of minibatch optimizer steps over ``b``; returns the mean loss statistics."""
         cfg = self.config
-        self.policy.train()
-        N = b.tokens.shape[0]
-        sums: dict[str, float] = {}
-        steps = 0
-        early_stop = False
-        for _epoch in range(cfg.ppo_epochs):
-            perm = torch.randperm(N, generator=self.shuffle_generator).to(self.device)
-            for start in range(0, N, cfg.minibatch_size):
-                stats = self._minibatch_step(b, perm[start : start + cfg.minibatch_size])
-                if stats is None:
-                    early_stop = True
-                    break
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                steps += 1
-            if early_stop:
-                break
-        self.policy.eval()
-        means = {k: v / max(steps, 1) for k, v in sums.items()}
+        means, steps, early_stop = self.run_epochs(b, cfg.ppo_epochs, self._minibatch_step)
         means["epochs"] = steps / cfg.num_minibatches
         means["early_stop"] = float(early_stop)
         means["learning_rate"] = cfg.learning_rate
         return means
 
     def _minibatch_step(self, b: TrainBatch, mb_inds: torch.Tensor) -> dict[str, float] | None:
-        """One optimizer step over a minibatch, as ``gradient_accumulation_steps`` forward/backward passes.
-
-        Each micro-batch's token means are weighted by its share of the minibatch's tokens, so the
-        accumulated gradient equals that of the whole minibatch. Returns ``None`` (and leaves the weights
-        unchanged) when the approximate KL exceeds ``1.5 * target_approx_kl``.
-        """
+        """One optimizer step over a minibatch; ``None`` (weights unchanged) when the approximate KL exceeds
+        ``1.5 * target_approx_kl``. Each micro-batch's token means are weighted by its share of the
+        minibatch's tokens, so the accumulated gradient equals that of the whole minibatch."""
         cfg = self.config
         mb_tokens = b.mask[mb_inds].sum().clamp(min=1)
-        stats: dict[str, float] = {}
-        self.optimizer.zero_grad(set_to_none=True)
-        for micro in mb_inds.split(cfg.micro_batch_size):
+
+        def micro_loss(micro: torch.Tensor) -> MicroLoss | None:
             mb = b.take(micro)
             # The entropy bonus needs the current policy's entropy; without one, the rollout policy's
             # (computed once in prepare_batch) is the statistic, which saves a (B, T, V) pass per step.
@@ -126,7 +115,6 @@ class PPO(OnPolicyAlgorithm):
                 # Every process takes the same decision (the mean over processes): their steps stay in step.
                 approx_kl = self.dist.mean({"approx_kl": float(pg_stats["approx_kl"])})["approx_kl"]
                 if approx_kl > 1.5 * cfg.target_approx_kl:
-                    self.optimizer.zero_grad(set_to_none=True)
                     return None
             v_loss, v_stats = value_loss(
                 new_values,  # type: ignore[arg-type]
@@ -137,9 +125,7 @@ class PPO(OnPolicyAlgorithm):
             )
             entropy_mean = masked_mean(mb.entropy if entropy is None else entropy, mb.mask)
             loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
-            share = mb.mask.sum() / mb_tokens
-            self.backward(loss * share)
-            micro_stats = {
+            stats = {
                 "policy_loss": pg_loss,
                 "value_loss": v_loss,
                 "entropy": entropy_mean,
@@ -148,13 +134,9 @@ class PPO(OnPolicyAlgorithm):
                 "value_clip_frac": v_stats["clipfrac"],
                 "loss": loss,
             }
-            w = float(share)
-            for k, v in micro_stats.items():
-                stats[k] = stats.get(k, 0.0) + float(v.detach()) * w
-        grad_norm = self.optimizer_step()
-        if grad_norm is not None:
-            stats["grad_norm"] = grad_norm
-        return stats
+            return loss, mb.mask.sum() / mb_tokens, stats
+
+        return self.accumulated_step(mb_inds, micro_loss)
 
 
 __all__ = ["PPO"]

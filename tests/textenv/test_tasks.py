@@ -229,7 +229,7 @@ def test_every_task_documents_a_recipe_and_a_starting_model():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task_id", ["TextGen-Arithmetic-v0", "TextGen-Reverse-v0"])
+@pytest.mark.parametrize("task_id", ["TextGen-Copy-v0", "TextGen-Arithmetic-v0", "TextGen-Reverse-v0"])
 def test_ppo_recipe_reaches_the_threshold(task_id):
     """The documented recipe (Task.recipe) takes the built-in model past the threshold (minutes)."""
     agents = pytest.importorskip("agents")

@@ -86,13 +86,14 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path):
-    full = make_ppo(tmp_path / "full", checkpoint_interval=1)
+    # The value head's own learning rate is a second optimizer group, restored with its state.
+    full = make_ppo(tmp_path / "full", checkpoint_interval=1, value_learning_rate=1e-2)
     full.learn(8 * 4)
     # Interrupted after 2 iterations (the final checkpoint of learn), then resumed by a new process.
-    part = make_ppo(tmp_path / "part", checkpoint_interval=0)
+    part = make_ppo(tmp_path / "part", checkpoint_interval=0, value_learning_rate=1e-2)
     part.learn(8 * 2)
     assert ckpt.latest_checkpoint(tmp_path / "part").endswith("checkpoint-000002")
-    resumed = make_ppo(tmp_path / "part", checkpoint_interval=0)
+    resumed = make_ppo(tmp_path / "part", checkpoint_interval=0, value_learning_rate=1e-2)
     resumed.learn(8 * 4, resume=True)
     assert resumed.iteration == 4 and resumed.num_episodes == 32
     assert comparable(resumed.history) == comparable(full.history)

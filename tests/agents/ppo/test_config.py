@@ -33,6 +33,7 @@ BAD_VALUES = [
     ("vf_coef", -0.5),
     ("ent_coef", -0.01),
     ("target_approx_kl", 0.0),
+    ("value_learning_rate", 0.0),
     ("kl_controller", "pid"),
     ("kl_reference", "base"),
     ("init_kl_coef", -0.1),

@@ -62,6 +62,20 @@ def test_one_update_changes_lm_and_value_head_weights():
     assert metrics["samples_per_s"] > 0 and metrics["tokens_per_s"] > 0
 
 
+def test_value_learning_rate_steps_the_value_head_at_its_own_rate():
+    # One Adam step moves each weight by about its group's learning rate (|m / sqrt(v)| = 1 at step 1).
+    ppo = make_ppo(learning_rate=1e-6, value_learning_rate=1e-2, ppo_epochs=1, minibatch_size=8)
+    assert [g["lr"] for g in ppo.optimizer.param_groups] == [1e-6, 1e-2]
+    head = ppo.policy.value_head.weight
+    trunk = ppo.policy.lm.transformer.h[0].attn.c_attn.weight
+    head_before, trunk_before = head.detach().clone(), trunk.detach().clone()
+    ppo.train_iteration()
+    assert (head - head_before).abs().max().item() == pytest.approx(1e-2, rel=1e-3)
+    assert (trunk - trunk_before).abs().max().item() == pytest.approx(1e-6, rel=1e-3)
+    # Without it, one group at learning_rate.
+    assert [g["lr"] for g in make_ppo(learning_rate=1e-6).optimizer.param_groups] == [1e-6]
+
+
 def test_learns_a_trivially_solvable_task():
     torch.manual_seed(0)
     ppo = make_ppo(learning_rate=3e-3, episodes_per_iteration=16, minibatch_size=8)
