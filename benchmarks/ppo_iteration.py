@@ -8,6 +8,7 @@ penalty (coefficient 0.05) against a frozen copy of the initial model, like for 
 One warm-up iteration, then the best and median of ``--iters``.
 
 usage: python benchmarks/ppo_iteration.py --size small --batch 16 --new-tokens 32 [--no-kl] [--bf16] [--device cpu]
+       [--no-kl-after-rollout]
 prints ``seconds_per_iteration`` (best), the phase split, and ``samples_per_s X`` as its last line.
 """
 
@@ -32,7 +33,15 @@ def count_good(prompts: list[str], texts: list[str], refs: list, metas: list) ->
     return [float(t.count("good")) for t in texts]
 
 
-def build(size: str, batch: int, new_tokens: int, device: str, kl: bool, bf16: bool = False):
+def build(
+    size: str,
+    batch: int,
+    new_tokens: int,
+    device: str,
+    kl: bool,
+    bf16: bool = False,
+    kl_after_rollout: bool = True,
+):
     """The agent on a fixture env of ``batch`` rows."""
     from agents import PPO, PPOConfig
     from textenv.scorers import Callable
@@ -67,6 +76,7 @@ def build(size: str, batch: int, new_tokens: int, device: str, kl: bool, bf16: b
         seed=0,
         init_kl_coef=0.05,
         mixed_precision="bf16" if bf16 else "no",
+        kl_after_rollout=kl_after_rollout,
     )
     return PPO(model, env, config, min_new_tokens=new_tokens, verbose=0, progress_bar=False)
 
@@ -89,19 +99,28 @@ def main() -> None:
         help="KL penalty to a frozen reference copy, as TRL always has one (--no-kl: none)",
     )
     parser.add_argument(
+        "--kl-after-rollout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score the KL after the rollout, one batched reference forward (--no-kl-after-rollout: the "
+        "env steps the reference once per token)",
+    )
+    parser.add_argument(
         "--bf16", action="store_true", help="mixed_precision='bf16' (CUDA, or a CPU with native bf16)"
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    ppo = build(args.size, args.batch, args.new_tokens, args.device, args.kl, args.bf16)
+    ppo = build(
+        args.size, args.batch, args.new_tokens, args.device, args.kl, args.bf16, args.kl_after_rollout
+    )
     times, phases = time_iterations(ppo, args.iters, args.new_tokens, args.clock)
     best = min(times)
     rollout, update = phases[times.index(best)]
     precision = "bf16" if args.bf16 else "fp32"
     print(
         f"size={args.size} batch={args.batch} new={args.new_tokens} iters={args.iters} device={ppo.device} "
-        f"{precision} kl={args.kl} threads={torch.get_num_threads()} clock={args.clock}"
+        f"{precision} kl={args.kl} kl_after_rollout={args.kl_after_rollout} threads={torch.get_num_threads()} clock={args.clock}"
     )
     print(f"seconds_per_iteration {best:.3f} (median {statistics.median(times):.3f})")
     print(f"rollout_s {rollout:.3f} update_s {update:.3f}")

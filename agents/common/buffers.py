@@ -26,7 +26,8 @@ class RolloutBatch:
         tokens: ``(N, T)`` generated tokens (``input_ids[:, P:]``).
         mask: ``(N, T)`` bool, the valid generated tokens (a prefix of each row).
         logprobs: ``(N, T)`` float32 rollout log-probs of the tokens under the sampling distribution.
-        rewards: ``(N, T)`` float32 per-token rewards exactly as ``env.step`` returned them.
+        rewards: ``(N, T)`` float32 per-token rewards as ``env.step`` returned them, plus the penalty of
+            the KL terms the agent scores after the rollout (``OnPolicyConfig.kl_after_rollout``).
         prompt_len: ``P``.
         scores: ``(N,)`` episode returns (sum of the rewards).
         reward_terms: Term name -> ``(N,)`` the term's total per episode (``info["reward_terms"]``).

@@ -154,6 +154,12 @@ class OnPolicyConfig:
     policy only; no second copy of the weights, as TRL/OpenRLHF/verl do with LoRA); ``"auto"`` is
     ``"adapters_off"`` for a PEFT policy, else ``"env"``."""
 
+    kl_after_rollout: bool = True
+    """Score the env's KL penalty (estimators ``k1``/``k3``) after each rollout with one batched forward
+    of its reference over the finished episodes, as TRL does, instead of one single-token forward per
+    generated token inside the env (``KLPenalty.external``); the rewards are the same to float
+    precision (the reference runs in float32 either way). ``False``: the env steps the reference."""
+
     # --- sampling -----------------------------------------------------------------------------------
     temperature: float = 1.0
     """Sampling temperature for rollouts. Must be > 0."""

@@ -57,7 +57,7 @@ from agents.common.rollout import EnvDriver, RolloutCollector, kl_terms, make_en
 from agents.common.sampling import SamplingParams, entropy_from_logprobs
 from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead
 from textenv.lm import accepts_kwarg
-from textenv.scorers.kl import AdaptersOff
+from textenv.scorers.kl import AdaptersOff, kl_per_token
 
 # Metrics that depend on wall-clock time (excluded when comparing runs for determinism).
 TIME_METRICS = ("samples_per_s", "tokens_per_s", "iteration_time", "rollout_time", "update_time")
@@ -249,9 +249,48 @@ class OnPolicyAlgorithm:
         seed = None if self._env_seeded else self.seed
         self._env_seeded = True
         indices = self.rollout_prompt_indices()
-        batch = self.collector.collect(self.config.episodes_per_iteration, seed=seed, prompt_indices=indices)
+        after = self._kl_terms_after_rollout()
+        with contextlib.ExitStack() as stack:
+            for term in after:
+                stack.enter_context(term.external())
+            batch = self.collector.collect(
+                self.config.episodes_per_iteration, seed=seed, prompt_indices=indices
+            )
         batch.prompt_indices = indices
+        for term in after:
+            self._add_kl_penalty(batch, term)
         return batch
+
+    def _kl_terms_after_rollout(self) -> list[Any]:
+        """The env's KL terms this agent scores after the rollout (``config.kl_after_rollout``): those with
+        a per-token estimator (``k1``, ``k3``) whose reference lives on the agent's device."""
+        if not self.config.kl_after_rollout:
+            return []
+        terms = []
+        for term in self.kl_terms:
+            param = next(iter(term.reference.parameters()), None)
+            if term.estimator != "full" and param is not None and param.device == self.device:
+                terms.append(term)
+        return terms
+
+    @torch.no_grad()
+    def _add_kl_penalty(self, batch: RolloutBatch, term: Any) -> None:
+        """Adds ``-coef * KL`` of every generated token to ``batch`` (rewards, scores, the term's total and
+        ``kl``), from the rollout's log-probs and one float32 forward of ``term.reference``, as the env
+        would have (it runs its scorers outside autocast)."""
+        b = TrainBatch.from_rollout(batch)
+        ref_logprobs, _, _ = self.evaluate_batch(
+            b, model=term.reference, autocast=False, sampling=False
+        )  # (N, T)
+        kl = kl_per_token(term.estimator, batch.logprobs.to(self.device), ref_logprobs)  # (N, T) float64
+        kl = torch.where(b.mask, kl, 0.0)
+        penalty = -term.coef * kl  # (N, T)
+        batch.rewards = batch.rewards + penalty.to(batch.rewards)
+        episode_penalty = penalty.sum(1).cpu().numpy()  # (N,)
+        batch.scores = batch.scores + episode_penalty
+        batch.reward_terms[term.name] = batch.reward_terms.get(term.name, 0.0) + episode_penalty
+        episode_kl = kl.sum(1).cpu().numpy()
+        batch.kl = episode_kl if batch.kl is None else batch.kl + episode_kl
 
     def train(self, batch: RolloutBatch) -> dict[str, float]:
         """The algorithm's update on one rollout batch; returns its statistics (means over steps)."""
@@ -306,6 +345,8 @@ class OnPolicyAlgorithm:
         with_entropy: bool = False,
         entropy_grad: bool = False,
         model: nn.Module | None = None,
+        autocast: bool = True,
+        sampling: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """One full forward over whole sequences: log-prob (value, entropy) of each generated token.
 
@@ -317,6 +358,9 @@ class OnPolicyAlgorithm:
             with_entropy: Also return the entropy of the sampling distribution.
             entropy_grad: Keep the entropy in the autograd graph (an entropy bonus); else it is a statistic.
             model: Another causal LM to evaluate the tokens with (e.g. a frozen reference); default: the policy.
+            autocast: Run under the run's mixed precision; ``False``: in the weights' own dtype.
+            sampling: Log-probs under the sampling distribution (temperature, top-k, top-p); ``False``:
+                the model's own ``log_softmax`` (what the env's KL reference uses).
 
         Returns:
             ``(logprobs (B, T), values (B, T) or None, entropy (B, T) or None)``, float32; values only with
@@ -324,14 +368,15 @@ class OnPolicyAlgorithm:
         """
         T = tokens.shape[1]
         P = input_ids.shape[1] - T
-        kwargs = {"logits_to_keep": T + 1} if self._logits_to_keep else {}
+        keep = self._logits_to_keep if model is None else accepts_kwarg(model, "logits_to_keep")
+        kwargs = {"logits_to_keep": T + 1} if keep else {}
         with_values = model is None and self.uses_value_head
         forward = self.train_model if model is None else model
-        with self._autocast():
+        with self._autocast() if autocast else contextlib.nullcontext():
             out = forward(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         logits = out.logits[:, -(T + 1) : -1].float()  # (B, T, V)
         values = out.values[:, P - 1 : P + T - 1].float() if with_values else None  # (B, T)
-        logp_all = self.sampling.logprobs(logits)  # (B, T, V)
+        logp_all = self.sampling.logprobs(logits) if sampling else torch.log_softmax(logits, -1)  # (B, T, V)
         logprobs = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
         entropy = None
         if with_entropy:
@@ -341,7 +386,13 @@ class OnPolicyAlgorithm:
 
     @torch.no_grad()
     def evaluate_batch(
-        self, b: TrainBatch, *, with_entropy: bool = False, model: nn.Module | None = None
+        self,
+        b: TrainBatch,
+        *,
+        with_entropy: bool = False,
+        model: nn.Module | None = None,
+        autocast: bool = True,
+        sampling: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """:meth:`evaluate_tokens` over a whole batch without grad, one minibatch of rows at a time.
 
@@ -364,6 +415,8 @@ class OnPolicyAlgorithm:
                 mb.tokens,
                 with_entropy=with_entropy,
                 model=model,
+                autocast=autocast,
+                sampling=sampling,
             )
             logprobs[idx, :t] = torch.where(mb.mask, logp, 0.0)
             for out, part in ((values, v), (entropy, ent)):

@@ -11,13 +11,21 @@ of the text so far. The policy's log-probs come from the agent, either handed ov
 
     # (b) anything else, e.g. stable-baselines3: bind the policy's LM once
     kl.bind(model.policy.lm)               # any causal LM, or agents.CausalLMWithValueHead
+
+    # (c) an agent that scores whole episodes itself, as TRL does: one batched forward of the
+    #     reference after the rollout instead of one per token (k1 and k3 only)
+    with kl.external():                    # the term gives 0 and skips the reference meanwhile
+        ...                                # run episodes, keep each token's policy log-prob
+    penalty = -kl.coef * kl_per_token(kl.estimator, logp, reference_logp)   # the same values
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,6 +303,8 @@ class KLPenalty(Scorer):
         self._handed: torch.Tensor | None = None
         self._warned = False
         self._rows: _Rows | None = None
+        self._external: bool = False
+        self._ref_stale: torch.Tensor | None = None  # (B,) rows the reference's cache has not followed
         if policy is not None:
             self.bind(policy)
 
@@ -434,6 +444,47 @@ class KLPenalty(Scorer):
             raise RuntimeError(f"{self!r} must be attached to an env before step_kl()")
         return self.last_kl
 
+    @contextlib.contextmanager
+    def external(self) -> Iterator[KLPenalty]:
+        """The caller computes this term for the steps taken inside: meanwhile the term gives 0 and
+        does not run the reference (nor a bound policy).
+
+        For an agent that keeps each generated token's log-prob and scores whole episodes after the
+        rollout with one batched forward of :attr:`reference` (as TRL does), rather than one
+        single-token forward per step: ``-coef * kl_per_token(estimator, logp, reference_logp)`` per
+        token gives this term's rewards to float precision. Rows still running when the block ends
+        are re-read into the reference's cache before their next step.
+
+        Raises:
+            ValueError: With ``estimator="full"``, which needs the policy's whole distribution at each
+                step.
+        """
+        if self.estimator == "full":
+            raise ValueError(
+                f"{self!r}: external() needs estimator 'k1' or 'k3'; 'full' needs the policy's whole "
+                "next-token distribution at every step, which the env keeps"
+            )
+        self._external = True
+        try:
+            yield self
+        finally:
+            self._external = False
+
+    @property
+    def is_external(self) -> bool:
+        """Whether the term is inside :meth:`external` (its steps give 0)."""
+        return self._external
+
+    def _follow_again(self) -> None:
+        """Re-reads the rows that ran inside :meth:`external` into the reference's cache."""
+        rows, ctx, ref = self._rows, self.ctx, self._ref
+        if self._ref_stale is None or not bool(self._ref_stale.any()) or rows is None or ctx is None:
+            return
+        ids, mask = left_pack(rows.ids, rows.mask)
+        stale = self._ref_stale.nonzero().squeeze(1)
+        ref.reset_rows(stale, ids[stale], mask[stale])  # type: ignore[union-attr]
+        self._ref_stale[:] = False
+
     # -- dense scorer protocol -------------------------------------------------------------------
 
     def reset_rows(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
@@ -445,9 +496,21 @@ class KLPenalty(Scorer):
         self._rows.ids[rows, :P] = input_ids.to(self._rows.ids.device)
         self._rows.mask[rows, :P] = attention_mask.to(self._rows.ids.device).long()
         self._rows.length[rows] = 0
+        if self._external:
+            self._mark_stale(rows)
+            return
         self._ref.reset_rows(rows, input_ids, attention_mask)
+        if self._ref_stale is not None:
+            self._ref_stale[rows] = False
         if self._policy is not None and self._policy is not self._ref and not self._policy_stale:
             self._policy.reset_rows(rows, input_ids, attention_mask)
+
+    def _mark_stale(self, rows: torch.Tensor) -> None:
+        """``rows`` changed without the reference (or a bound policy) following them."""
+        if self._ref_stale is None:
+            self._ref_stale = torch.zeros(self.ctx.num_rows, dtype=torch.bool, device=self.ctx.device)  # type: ignore[union-attr]
+        self._ref_stale[rows] = True
+        self._policy_stale = True
 
     def step_rows(self, actions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """``-coef * KL`` (B,) of this step's actions; records nothing (see :meth:`advance_rows`).
@@ -460,9 +523,10 @@ class KLPenalty(Scorer):
             raise RuntimeError(f"{self!r} must be attached to an env before step_rows()")
         actions = actions.to(self.ctx.device).long()
         active = active.to(self.ctx.device).bool()
-        if not active.any():  # e.g. a vector-env step in which every row restarts
+        if self._external or not active.any():  # e.g. a vector-env step in which every row restarts
             self._step_kl = torch.zeros(actions.shape[0], dtype=torch.float64, device=self.ctx.device)
             return self._step_kl.clone()
+        self._follow_again()
         logq_all = self._ref.logprobs()  # (B, V)
         self._step_kl = self._kl(actions, active, self._handed, logq_all)
         return -self.coef * self._step_kl
@@ -550,6 +614,9 @@ class KLPenalty(Scorer):
         rows.ids[index, pos] = actions[index]  # type: ignore[union-attr]
         rows.mask[index, pos] = 1  # type: ignore[union-attr]
         rows.length += active.long()  # type: ignore[union-attr]
+        if self._external:
+            self._mark_stale(index)
+            return
         self._ref.push(actions, active)  # type: ignore[union-attr]
         if self._policy is None or self._policy is self._ref:
             return

@@ -227,3 +227,69 @@ def test_metrics_have_no_kl_coefficient_without_a_kl_term():
     ppo = make_ppo(make_env(Callable(count_good)))
     metrics = ppo.train_iteration()
     assert "kl_coef" not in metrics and "kl" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("estimator", "sampling", "vector"),
+    [("k1", {}, True), ("k3", {}, True), ("k1", {"temperature": 0.7, "top_k": 20}, True), ("k3", {}, False)],
+)
+def test_kl_after_rollout_gives_the_env_per_step_rewards(estimator, sampling, vector):
+    # One batched float32 forward of the reference after the rollout (as TRL) against the env stepping
+    # the reference once per token: the same tokens, rewards, returns, term totals and KL.
+    tok = tiny_tokenizer()
+    batches, refs = [], []
+    for after in (True, False):
+        ref = tiny_lm(len(tok), seed=1)
+        refs.append(ref)
+        reward = Callable(count_good) + KLPenalty(ref, coef=0.2, estimator=estimator)
+        env = make_env(reward, eos=MANY_EOS, vector=vector)
+        ppo = make_ppo(env, kl_after_rollout=after, **sampling)
+        calls = []
+        handle = ref.register_forward_hook(lambda *args, calls=calls: calls.append(1))
+        batches.append(ppo.collect_rollout())
+        handle.remove()
+        # Batched: one forward per minibatch of episodes; per step: a prefill and a step per token.
+        # After: one forward per minibatch of 4 episodes; per step: a prefill and steps per wave.
+        assert len(calls) == 2 if after else len(calls) > 2 * 2
+    a, b = batches
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.mask, b.mask)
+    assert a.kl is not None and b.kl is not None and np.abs(b.kl).max() > 0.01
+    torch.testing.assert_close(a.rewards, b.rewards, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a.kl, b.kl, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a.reward_terms["kl"], b.reward_terms["kl"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a.reward_terms["count_good"], b.reward_terms["count_good"])
+
+
+def test_kl_after_rollout_leaves_the_env_stepping_the_reference_itself_afterwards():
+    tok = tiny_tokenizer()
+    ref = tiny_lm(len(tok), seed=1)
+    kl = KLPenalty(ref, coef=0.2)
+    env = make_env(Callable(count_good) + kl, num_envs=2)
+    ppo = make_ppo(env, kl_after_rollout=True, episodes_per_iteration=2, minibatch_size=2)
+    ppo.collect_rollout()
+    assert not kl.is_external
+    # Outside the agent the env's own term is live again: its KL equals that of a fresh env's term.
+    fresh_kl = KLPenalty(tiny_lm(len(tok), seed=1), coef=kl.coef)  # the agent's controller set it
+    fresh = make_env(Callable(count_good) + fresh_kl, num_envs=2)
+    for e in (env, fresh):
+        e.reset(seed=3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        actions = torch.randint(6, len(tok), (2,), generator=g)
+        logp = torch.log_softmax(torch.randn(2, len(tok), generator=g), -1)
+        out = []
+        for e, term in ((env, kl), (fresh, fresh_kl)):
+            term.set_policy_logprobs(logp)
+            out.append(e.step(actions)[1])
+        np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-6)
+        assert np.abs(out[1]).max() > 0
+
+
+def test_full_estimator_stays_in_the_env():
+    tok = tiny_tokenizer()
+    kl = KLPenalty(tiny_lm(len(tok), seed=1), coef=0.2, estimator="full")
+    # The agent leaves a term it cannot score after the rollout to the env (KLPenalty.external refuses it).
+    ppo = make_ppo(make_env(Callable(count_good) + kl, eos=MANY_EOS), kl_after_rollout=True)
+    batch = ppo.collect_rollout()
+    assert batch.kl is not None and (batch.kl > 0).all()

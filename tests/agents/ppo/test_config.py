@@ -61,6 +61,7 @@ BAD_TYPES = [
     ("top_k", 1.5),
     ("whiten_advantages", 1),
     ("gradient_checkpointing", "yes"),
+    ("kl_after_rollout", 1),
     ("device", torch.device("cpu")),
     ("kl_controller", None),
     ("log_dir", 3),
@@ -85,7 +86,7 @@ def test_every_validated_field_has_a_bad_value_case():
     validated = {
         f.name
         for f in dataclasses.fields(PPOConfig)
-        if f.name not in ("whiten_advantages", "gradient_checkpointing", "log_dir")
+        if f.name not in ("whiten_advantages", "gradient_checkpointing", "kl_after_rollout", "log_dir")
     }
     assert validated - covered == set()
 

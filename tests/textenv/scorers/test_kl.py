@@ -315,3 +315,41 @@ def test_env_kl_channel_without_a_kl_term_is_a_clear_error(tokenizer):
     with pytest.raises(ValueError, match="no KLPenalty term"):
         env.set_policy_logprobs(torch.zeros(1))
     assert "kl" not in env.step(3)[4]
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_external_steps_give_zero_and_the_reference_follows_again_after(
+    tokenizer, tiny_lm, policy, estimator
+):
+    # An agent that scores whole episodes itself (one batched reference forward) takes steps inside
+    # external(); rows still running afterwards are re-read, so the next steps' values are exact again.
+    kl = KLPenalty(tiny_lm, coef=0.7, estimator=estimator, policy=policy)
+    core = make_core(tokenizer, kl, T=8)
+    g = torch.Generator().manual_seed(0)
+    active = torch.ones(ROWS, dtype=torch.bool)
+
+    def step():
+        out = core.step(torch.randint(2, core.vocab_size, (ROWS,), generator=g), active)
+        assert not out.infos  # no row ends within these 6 steps (no EOS drawn, T=8)
+        return out.rewards
+
+    calls = []
+    handle = tiny_lm.register_forward_hook(lambda *args: calls.append(1))
+    with kl.external():
+        assert kl.is_external
+        core.reset_rows(list(range(ROWS)), indices=list(range(ROWS)))
+        inside = [step() for _ in range(3)]
+    assert not kl.is_external and calls == []  # the reference never ran inside
+    after = [step() for _ in range(3)]
+    handle.remove()
+    assert all(float(np.abs(r).max()) == 0.0 for r in inside)
+    for r in range(ROWS):
+        expected = expected_rewards(estimator, policy, tiny_lm, core, r, 0.7)
+        np.testing.assert_allclose([float(x[r]) for x in after], expected[3:6], rtol=1e-4, atol=1e-5)
+
+
+def test_external_refuses_the_full_estimator(tokenizer, tiny_lm, policy):
+    kl = KLPenalty(tiny_lm, estimator="full", policy=policy)
+    with pytest.raises(ValueError, match="'full' needs the policy's whole"), kl.external():
+        pass
+    assert not kl.is_external
