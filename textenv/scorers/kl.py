@@ -397,8 +397,8 @@ class KLPenalty(Scorer):
             self._check_width(reference, "reference", ctx.vocab_size)
             self._ref = _Follower(reference, ctx.num_rows, rows.ids.shape[1], ctx.device)
             if bool(rows.mask.any()):
-                ids, mask = left_pack(rows.ids, rows.mask)
-                self._ref.reset_rows(torch.arange(ctx.num_rows, device=ctx.device), ids, mask)
+                self._reread(self._ref, torch.arange(ctx.num_rows, device=ctx.device))
+            self._ref_stale = None
             if self._policy is not None:
                 self._policy_stale = True  # a policy that shared the old reference's cache
         self.reference = reference
@@ -475,15 +475,21 @@ class KLPenalty(Scorer):
         """Whether the term is inside :meth:`external` (its steps give 0)."""
         return self._external
 
+    def _reread(self, follower: _Follower, index: torch.Tensor) -> None:
+        """Prefills ``follower``'s rows ``index`` with each row's tokens so far (prompt and generated)."""
+        rows = self._rows
+        ids, mask = left_pack(rows.ids[index], rows.mask[index])  # type: ignore[union-attr]
+        follower.reset_rows(index, ids, mask)
+
     def _follow_again(self) -> None:
-        """Re-reads the rows that ran inside :meth:`external` into the reference's cache."""
-        rows, ctx, ref = self._rows, self.ctx, self._ref
-        if self._ref_stale is None or not bool(self._ref_stale.any()) or rows is None or ctx is None:
+        """Re-reads the rows that ran inside :meth:`external` into the reference's cache (once: the
+        flags are dropped afterwards, so later steps check nothing)."""
+        if self._ref_stale is None:
             return
-        ids, mask = left_pack(rows.ids, rows.mask)
         stale = self._ref_stale.nonzero().squeeze(1)
-        ref.reset_rows(stale, ids[stale], mask[stale])  # type: ignore[union-attr]
-        self._ref_stale[:] = False
+        if stale.numel():
+            self._reread(self._ref, stale)  # type: ignore[arg-type]
+        self._ref_stale = None
 
     # -- dense scorer protocol -------------------------------------------------------------------
 
@@ -603,8 +609,7 @@ class KLPenalty(Scorer):
         """Prefills the bound policy with every row's tokens so far (after bind() or a weight update)."""
         rows, ctx = self._rows, self.ctx
         self._policy = _Follower(self.policy, ctx.num_rows, rows.ids.shape[1], ctx.device)  # type: ignore[arg-type, union-attr]
-        ids, mask = left_pack(rows.ids, rows.mask)  # type: ignore[union-attr]
-        self._policy.reset_rows(torch.arange(ctx.num_rows, device=ctx.device), ids, mask)  # type: ignore[union-attr]
+        self._reread(self._policy, torch.arange(ctx.num_rows, device=ctx.device))  # type: ignore[union-attr]
         self._policy_stale = False
 
     def _record(self, actions: torch.Tensor, active: torch.Tensor, *, policy_stepped: bool) -> None:
