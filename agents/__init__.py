@@ -10,6 +10,7 @@ Example:
     >>> agent.learn(total_episodes=512)  # doctest: +SKIP
 """
 
+from agents.common.policies import ActorCriticPolicy, CausalLMPolicy
 from agents.common.value_head import CausalLMWithValueHead
 from agents.grpo import GRPO, GRPOConfig
 from agents.ppo import PPO, PPOConfig
@@ -21,6 +22,8 @@ __all__ = [
     "PPO",
     "REINFORCE",
     "RLOO",
+    "ActorCriticPolicy",
+    "CausalLMPolicy",
     "CausalLMWithValueHead",
     "GRPOConfig",
     "PPOConfig",

@@ -227,12 +227,9 @@ def _resolve_model(name: str) -> str:
 
 
 def run_agent(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float, list[float]]:
-    """An :mod:`agents` algorithm: ``num_envs`` episodes per iteration, two minibatches, the task's KL
+    """An :mod:`agents` algorithm: ``num_envs`` episodes per iteration, two minibatches, the task's own KL
     coefficient (fixed); returns the returns, tokens and KL of every episode and the wall time."""
-    import torch
-
     import agents
-    from agents.common.rollout import kl_terms, make_env
 
     cls_name = {
         "ppo": "PPO",
@@ -242,19 +239,22 @@ def run_agent(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float, 
         "scst": "REINFORCE",
     }[algo]
     cls = getattr(agents, cls_name)
-    # The env the agent would build from the id, built here to read the task's KL coefficient first.
-    env, _ = make_env(spec.env_id, spec.num_envs, torch.device(spec.device), spec.env_kwargs)
-    kl_coefs = [term.coef for term in kl_terms(env)]
     config = cls.config_class(
         **spec.hyperparameters(algo),
         episodes_per_iteration=spec.num_envs,
         minibatch_size=max(spec.num_envs // 2, 1),
         kl_controller="fixed",
-        init_kl_coef=kl_coefs[0] if kl_coefs else 0.0,
         seed=spec.seed,
         device=spec.device,
     )
-    agent = cls(_resolve_model(spec.model), env, config, verbose=0, progress_bar=False)
+    agent = cls(
+        _resolve_model(spec.model),
+        spec.env_id,
+        config,
+        env_kwargs=spec.env_kwargs,
+        verbose=0,
+        progress_bar=False,
+    )
     rewards: list[float] = []
     tokens: list[int] = []
     kls: list[float] = []

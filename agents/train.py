@@ -216,7 +216,7 @@ def make_config(args: argparse.Namespace) -> Any:
 def sample_prompts(agent: Any, n: int) -> list[str]:
     """The first ``n`` distinct prompt texts of the env."""
     seen: list[str] = []
-    for prompt in agent.core.prompts:
+    for prompt in agent.spec.prompts:
         if prompt.text not in seen:
             seen.append(prompt.text)
         if len(seen) == n:

@@ -273,9 +273,10 @@ def task_returns(episodes: int, only: list[str] | None = None) -> list[dict[str,
     @torch.no_grad()
     def lm_logp(env, bias: torch.Tensor | None = None, model=lm) -> torch.Tensor:
         # The model's next-token log-probs (one full forward; the env's own KL term runs the cache).
-        core = env.core
-        n = core.max_prompt_tokens + int(core.num_generated[0])
-        ids, mask = core.input_ids[:1, :n], core.attention_mask[:1, :n]
+        prompt_ids, prompt_mask = env.text_spec.encode_prompts([env.prompt_of(0)])  # (1, P)
+        generated = torch.tensor([env.generated_ids(0)], dtype=torch.long)  # (1, t)
+        ids = torch.cat([prompt_ids, generated], 1)
+        mask = torch.cat([prompt_mask, torch.ones_like(generated)], 1)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask)).logits[
             0, -1
         ]
@@ -302,11 +303,11 @@ def task_returns(episodes: int, only: list[str] | None = None) -> list[dict[str,
 
     def keyword_steered(env):
         # +8 on the first token of every keyword not yet written; EOS held back until all are.
-        words = env.core.row_prompts[0].metadata["keywords"]
+        words = env.prompt_of(0).metadata["keywords"]
         kw = Keyword(words)
 
         def policy(e):
-            text = tok.decode(e.core.generated_ids(0), skip_special_tokens=True)
+            text = tok.decode(e.generated_ids(0), skip_special_tokens=True)
             bias = torch.zeros(V)
             missing = [w for w in words if kw.score_text(text, [w]) == 0]
             bias[word_tokens(tok, missing)] = 8.0
@@ -322,13 +323,13 @@ def task_returns(episodes: int, only: list[str] | None = None) -> list[dict[str,
     def writer(target_of, drop: int = 0, lead: str = ""):
         # Writes lead + target_of(prompt) (minus `drop` random words) and then EOS.
         def make(env):
-            words = target_of(env.core.row_prompts[0]).split()
+            words = target_of(env.prompt_of(0)).split()
             for _ in range(drop):
                 words.pop(int(torch.randint(len(words), (1,))))
             target = [*tok(lead + " ".join(words), add_special_tokens=False)["input_ids"], tok.eos_token_id]
 
             def policy(e):
-                n = int(e.core.num_generated[0])
+                n = len(e.generated_ids(0))
                 logp = torch.full((V,), -1e4)
                 logp[target[min(n, len(target) - 1)]] = 0.0
                 return logp

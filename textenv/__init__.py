@@ -7,12 +7,22 @@ Example:
 """
 
 from textenv import assets
-from textenv.core import TextGenCore
 from textenv.env import TextGenEnv
+from textenv.options import TextOptions
 from textenv.prompts import Prompt, load_prompts
 from textenv.registration import register_envs
+from textenv.text_spec import TextSpec, text_spec
 
 register_envs()
 
-__all__ = ["Prompt", "TextGenCore", "TextGenEnv", "assets", "load_prompts", "register_envs"]
+__all__ = [
+    "Prompt",
+    "TextGenEnv",
+    "TextOptions",
+    "TextSpec",
+    "assets",
+    "load_prompts",
+    "register_envs",
+    "text_spec",
+]
 __version__ = "0.1.0"

@@ -6,8 +6,8 @@ vector env behave identically by construction.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -16,13 +16,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from textenv.lm import resolve_device
-from textenv.prompts import Prompt, load_prompts
-from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, call_scorer, check_scores
-from textenv.tokenization import load_tokenizer, resolve_eos_ids, resolve_pad_id
-
-DEFAULT_MAX_PROMPT_TOKENS = 16
-DEFAULT_MAX_NEW_TOKENS = 24
+from textenv.options import TextOptions
+from textenv.prompts import Prompt
+from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, ScorerError, call_scorer, check_scores
+from textenv.scorers.kl import DEFERRABLE_ESTIMATORS, DeferredKL, KLPenalty
+from textenv.text_spec import TextSpec, check_positive_int
 
 
 @dataclass
@@ -49,182 +47,76 @@ def _as_prompt(choice: object) -> Prompt:
     raise TypeError(f"a prompt choice must be a source index, a text or a Prompt, got {choice!r}")
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 class TextGenCore:
     """Episode state of ``num_rows`` rows plus the reward; see ARCHITECTURE.md for the layout.
 
     Args:
-        tokenizer: Name, local path or tokenizer object.
-        prompts: Any source :func:`textenv.prompts.load_prompts` accepts.
-        reward: Anything :func:`textenv.scorers.as_scorer` accepts.
-        max_prompt_tokens: P, prompt positions (longer prompts keep their last P tokens).
-        max_new_tokens: T, the episode's length cap.
-        vocab_size: Action-space width; defaults to ``len(tokenizer)``.
-        eos_token_id: EOS id or ids; defaults to the tokenizer's.
+        options: The env's :class:`~textenv.options.TextOptions`.
         num_rows: Episodes stepped together.
-        device: Where the row tensors (and dense scorers' models) live.
-        prompt_column: Key/column of the prompt text in dict, CSV and dataset sources.
-        chat_template: Render prompts with the tokenizer's chat template: ``"auto"`` the prompts
-            that hold ``messages``, ``True`` every prompt (a plain one as a single user message),
-            ``False`` none (a chat prompt is then its plain text).
     """
 
-    def __init__(
-        self,
-        *,
-        tokenizer: str | PreTrainedTokenizerBase | None = None,
-        prompts: object = None,
-        reward: object = None,
-        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        vocab_size: int | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
-        num_rows: int = 1,
-        device: str | torch.device = "cpu",
-        prompt_column: str = "prompt",
-        chat_template: bool | str = "auto",
-    ):
-        from textenv import assets
+    def __init__(self, options: TextOptions, *, num_rows: int = 1):
         from textenv.scorers import as_scorer
-        from textenv.scorers.kl import KLPenalty
 
-        self.max_prompt_tokens = _check_positive_int("max_prompt_tokens", max_prompt_tokens)
-        self.max_new_tokens = _check_positive_int("max_new_tokens", max_new_tokens)
-        self.num_rows = _check_positive_int("num_rows", num_rows)
-        if not (isinstance(chat_template, bool) or chat_template == "auto"):
-            raise ValueError(f"chat_template must be True, False or 'auto', got {chat_template!r}")
-        self.chat_template = chat_template
-        self.device = resolve_device(device)
-        self.tokenizer = load_tokenizer(assets.path("tiny-tokenizer") if tokenizer is None else tokenizer)
-        self.vocab_size = self._resolve_vocab_size(vocab_size)
-        self.eos_token_ids = resolve_eos_ids(self.tokenizer, eos_token_id, self.vocab_size)
-        self.pad_token_id = resolve_pad_id(self.tokenizer, self.eos_token_ids, self.vocab_size)
-        self.prompt_column = prompt_column
-        self.prompts = load_prompts(
-            assets.path("review-prompts") if prompts is None else prompts, column=prompt_column
-        )
+        self.num_rows = check_positive_int("num_rows", num_rows)
+        self.options = options
+        self.spec = TextSpec.from_options(options)
+        self.device = self.spec.device
         # Text -> first index in the source, so reset(options={"prompt": text}) keeps its references.
         self._index_of: dict[str, int] = {}
-        for i, p in enumerate(self.prompts):
+        for i, p in enumerate(self.spec.prompts):
             self._index_of.setdefault(p.text, i)
-        self.prompt_ids, self.prompt_mask = self.encode_prompts(self.prompts, warn=True)  # (N, P)
-        self.reward = as_scorer(reward)
+        self.prompt_ids, self.prompt_mask = self.spec.encode_prompts(self.spec.prompts, warn=True)  # (N, P)
+        self.reward = as_scorer(options.reward)
         self.terms = self.reward.terms()
         self.kl_terms: list[KLPenalty] = [s for _, _, s in self.terms if isinstance(s, KLPenalty)]
+        spec = self.spec
         self.reward.attach(
             ScorerContext(
-                tokenizer=self.tokenizer,
-                prompts=self.prompts,
+                tokenizer=spec.tokenizer,
+                prompts=spec.prompts,
                 num_rows=self.num_rows,
-                max_prompt_tokens=self.max_prompt_tokens,
-                max_new_tokens=self.max_new_tokens,
-                vocab_size=self.vocab_size,
+                max_prompt_tokens=spec.max_prompt_tokens,
+                max_new_tokens=spec.max_new_tokens,
+                vocab_size=spec.vocab_size,
                 device=self.device,
             )
         )
-        self._eos = torch.tensor(self.eos_token_ids, device=self.device)
-        length = self.max_prompt_tokens + self.max_new_tokens
-        self.input_ids = torch.full(
-            (self.num_rows, length), self.pad_token_id, dtype=torch.long, device=self.device
-        )
-        self.attention_mask = torch.zeros((self.num_rows, length), dtype=torch.long, device=self.device)
-        self.num_generated = torch.zeros(self.num_rows, dtype=torch.long, device=self.device)  # (B,)
-        self.done = torch.ones(self.num_rows, dtype=torch.bool, device=self.device)  # (B,) no episode yet
-        self.row_prompts: list[Prompt | None] = [None] * self.num_rows
-        self.term_totals = torch.zeros(
-            len(self.terms), self.num_rows, dtype=torch.float64, device=self.device
-        )
+        self._eos = torch.tensor(spec.eos_token_ids, device=self.device)
+        B, L = self.num_rows, spec.length
+        self.input_ids = torch.full((B, L), spec.pad_token_id, dtype=torch.long, device=self.device)
+        self.attention_mask = torch.zeros((B, L), dtype=torch.long, device=self.device)
+        self.num_generated = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
+        self.done = torch.ones(B, dtype=torch.bool, device=self.device)  # (B,) no episode yet
+        self.row_prompts: list[Prompt | None] = [None] * B
+        self.term_totals = torch.zeros(len(self.terms), B, dtype=torch.float64, device=self.device)
 
-    def _resolve_vocab_size(self, vocab_size: int | None) -> int:
-        tokenizer_size = len(self.tokenizer)
-        if vocab_size is None:
-            return tokenizer_size
-        vocab_size = _check_positive_int("vocab_size", vocab_size)
-        if vocab_size < tokenizer_size:
-            raise ValueError(
-                f"vocab_size={vocab_size} is smaller than the tokenizer's {tokenizer_size} tokens; "
-                "expected the policy's logits width, at least len(tokenizer)"
-            )
-        return vocab_size
+    # The spec's fields the core's own code reads most (read-only views).
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.spec.tokenizer
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.spec.max_prompt_tokens
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.spec.max_new_tokens
+
+    @property
+    def prompts(self) -> tuple[Prompt, ...]:
+        return self.spec.prompts
 
     @property
     def length(self) -> int:
         """Observation length ``P + T``."""
-        return self.input_ids.shape[1]
-
-    def encode_prompts(
-        self, prompts: Sequence[Prompt], *, warn: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokenises prompts into left-padded (N, P) ids and mask; long prompts keep their tail."""
-        P = self.max_prompt_tokens
-        encoded = self._token_ids(prompts)
-        ids = torch.full((len(prompts), P), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), P), dtype=torch.long)
-        truncated = 0
-        for i, row in enumerate(encoded):
-            if not row:
-                raise ValueError(
-                    f"prompt {i} ({prompts[i].text!r}) tokenises to no tokens; expected at least one"
-                )
-            if max(row) >= self.vocab_size:
-                raise ValueError(f"prompt {i} has token id {max(row)} >= vocab_size={self.vocab_size}")
-            truncated += len(row) > P
-            row = row[-P:]
-            ids[i, P - len(row) :] = torch.tensor(row)
-            mask[i, P - len(row) :] = 1
-        if warn and truncated:
-            warnings.warn(
-                f"{truncated} of {len(prompts)} prompts are longer than max_prompt_tokens={P}; "
-                f"they keep their last {P} tokens",
-                stacklevel=4,
-            )
-        return ids.to(self.device), mask.to(self.device)
-
-    def _token_ids(self, prompts: Sequence[Prompt]) -> list[list[int]]:
-        """Each prompt's ids: its chat rendered by the chat template (the template's own ids), or its text."""
-        chats = [self._chat(p) for p in prompts]
-        plain = [i for i, chat in enumerate(chats) if chat is None]
-        ids: list[list[int]] = [[] for _ in prompts]
-        if plain:
-            # verbose=False: prompts longer than the tokenizer's limit are expected (they keep their tail).
-            texts = [prompts[i].text for i in plain]
-            for i, row in zip(plain, self.tokenizer(texts, verbose=False)["input_ids"]):
-                ids[i] = row
-        for i, chat in enumerate(chats):
-            if chat is not None:
-                if not getattr(self.tokenizer, "chat_template", None):
-                    raise ValueError(
-                        f"prompt {i} ({prompts[i].text!r}) is a chat to render with the tokenizer's chat template, "
-                        f"but tokenizer {type(self.tokenizer).__name__} ({self.tokenizer.name_or_path!r}) has none; "
-                        "set tokenizer.chat_template, use an instruction-tuned model's tokenizer, or pass "
-                        "chat_template=False to use the plain prompt text"
-                    )
-                # Tokenised by the template itself: no decode and re-encode, so no drift in the ids.
-                rendered = self.tokenizer.apply_chat_template(
-                    chat, tokenize=True, add_generation_prompt=True, return_dict=False
-                )
-                ids[i] = [int(t) for t in rendered]  # type: ignore[arg-type]  # tokenize=True, return_dict=False: ids
-        return ids
-
-    def _chat(self, prompt: Prompt) -> list[dict[str, str]] | None:
-        if self.chat_template is False or (self.chat_template == "auto" and not prompt.messages):
-            return None
-        return [dict(m) for m in prompt.messages] or [{"role": "user", "content": prompt.text}]
+        return self.spec.length
 
     def reset_rows(
         self,
         rows: Sequence[int],
-        prompts: Sequence[int | str | Prompt] = (),
-        *,
-        indices: Sequence[int] | None = None,
-        texts: Sequence[str] = (),
+        prompts: Sequence[int | str | Prompt],
     ) -> None:
         """Starts new episodes in ``rows``: each from a source index, a text or an ad-hoc prompt record.
 
@@ -234,10 +126,7 @@ class TextGenCore:
         Args:
             rows: The rows to restart.
             prompts: One source index, text or :class:`~textenv.prompts.Prompt` per row.
-            indices: Same as ``prompts`` with source indices only (older spelling).
-            texts: Same as ``prompts`` with texts only (older spelling).
         """
-        prompts = list(indices) if indices is not None else list(texts) if texts else list(prompts)
         choices: list[int | Prompt] = [
             self._index_of.get(p, Prompt(text=p)) if isinstance(p, str) else p for p in prompts
         ]
@@ -245,7 +134,7 @@ class TextGenCore:
         ids, mask = self._prompt_tensors(choices, records)  # (R, P)
         row_index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
         P = self.max_prompt_tokens
-        self.input_ids[row_index] = self.pad_token_id
+        self.input_ids[row_index] = self.spec.pad_token_id
         self.attention_mask[row_index] = 0
         self.input_ids[row_index, :P] = ids
         self.attention_mask[row_index, :P] = mask
@@ -266,7 +155,7 @@ class TextGenCore:
             index = torch.as_tensor(list(choices), dtype=torch.long, device=self.device)
             return self.prompt_ids[index], self.prompt_mask[index]
         new = [i for i, c in enumerate(choices) if not isinstance(c, int)]
-        new_ids, new_mask = self.encode_prompts([records[i] for i in new], warn=True)
+        new_ids, new_mask = self.spec.encode_prompts([records[i] for i in new], warn=True)
         ids = torch.empty(len(choices), self.max_prompt_tokens, dtype=torch.long, device=self.device)
         mask = torch.empty_like(ids)
         for j, i in enumerate(new):
@@ -303,7 +192,10 @@ class TextGenCore:
             terminated_np = terminated.cpu().numpy()
             finished = np.flatnonzero(terminated_np).tolist()
             batch = self.episode_batch(finished, is_eos) if finished else None
-            terminal = self._score(batch, finished) if batch is not None else None  # (K, R)
+            step_terms = dense.clone()  # (K, B) every term's weighted reward on this step
+            if batch is not None:
+                step_terms[:, torch.as_tensor(finished, device=self.device)] += self._score(batch, finished)
+            self._check_sums(step_terms, active)
         except BaseException:
             # Undo the token writes: a failed step leaves no trace.
             self.input_ids.scatter_(1, pos, before[0])
@@ -314,16 +206,31 @@ class TextGenCore:
         for _, _, scorer in self.terms:
             if scorer.dense:
                 scorer.advance_rows(actions, active)
-        self.term_totals += dense
-        rewards = dense.sum(0)
-        infos: dict[int, dict[str, Any]] = {}
-        if terminal is not None and batch is not None:
-            index = torch.as_tensor(finished, device=self.device)
-            self.term_totals[:, index] += terminal
-            rewards[index] += terminal.sum(0)
-            infos = self._end_infos(batch, finished)
+        self.term_totals += step_terms
+        rewards = step_terms.sum(0)  # (B,)
+        infos = self._end_infos(batch, finished) if batch is not None else {}
         kl = torch.stack([t.step_kl() for t in self.kl_terms]).sum(0).cpu().numpy() if self.kl_terms else None
         return StepOutput(rewards=rewards.cpu().numpy(), terminated=terminated_np, infos=infos, kl=kl)
+
+    def _check_sums(self, step_terms: torch.Tensor, active: torch.Tensor) -> None:
+        """Every term is finite (checked by each term's own check); their weighted sum on this step and each
+        term's episode total must be too: ``10.0 * term`` of ``1e308`` is not a reward."""
+        total = step_terms.sum(0)  # (B,)
+        totals = self.term_totals + step_terms  # (K, B)
+        bad = active & ~(torch.isfinite(total) & torch.isfinite(totals).all(0))
+        if not bool(bad.any()):
+            return
+        r = int(bad.nonzero()[0, 0])
+        parts = ", ".join(
+            f"{name} = {float(step_terms[k, r])!r} (episode total {float(totals[k, r])!r})"
+            for k, (name, _, _) in enumerate(self.terms)
+        )
+        prompt = self.row_prompts[r]
+        raise ScorerError(
+            f"the reward terms of row {r} (prompt {prompt.text if prompt else ''!r}) add up to "
+            f"{float(total[r])!r}, which is not a finite float: {parts}; expected rewards whose weighted sum "
+            "fits a float64"
+        )
 
     def _row_texts(self) -> list[str]:
         return [p.text if p is not None else "" for p in self.row_prompts]
@@ -344,12 +251,8 @@ class TextGenCore:
     def set_policy_logprobs(self, logprobs: object) -> None:
         """Hands the policy's log-probs for the next :meth:`step` to every ``KLPenalty`` term.
 
-        Args:
-            logprobs: ``(B,)`` log-prob of each row's action or ``(B, V)`` log-probs over the vocabulary
-                (see :meth:`KLPenalty.set_policy_logprobs <textenv.scorers.kl.KLPenalty.set_policy_logprobs>`).
-
         Raises:
-            ValueError: The reward has no KL term, or the shape fits neither layout.
+            ValueError: The reward has no KL term, or the values are not log-probs of one of the layouts.
         """
         if not self.kl_terms:
             raise ValueError(
@@ -357,6 +260,22 @@ class TextGenCore:
             )
         for term in self.kl_terms:
             term.set_policy_logprobs(logprobs)
+
+    @contextlib.contextmanager
+    def defer_kl(self) -> Iterator[DeferredKL]:
+        """Inside the block the KL terms with a per-token estimator (``k1``, ``k3``) give 0 and skip their
+        reference; the yielded :class:`~textenv.scorers.kl.DeferredKL` scores the finished episodes
+        afterwards with one batched reference forward per term (weights and coefficients included).
+        Terms with the ``"full"`` estimator keep scoring every step."""
+        deferred = [
+            (n, w, s)
+            for n, w, s in self.terms
+            if isinstance(s, KLPenalty) and s.estimator in DEFERRABLE_ESTIMATORS
+        ]
+        with contextlib.ExitStack() as stack:
+            for _, _, term in deferred:
+                stack.enter_context(term.deferred())
+            yield DeferredKL(deferred)  # type: ignore[arg-type]
 
     def generated_ids(self, row: int) -> list[int]:
         """Token ids generated so far in ``row`` (EOS included)."""
@@ -414,26 +333,39 @@ class TextGenCore:
         return f"{prompt.text}\u2502{text}"
 
 
-class CoreAttributes:
-    """The attributes agents and wrappers read, shared by both envs (each has a ``core``)."""
+class TextEnvAPI:
+    """What both envs add to Gymnasium's API: the text setup, the reward and the KL channel.
+
+    Agents, benchmarks and other trainers read an env through these (``env.unwrapped.text_spec`` ...),
+    never through the env's internal state.
+    """
 
     core: TextGenCore
 
     @property
+    def text_spec(self) -> TextSpec:
+        """The env's text setup: tokenizer, vocabulary size, ids, lengths, prompts and their encoding."""
+        return self.core.spec
+
+    @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        return self.core.tokenizer
+        """``text_spec.tokenizer``."""
+        return self.core.spec.tokenizer
 
     @property
     def max_prompt_tokens(self) -> int:
-        return self.core.max_prompt_tokens
+        """``text_spec.max_prompt_tokens``."""
+        return self.core.spec.max_prompt_tokens
 
     @property
     def max_new_tokens(self) -> int:
-        return self.core.max_new_tokens
+        """``text_spec.max_new_tokens``."""
+        return self.core.spec.max_new_tokens
 
     @property
     def eos_token_id(self) -> tuple[int, ...]:
-        return self.core.eos_token_ids
+        """``text_spec.eos_token_ids``."""
+        return self.core.spec.eos_token_ids
 
     @property
     def reward(self) -> Scorer:
@@ -441,23 +373,47 @@ class CoreAttributes:
         return self.core.reward
 
     @property
-    def kl_penalties(self) -> list[Any]:
-        """The ``KLPenalty`` terms of the reward (their ``coef`` is what a KL controller sets); may be empty."""
+    def kl_penalties(self) -> list[KLPenalty]:
+        """The ``KLPenalty`` terms of the reward (they own their ``coef``); may be empty."""
         return list(self.core.kl_terms)
+
+    def prompt_of(self, row: int = 0) -> Prompt | None:
+        """The prompt record of ``row``'s current (or last) episode; ``None`` before the first reset."""
+        if not 0 <= row < self.core.num_rows:
+            raise ValueError(f"row must be in [0, {self.core.num_rows}), got {row!r}")
+        return self.core.row_prompts[row]
+
+    def generated_ids(self, row: int = 0) -> list[int]:
+        """The token ids after the prompt in ``row``'s current (or last) episode, EOS included."""
+        if not 0 <= row < self.core.num_rows:
+            raise ValueError(f"row must be in [0, {self.core.num_rows}), got {row!r}")
+        return self.core.generated_ids(row)
 
     def set_policy_logprobs(self, logprobs: object) -> None:
         """The KL channel: hands the policy's log-probs of the next step's actions to the env's KL terms.
 
         An agent that samples its actions calls this before each ``step`` (``(B,)`` log-prob of each
         row's action, or ``(B, V)`` log-probs over the vocabulary; one row for the single env); the
-        step's info then holds ``info["kl"]``, the KL of each row's token. Agents that cannot hand
-        log-probs over bind their policy to the term instead (``KLPenalty.bind``).
+        step's info then holds ``info["kl"]``, the KL of each row's token. They belong to that one step:
+        a reset in between discards them. Agents that cannot hand log-probs over bind their policy to the
+        term instead (``KLPenalty.bind``).
 
         Example:
             >>> env.unwrapped.set_policy_logprobs(logp)  # doctest: +SKIP
             >>> obs, reward, terminated, truncated, info = env.step(actions)  # info["kl"]
 
         Raises:
-            ValueError: The reward has no KL term, or the shape fits neither layout.
+            ValueError: The reward has no KL term, the shape fits neither layout, or the values are not
+                log-probabilities (positive values, or rows that do not normalise: logits).
         """
         self.core.set_policy_logprobs(logprobs)
+
+    def defer_kl(self) -> contextlib.AbstractContextManager[DeferredKL]:
+        """Scores the KL terms after the episodes instead of at every step (one batched reference forward).
+
+        Example:
+            >>> with env.unwrapped.defer_kl() as deferred:  # doctest: +SKIP
+            ...     ...  # run episodes, keep each token's log-prob
+            >>> scores = deferred.score(input_ids, attention_mask, logprobs)  # rewards, kl, term totals
+        """
+        return self.core.defer_kl()

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from transformers import PreTrainedTokenizerBase
 
-from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
+from textenv.core import TextEnvAPI, TextGenCore
+from textenv.options import TextOptions
 from textenv.prompts import Prompt, load_prompts
 
 
@@ -94,7 +94,7 @@ def check_seed(seed: object, row: int = 0) -> int | None:
     return int(seed)
 
 
-class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
+class TextGenEnv(TextEnvAPI, gym.Env[dict[str, np.ndarray], int]):
     """Generate text one token per step; the reward comes from pluggable scorers.
 
     Observation layout (``P = max_prompt_tokens``, ``T = max_new_tokens``), e.g. prompt
@@ -111,24 +111,14 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
     final text is scored, so nothing is left to bootstrap. ``truncated`` is for external limits.
 
     Args:
-        tokenizer: Name, local path or tokenizer object (default: the built-in tiny tokenizer).
-        prompts: Strings, dicts with ``"prompt"`` (and ``"references"``, extra keys as metadata),
-            a ``.txt``/``.jsonl``/``.csv`` path or a ``datasets.Dataset`` (default: built-in
-            review openings).
-        reward: A scorer, a callable ``fn(prompt, text, references, meta) -> float`` or a string
-            spec such as ``"rouge"`` or ``"keyword:great,fun"`` (default: the built-in sentiment
-            reward model, positive label).
-        max_prompt_tokens: P.
-        max_new_tokens: T.
-        vocab_size: Action-space width (default ``len(tokenizer)``); set it to the policy's
-            logits width when the model pads its vocabulary.
-        eos_token_id: EOS id or list of ids (default: the tokenizer's).
         render_mode: ``"ansi"`` (returns the text) or ``"human"`` (prints it).
-        device: Device of the env's tensors and of model-based scorers.
-        prompt_column: Key of the prompt text in dict, CSV and dataset sources.
-        chat_template: ``"auto"`` renders prompts that hold ``messages`` with the tokenizer's chat
-            template (the observation holds the template's token ids), ``True`` every prompt,
-            ``False`` none; scorers always get the plain prompt text.
+        **options: The text setup, any field of :class:`~textenv.options.TextOptions`: ``tokenizer``,
+            ``prompts``, ``reward``, ``max_prompt_tokens`` (P), ``max_new_tokens`` (T), ``vocab_size``,
+            ``eos_token_id``, ``device``, ``prompt_column``, ``chat_template``.
+
+    Raises:
+        TypeError: An unknown keyword (the message lists the options), or an option of the wrong type.
+        ValueError: An option out of range.
 
     Example:
         >>> import gymnasium as gym, textenv
@@ -139,42 +129,16 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}  # noqa: RUF012
 
-    def __init__(
-        self,
-        *,
-        tokenizer: str | PreTrainedTokenizerBase | None = None,
-        prompts: object = None,
-        reward: object = None,
-        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        vocab_size: int | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
-        render_mode: str | None = None,
-        device: str | torch.device = "cpu",
-        prompt_column: str = "prompt",
-        chat_template: bool | str = "auto",
-    ):
+    def __init__(self, *, render_mode: str | None = None, **options: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
             )
-        self.core = TextGenCore(
-            tokenizer=tokenizer,
-            prompts=prompts,
-            reward=reward,
-            max_prompt_tokens=max_prompt_tokens,
-            max_new_tokens=max_new_tokens,
-            vocab_size=vocab_size,
-            eos_token_id=eos_token_id,
-            num_rows=1,
-            device=device,
-            prompt_column=prompt_column,
-            chat_template=chat_template,
-        )
+        self.core = TextGenCore(TextOptions.from_kwargs(options, owner="TextGenEnv"), num_rows=1)
         self.render_mode = render_mode
         # Gymnasium types Env.action_space as Space[ActType]; Discrete samples np.int64, which is fine here.
-        self.action_space = spaces.Discrete(self.core.vocab_size)  # type: ignore[assignment]
-        self.observation_space = observation_space(self.core.vocab_size, self.core.length)  # type: ignore[assignment]
+        self.action_space = spaces.Discrete(self.core.spec.vocab_size)  # type: ignore[assignment]
+        self.observation_space = observation_space(self.core.spec.vocab_size, self.core.length)  # type: ignore[assignment]
         self._active = torch.ones(1, dtype=torch.bool, device=self.core.device)
 
     def _obs(self) -> dict[str, np.ndarray]:
@@ -199,10 +163,10 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
                 (the running episode, if any, continues).
         """
         seed = check_seed(seed)
-        choice = fixed_prompt(options, len(self.core.prompts), column=self.core.prompt_column)
+        choice = fixed_prompt(options, len(self.core.spec.prompts), column=self.core.options.prompt_column)
         super().reset(seed=seed)
         if choice is None:
-            choice = int(self.np_random.integers(len(self.core.prompts)))
+            choice = int(self.np_random.integers(len(self.core.spec.prompts)))
         self.core.reset_rows([0], [choice])
         if self.render_mode == "human":
             self.render()
@@ -234,8 +198,8 @@ class TextGenEnv(CoreAttributes, gym.Env[dict[str, np.ndarray], int]):
             action = action.item()
         if isinstance(action, bool) or not isinstance(action, numbers.Integral):
             raise TypeError(f"action must be an integer token id, got {type(action).__name__}: {action!r}")
-        if not 0 <= int(action) < self.core.vocab_size:
-            raise ValueError(f"action {action} is outside the action space [0, {self.core.vocab_size})")
+        if not 0 <= int(action) < self.core.spec.vocab_size:
+            raise ValueError(f"action {action} is outside the action space [0, {self.core.spec.vocab_size})")
         return int(action)
 
     def render(self) -> str | None:

@@ -18,14 +18,28 @@ from textenv.loading import from_pretrained
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/``None`` is CUDA when present, else CPU; anything else goes to ``torch.device``."""
+    """The device a spec names: ``"auto"``/``None`` is CUDA when present, else CPU.
+
+    Args:
+        device: ``"auto"``, ``None``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``.
+
+    Raises:
+        TypeError: Neither a string nor a ``torch.device``.
+        ValueError: A malformed spec, or a CUDA/MPS device that is not available here.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}: {device!r}")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(
-            f"device {device!r} is not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+            f"device {device!r} is not a device; expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
         ) from err
     if resolved.type == "cuda":
         # Without this, the first tensor moved there fails with a bare AssertionError from torch.
@@ -36,7 +50,46 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             raise ValueError(
                 f"device {device!r}: there are {count} CUDA devices (cuda:0 to cuda:{count - 1})"
             )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here; use 'cpu' or 'auto'")
     return resolved
+
+
+def causal_lm_of(policy: torch.nn.Module) -> torch.nn.Module:
+    """The causal LM inside a policy module: the ``.lm`` of a wrapper that keeps it next to a value head
+    (``agents.CausalLMWithValueHead``, ``agents.ActorCriticPolicy``, the SB3 ``LMPolicy``), else the
+    module itself. Duck-typed, so textenv does not import agents.
+    """
+    lm = getattr(policy, "lm", None)
+    return lm if isinstance(lm, torch.nn.Module) and lm is not policy else policy
+
+
+def logits_width(model: torch.nn.Module) -> int:
+    """The number of logits a causal LM returns per position: its output embeddings' ``out_features``,
+    else its (text) config's ``vocab_size``, else what one probe forward of one token returns.
+
+    Raises:
+        TypeError: The model returns no ``.logits``.
+    """
+    lm = causal_lm_of(model)
+    get_out = getattr(lm, "get_output_embeddings", None)
+    out = get_out() if callable(get_out) else None
+    width = getattr(out, "out_features", None)
+    if isinstance(width, int):
+        return width
+    config: Any = getattr(lm, "config", None)
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    width = getattr(config, "vocab_size", None)
+    if isinstance(width, int):
+        return width
+    param = next(model.parameters(), None)
+    ids = torch.zeros(1, 1, dtype=torch.long, device=None if param is None else param.device)
+    with torch.no_grad():
+        logits = getattr(model(input_ids=ids, attention_mask=torch.ones_like(ids)), "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{type(model).__name__} returned no .logits; expected a causal LM")
+    return int(logits.shape[-1])
 
 
 def load_causal_lm(
@@ -67,6 +120,68 @@ def load_causal_lm(
 def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids for left-padded rows: 0 at the first real token, pads clamped to 0."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def used_columns(attention_mask: torch.Tensor, num_tokens: int) -> tuple[int, int]:
+    """``(start, t)``: the first column any row uses and how many of the last ``num_tokens`` columns hold a
+    real token in some row (at least 1).
+
+    Columns outside ``[start, L - num_tokens + t)`` are padding in every row, so a forward over the rest
+    (with the rows' own position ids) computes exactly what the whole width would.
+    """
+    L = attention_mask.shape[1]
+    P = L - num_tokens
+    used = attention_mask.bool().any(0)  # (L,)
+    start = int(used[:P].long().argmax()) if bool(used[:P].any()) else P
+    after = used[P:].nonzero()
+    t = int(after[-1]) + 1 if after.numel() else 1
+    return start, t
+
+
+@torch.no_grad()
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    num_tokens: int,
+    *,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """``log_softmax`` log-probs under ``model`` of the tokens in the last ``num_tokens`` columns, float32.
+
+    One full forward per ``batch_size`` rows, outside any autocast (in the weights' own dtype), with
+    each row's own position ids (left-padded prompts); the logits at column ``j - 1`` score the token at
+    ``j``. Columns that are padding in every row of a forward are left out of it.
+
+    Args:
+        model: A causal LM.
+        input_ids: ``(N, P + T)`` ids, ``T = num_tokens``.
+        attention_mask: ``(N, P + T)``.
+        num_tokens: ``T``.
+        batch_size: Rows per forward.
+
+    Returns:
+        ``(N, T)`` float32 log-probs, 0 where the mask is 0.
+    """
+    N, L = input_ids.shape
+    T = num_tokens
+    out = torch.zeros(N, T, dtype=torch.float32, device=input_ids.device)
+    keep_last = accepts_kwarg(model, "logits_to_keep")
+    device = next(model.parameters()).device
+    for rows in torch.arange(N, device=input_ids.device).split(batch_size):
+        mask = attention_mask[rows]
+        start, t = used_columns(mask, T)
+        cols = slice(start, L - T + t)
+        ids, mask = input_ids[rows, cols].to(device), mask[:, cols].to(device)
+        kwargs = {"logits_to_keep": t + 1} if keep_last else {}
+        with torch.autocast(device.type, enabled=False):
+            logits = model(
+                input_ids=ids, attention_mask=mask, position_ids=left_padded_positions(mask), **kwargs
+            ).logits
+        logp = torch.log_softmax(logits[:, -(t + 1) : -1].float(), dim=-1)  # (R, t, V)
+        taken = logp.gather(-1, ids[:, -t:].unsqueeze(-1)).squeeze(-1)  # (R, t)
+        out[rows, :t] = torch.where(mask[:, -t:].bool(), taken, 0.0).to(out.device)
+    return out
 
 
 def accepts_kwarg(model: torch.nn.Module, arg: str) -> bool:

@@ -24,6 +24,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from textenv.vector import row_info
+
 _FINAL_KEYS = ("final_obs", "_final_obs", "final_info", "_final_info")
 
 
@@ -175,28 +177,3 @@ class TextGenVecEnvAdapter(VecEnv):
         if bad:
             raise ValueError(f"env indices {bad} are outside [0, {self.num_envs})")
         return [int(i) for i in rows]
-
-
-def row_info(info: dict[str, Any], row: int) -> dict[str, Any]:
-    """One row's info out of a Gymnasium vector info dict (``key`` arrays with ``_key`` masks).
-
-    Numpy scalars become Python scalars, nested dicts are unpacked the same way, so the result
-    equals the single env's info.
-
-    Example:
-        >>> row_info({"text": np.array(["a", None], dtype=object), "_text": np.array([True, False])}, 0)
-        {'text': 'a'}
-    """
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        if key.startswith("_"):
-            continue
-        present = info.get(f"_{key}")
-        if present is not None and not bool(present[row]):
-            continue
-        if isinstance(value, dict):
-            out[key] = row_info(value, row)
-        else:
-            item = value[row]
-            out[key] = item.item() if isinstance(item, np.generic) else item
-    return out

@@ -19,10 +19,10 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
-from transformers import PreTrainedTokenizerBase
 
-from textenv.core import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_PROMPT_TOKENS, CoreAttributes, TextGenCore
+from textenv.core import TextEnvAPI, TextGenCore
 from textenv.env import check_seed, fixed_prompt, observation_space
+from textenv.options import TextOptions
 from textenv.prompts import Prompt
 
 ObsType = dict[str, Any]
@@ -33,7 +33,7 @@ OBSERVATION_FORMATS = ("numpy", "torch")
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.ndarray]):
+class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray]):
     """``num_envs`` text-generation episodes in one batch; row ``i`` behaves like a :class:`~textenv.TextGenEnv`.
 
     Observations, actions, rewards and episode ends are those of the single env (see its docstring
@@ -64,25 +64,14 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 
     Args:
         num_envs: Rows stepped together.
-        tokenizer: As :class:`~textenv.TextGenEnv`.
-        prompts: As :class:`~textenv.TextGenEnv`.
-        reward: As :class:`~textenv.TextGenEnv`; one scorer instance serves all rows, called once
-            per step with every episode that finished on it.
-        max_prompt_tokens: P.
-        max_new_tokens: T.
-        vocab_size: Action-space width (default ``len(tokenizer)``).
-        eos_token_id: EOS id or list of ids (default: the tokenizer's).
         render_mode: ``"ansi"`` or ``"human"``.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when present): where the rows
-            and model-based scorers live.
-        prompt_column: Key of the prompt text in dict, CSV and dataset sources.
-        chat_template: ``"auto"`` renders prompts that hold ``messages`` with the tokenizer's chat
-            template (the observation holds the template's token ids), ``True`` every prompt,
-            ``False`` none; scorers always get the plain prompt text.
         autoreset_mode: An ``AutoresetMode`` or its value (``"NextStep"``, ``"SameStep"``, ``"Disabled"``).
         observation_format: ``"numpy"`` (default) or ``"torch"``.
         max_episode_steps: Truncate episodes after this many steps (``gymnasium.make_vec`` passes it),
             as ``gymnasium.wrappers.TimeLimit`` does for a single env.
+        **options: The text setup, as :class:`~textenv.TextGenEnv` (any field of
+            :class:`~textenv.options.TextOptions`); one reward scorer serves all rows, called once per
+            step with every episode that finished on it. ``device="auto"`` is CUDA when present.
 
     Example:
         >>> import gymnasium as gym, textenv
@@ -97,20 +86,11 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         self,
         *,
         num_envs: int = 1,
-        tokenizer: str | PreTrainedTokenizerBase | None = None,
-        prompts: object = None,
-        reward: object = None,
-        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        vocab_size: int | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
         render_mode: str | None = None,
-        device: str | torch.device = "cpu",
-        prompt_column: str = "prompt",
-        chat_template: bool | str = "auto",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         observation_format: str = "numpy",
         max_episode_steps: int | None = None,
+        **options: Any,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -122,26 +102,14 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
             )
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.max_episode_steps = _optional_positive_int("max_episode_steps", max_episode_steps)
-        self.core = TextGenCore(
-            tokenizer=tokenizer,
-            prompts=prompts,
-            reward=reward,
-            max_prompt_tokens=max_prompt_tokens,
-            max_new_tokens=max_new_tokens,
-            vocab_size=vocab_size,
-            eos_token_id=eos_token_id,
-            num_rows=num_envs,
-            device=device,
-            prompt_column=prompt_column,
-            chat_template=chat_template,
-        )
+        self.core = TextGenCore(TextOptions.from_kwargs(options, owner="TextGenVectorEnv"), num_rows=num_envs)
         self.num_envs = self.core.num_rows
         self.render_mode = render_mode
         self.observation_format = observation_format
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
-        self.single_action_space = spaces.Discrete(self.core.vocab_size)
+        self.single_action_space = spaces.Discrete(self.core.spec.vocab_size)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.single_observation_space = observation_space(self.core.vocab_size, self.core.length)
+        self.single_observation_space = observation_space(self.core.spec.vocab_size, self.core.length)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
         n = self.num_envs
@@ -252,7 +220,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 
         Returns the rows' prompts.
         """
-        n = len(self.core.prompts)
+        n = len(self.core.spec.prompts)
         choices = [int(self._rng(int(r)).integers(n)) if fixed is None else fixed[r] for r in rows]
         row_list = rows.tolist()
         self.core.reset_rows(row_list, choices)
@@ -267,7 +235,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         A per-row ``prompt_index`` list is only checked at the rows being reset.
         """
         per_row = self._per_row_prompt_indices(options) if isinstance(options, dict) else None
-        n, column = len(self.core.prompts), self.core.prompt_column
+        n, column = len(self.core.spec.prompts), self.core.options.prompt_column
         if per_row is None:
             fixed = fixed_prompt(options, n, column=column)
             return None if fixed is None else {int(r): fixed for r in rows}
@@ -368,7 +336,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
 
     def _check_actions(self, actions: object) -> torch.Tensor:
         """Validates ``actions`` and returns them as an int64 tensor on the env's device."""
-        n, vocab = self.num_envs, self.core.vocab_size
+        n, vocab = self.num_envs, self.core.spec.vocab_size
         if isinstance(actions, torch.Tensor):
             if actions.dtype not in _INT_DTYPES:
                 raise TypeError(
@@ -393,7 +361,7 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(self.device)
 
     def _raise_out_of_range(self, array: np.ndarray) -> None:
-        vocab = self.core.vocab_size
+        vocab = self.core.spec.vocab_size
         row = int(np.flatnonzero((array < 0) | (array >= vocab))[0])
         raise ValueError(f"actions[{row}] = {array[row]} is outside the action space [0, {vocab})")
 
@@ -435,6 +403,31 @@ class TextGenVectorEnv(CoreAttributes, gym.vector.VectorEnv[ObsType, Any, np.nda
                 )
             values = values[0]
         setattr(self, name, values)
+
+
+def row_info(info: dict[str, Any], row: int) -> dict[str, Any]:
+    """One row's info out of a Gymnasium vector info dict (``key`` arrays with ``_key`` masks).
+
+    Numpy scalars become Python scalars, nested dicts are unpacked the same way, so the result
+    equals the single env's info.
+
+    Example:
+        >>> row_info({"text": np.array(["a", None], dtype=object), "_text": np.array([True, False])}, 0)
+        {'text': 'a'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        present = info.get(f"_{key}")
+        if present is not None and not bool(present[row]):
+            continue
+        if isinstance(value, dict):
+            out[key] = row_info(value, row)
+        else:
+            item = value[row]
+            out[key] = item.item() if isinstance(item, np.generic) else item
+    return out
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:

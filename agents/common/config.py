@@ -26,10 +26,9 @@ import numbers
 import os
 import re
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import torch
+from typing import Any, ClassVar, TypeVar
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 KL_CONTROLLERS = ("fixed", "adaptive")
@@ -39,44 +38,6 @@ MAX_SEED = 2**63
 """Seeds are ints in ``[0, MAX_SEED)``: torch's generators take 64-bit seeds and rows use ``seed + i``."""
 
 C = TypeVar("C", bound="OnPolicyConfig")
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """Turns a device spec into a ``torch.device``.
-
-    Args:
-        spec: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
-            ``torch.device``.
-
-    Returns:
-        The device.
-
-    Raises:
-        TypeError: If ``spec`` is neither a string nor a ``torch.device``.
-        ValueError: If the string is malformed, or names CUDA/MPS when it is not available or an out of
-            range CUDA index.
-    """
-    if isinstance(spec, torch.device):
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"device must be a str or torch.device, got {type(spec).__name__} {spec!r}")
-    if not _DEVICE_RE.match(spec):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {spec!r}")
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={spec!r} requested but CUDA is not available (torch.cuda.is_available())"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
-            )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={spec!r} requested but MPS is not available")
-    return device
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -112,13 +73,22 @@ class OnPolicyConfig:
     """Hyper-parameters shared by every on-policy algorithm (see the module docstring for batch terms).
 
     Every field is validated in ``__post_init__``: a wrong type raises ``TypeError`` and an out-of-range
-    value raises ``ValueError``, both naming the field and the bad value.
+    value raises ``ValueError``, both naming the field and the bad value. Once an algorithm uses a config
+    it is frozen (:meth:`freeze`): a change would bypass the checks the algorithm was built on, so build
+    a new one with ``dataclasses.replace(config, field=value)``.
+
+    Every field is declared once, here or in the config of the family that has it; an algorithm whose
+    default differs says so in a class keyword, e.g.
+    ``class PPOConfig(OnPolicyConfig, defaults={"learning_rate": 5e-5}):``.
     """
 
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    """The defaults this config changes from its bases' (set with the ``defaults=`` class keyword)."""
+
     # --- optimisation -------------------------------------------------------------------------------
-    learning_rate: float = 5e-5
-    """Adam learning rate. The default suits the built-in ``tiny-lm``; for pretrained GPT-2-sized models
-    use about ``1.41e-5`` (TRL's default)."""
+    learning_rate: float = 1e-4
+    """Adam learning rate. The defaults (PPO 5e-5, the others 1e-4) suit the built-in ``tiny-lm``; for
+    pretrained GPT-2-sized models use about ``1e-6`` to ``1.41e-5`` (TRL's PPO default)."""
 
     episodes_per_iteration: int = 16
     """Episodes collected per rollout (the batch of one iteration)."""
@@ -135,12 +105,13 @@ class OnPolicyConfig:
 
     # --- KL penalty to the reference model (the env's KLPenalty term) -------------------------------
     kl_controller: str = "fixed"
-    """How the coefficient of the env's KL penalty evolves: ``"fixed"`` keeps ``init_kl_coef``;
-    ``"adaptive"`` is the proportional controller of Ziegler et al. (2019) steering the per-episode KL
-    towards ``kl_target``."""
+    """How the coefficient of the env's KL penalty evolves: ``"fixed"`` keeps it; ``"adaptive"`` is the
+    proportional controller of Ziegler et al. (2019) steering the per-episode KL towards ``kl_target``."""
 
-    init_kl_coef: float = 0.05
-    """Initial (for ``"fixed"``: constant) coefficient of the env's per-token KL penalty. Must be >= 0."""
+    init_kl_coef: float | None = None
+    """Initial (for ``"fixed"``: constant) coefficient of the env's per-token KL penalty. ``None``: the
+    coefficient the env's ``KLPenalty`` term was built with (e.g. ``kl:tiny-lm:0.2`` in a reward spec);
+    a value here overrides it, and the run says so once. Must be >= 0."""
 
     kl_target: float = 6.0
     """Target KL per episode (nats, summed over generated tokens) of the adaptive controller. Must be > 0."""
@@ -159,6 +130,11 @@ class OnPolicyConfig:
     of its reference over the finished episodes, as TRL does, instead of one single-token forward per
     generated token inside the env (``KLPenalty.external``); the rewards are the same to float
     precision (the reference runs in float32 either way). ``False``: the env steps the reference."""
+
+    # --- the update ---------------------------------------------------------------------------------
+    clip_range: float = 0.2
+    """Clip epsilon of the surrogate: ratios are clipped to ``[1 - clip_range, 1 + clip_range]`` (the
+    critic-free algorithms: ``1 + clip_range_high`` above). Must be > 0."""
 
     # --- sampling -----------------------------------------------------------------------------------
     temperature: float = 1.0
@@ -199,6 +175,38 @@ class OnPolicyConfig:
     log_dir: str | None = None
     """Directory for logs and checkpoints; ``None`` writes no files."""
 
+    def __init_subclass__(cls, defaults: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Applies ``defaults`` (new default values of inherited fields) before ``@dataclass`` reads them."""
+        super().__init_subclass__(**kwargs)
+        if not defaults:
+            return
+        inherited = {
+            f.name: f for base in cls.__mro__[1:] for f in getattr(base, "__dataclass_fields__", {}).values()
+        }
+        unknown = sorted(set(defaults) - set(inherited))
+        if unknown:
+            raise TypeError(f"{cls.__name__}: defaults for {unknown}, which are not fields of its bases")
+        # An annotated class attribute with a value is how a dataclass subclass changes a field's default.
+        annotations = dict(inspect.get_annotations(cls))
+        for name, value in defaults.items():
+            annotations[name] = inherited[name].type
+            setattr(cls, name, value)
+        cls.__annotations__ = annotations
+        cls.defaults = {**cls.defaults, **defaults}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_in_use"):
+            raise dataclasses.FrozenInstanceError(
+                f"{type(self).__name__}.{name} cannot change: the config is in use by {self.__dict__['_in_use']}, "
+                f"which was built and checked with it; build a new one with dataclasses.replace(config, {name}=...)"
+            )
+        super().__setattr__(name, value)
+
+    def freeze(self, user: str) -> None:
+        """Marks the config as used by ``user`` (an algorithm): from now on its fields cannot change."""
+        if not self.__dict__.get("_in_use"):
+            self.__dict__["_in_use"] = user
+
     def __post_init__(self) -> None:
         """Validates every field: types from the annotations, then :meth:`check`.
 
@@ -207,7 +215,9 @@ class OnPolicyConfig:
             ValueError: If a field is out of range or inconsistent with another field.
         """
         for f in dataclasses.fields(self):
-            self._check_type(f.name, str(f.type))
+            self._check_type(
+                f.name, f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            )
         self.check()
 
     def check(self) -> None:
@@ -215,7 +225,11 @@ class OnPolicyConfig:
         for name in ("learning_rate", "kl_target", "kl_horizon", "temperature"):
             self._require(name, getattr(self, name) > 0, "> 0")
         self._require("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "> 0 or None")
-        self._require("init_kl_coef", self.init_kl_coef >= 0, ">= 0")
+        self._require("init_kl_coef", self.init_kl_coef is None or self.init_kl_coef >= 0, ">= 0 or None")
+        self._require("clip_range", self.clip_range > 0, "> 0")
+        self._require(
+            "log_dir", self.log_dir is None or self.log_dir.strip() != "", "a directory path or None"
+        )
         self._require("top_p", 0 < self.top_p <= 1, "in (0, 1]")
         for name in ("episodes_per_iteration", "gradient_accumulation_steps"):
             self._require(name, getattr(self, name) >= 1, ">= 1")

@@ -1,15 +1,16 @@
 """Controllers of the KL-penalty coefficient (Ziegler et al. 2019, "Fine-Tuning Language Models from
 Human Preferences", section 2.2).
 
-The penalty itself lives in the env (the ``KLPenalty`` scorer, see ARCHITECTURE.md): a controller only
-decides its coefficient. After each rollout the trainer calls ``controller.update(mean_episode_kl,
-n_episodes)`` and hands ``controller.value`` to the scorer for the next rollout.
+The penalty itself lives in the env (the ``KLPenalty`` scorer, see ARCHITECTURE.md), which owns its
+coefficient; :class:`KLCoefficient` changes it only where the user asks (an override, or the adaptive
+controller), and a controller only decides the value.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -166,11 +167,12 @@ def _check_state(state: Any, kind: str) -> None:
         )
 
 
-def make_kl_controller(config: OnPolicyConfig) -> KLController:
+def make_kl_controller(config: OnPolicyConfig, initial: float | None = None) -> KLController:
     """Builds the controller named by ``config.kl_controller``.
 
     Args:
         config: Uses ``kl_controller``, ``init_kl_coef``, ``kl_target`` and ``kl_horizon``.
+        initial: The starting coefficient; default ``config.init_kl_coef`` (0 when that is ``None``).
 
     Returns:
         A :class:`FixedKLController` (``"fixed"``) or an :class:`AdaptiveKLController` (``"adaptive"``).
@@ -178,8 +180,89 @@ def make_kl_controller(config: OnPolicyConfig) -> KLController:
     Raises:
         ValueError: If ``config.kl_controller`` is neither.
     """
+    if initial is None:
+        initial = 0.0 if config.init_kl_coef is None else config.init_kl_coef
     if config.kl_controller == "fixed":
-        return FixedKLController(config.init_kl_coef)
+        return FixedKLController(initial)
     if config.kl_controller == "adaptive":
-        return AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
+        return AdaptiveKLController(initial, config.kl_target, config.kl_horizon)
     raise ValueError(f"kl_controller must be 'fixed' or 'adaptive', got {config.kl_controller!r}")
+
+
+class KLCoefficient:
+    """The coefficient of the env's KL-penalty terms over a run.
+
+    The terms own their coefficient (``kl:tiny-lm:0.2`` trains at 0.2). An algorithm changes it only when
+    asked: ``config.init_kl_coef`` set (it wins over the terms', and the run says so once) or the
+    ``"adaptive"`` controller (which starts from the terms' own coefficient unless overridden).
+
+    Args:
+        terms: The env's ``KLPenalty`` terms.
+        config: Uses ``init_kl_coef``, ``kl_controller``, ``kl_target`` and ``kl_horizon``.
+
+    Raises:
+        ValueError: The adaptive controller without an override on terms of different coefficients.
+    """
+
+    def __init__(self, terms: list[Any], config: OnPolicyConfig):
+        self.terms = list(terms)
+        coefs = sorted({float(t.coef) for t in self.terms})
+        override = config.init_kl_coef
+        adaptive = config.kl_controller == "adaptive"
+        if override is None:
+            if adaptive and len(coefs) > 1:
+                raise ValueError(
+                    f"the env's KL terms have different coefficients {coefs}; the adaptive controller steers one: "
+                    "set init_kl_coef"
+                )
+            initial = coefs[0] if coefs else 0.0
+        else:
+            initial = float(override)
+            if coefs and coefs != [initial]:
+                warnings.warn(
+                    f"init_kl_coef={initial:g} overrides the coefficient the env's KL penalty was built with "
+                    f"({', '.join(f'{c:g}' for c in coefs)}); leave init_kl_coef=None to train with the env's",
+                    stacklevel=3,
+                )
+        self.controller = make_kl_controller(config, initial)
+        # Only an override or the adaptive controller writes the terms' coefficient.
+        self.controls = bool(self.terms) and (override is not None or adaptive)
+        self.apply()
+
+    @property
+    def value(self) -> float:
+        """The controller's coefficient (the terms' own when it controls nothing)."""
+        return float(self.controller.value)
+
+    def apply(self) -> None:
+        """Hands the controller's coefficient to the terms (when it controls them)."""
+        if self.controls:
+            for term in self.terms:
+                term.coef = self.value
+
+    def update(self, mean_kl: float, n_episodes: int) -> None:
+        """One controller step after a rollout, then :meth:`apply`."""
+        self.controller.update(mean_kl, n_episodes)
+        self.apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The controller's state and each term's coefficient."""
+        return {"controller": self.controller.state_dict(), "coefs": [float(t.coef) for t in self.terms]}
+
+    def check_state(self, state: dict[str, Any], coefs: Any) -> None:
+        """Checks a saved state against this run (before anything is restored).
+
+        Raises:
+            ValueError: Another controller type, or another number of KL terms.
+        """
+        _check_state(state, self.controller.state_dict()["type"])
+        if coefs is not None and (not isinstance(coefs, list) or len(coefs) != len(self.terms)):
+            raise ValueError(
+                f"the checkpoint holds KL coefficients {coefs!r} for {len(self.terms)} KL term(s) of the env"
+            )
+
+    def load_state_dict(self, state: dict[str, Any], coefs: list[float] | None) -> None:
+        """Restores the controller and the terms' coefficients."""
+        self.controller.load_state_dict(state)
+        for term, coef in zip(self.terms, coefs or []):
+            term.coef = float(coef)

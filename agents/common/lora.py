@@ -104,18 +104,32 @@ def load_adapter_model(path: str | os.PathLike[str]) -> nn.Module:
     return peft.PeftModel.from_pretrained(lm, os.fspath(path), is_trainable=True)
 
 
-def load_adapter_weights(lm: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Loads the adapter weights saved in ``path`` into the PEFT model ``lm`` (in place, exactly).
+def read_adapter_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The adapter weights saved in ``path`` (CPU tensors), for :func:`load_adapter_weights`.
 
     Raises:
         FileNotFoundError: ``path`` holds no adapter weights.
     """
     require_peft()
-    from peft.utils import load_peft_weights, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
 
     if not os.path.isfile(os.path.join(os.fspath(path), ADAPTER_WEIGHTS)):
         raise FileNotFoundError(f"no {ADAPTER_WEIGHTS} in {os.fspath(path)!r}; expected PEFT adapters")
-    weights = load_peft_weights(os.fspath(path), device=str(next(lm.parameters()).device))
+    return load_peft_weights(os.fspath(path), device="cpu")
+
+
+def load_adapter_weights(lm: nn.Module, weights: str | os.PathLike[str] | dict[str, Any]) -> None:
+    """Loads adapter weights (a directory, or what :func:`read_adapter_weights` read) into the PEFT model
+    ``lm`` (in place, exactly).
+
+    Raises:
+        FileNotFoundError: A directory that holds no adapter weights.
+    """
+    require_peft()
+    from peft.utils import set_peft_model_state_dict
+
+    if not isinstance(weights, dict):
+        weights = read_adapter_weights(weights)
     set_peft_model_state_dict(lm, weights)
 
 

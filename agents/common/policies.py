@@ -1,7 +1,12 @@
-"""Loading and preparing the policy model: names and paths to modules, precision and kernel choices.
+"""The policy: the model side of an algorithm, as stable-baselines3's ``ActorCriticPolicy``.
 
-Only PPO wraps its LM with a value head (``load_policy(..., value_head=True)``); every other algorithm
-trains the plain causal LM.
+A :class:`CausalLMPolicy` is a causal LM whose sampling distribution (temperature, top-k, top-p, a
+minimum length) is the action distribution; one forward over whole episodes evaluates a batch (the
+log-prob of every token the policy chose, and its entropy), and it samples, saves and loads itself.
+:class:`ActorCriticPolicy` adds a value head on the same trunk (PPO), and its forward also returns the
+values. The loop never asks which one it has.
+
+Loading (names and paths to modules) and the precision and kernel choices live here too.
 """
 
 from __future__ import annotations
@@ -9,14 +14,24 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Any, Literal, cast, overload
+from typing import Any, ClassVar, Literal, NamedTuple, cast, overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from agents.common.lora import apply_lora, is_adapter_dir, load_adapter_model
+from agents.common.inference import generate_tokens, next_tokens
+from agents.common.lora import (
+    apply_lora,
+    is_adapter_dir,
+    is_peft_model,
+    load_adapter_model,
+    load_adapter_weights,
+    read_adapter_weights,
+)
+from agents.common.sampling import SamplingParams, entropy_from_logprobs
 from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead
+from textenv.lm import accepts_kwarg, causal_lm_of
 
 
 def set_global_seed(seed: int) -> None:
@@ -91,11 +106,6 @@ def _load_lm(policy: str | os.PathLike[str] | nn.Module) -> tuple[nn.Module, nn.
     )
 
 
-def policy_lm(policy: nn.Module) -> nn.Module:
-    """The causal LM of a policy: the ``.lm`` of a :class:`CausalLMWithValueHead`, else the module itself."""
-    return policy.lm if isinstance(policy, CausalLMWithValueHead) else policy
-
-
 def disable_dropout(lm: nn.Module) -> None:
     """Sets the dropout probability of every ``nn.Dropout`` in ``lm`` to 0.
 
@@ -105,18 +115,6 @@ def disable_dropout(lm: nn.Module) -> None:
     for module in lm.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-
-
-def logits_width(lm: nn.Module) -> int:
-    """Number of logits the LM produces: its output embeddings' ``out_features``, else ``config.vocab_size``."""
-    get_out = getattr(lm, "get_output_embeddings", None)
-    out = get_out() if callable(get_out) else None
-    width = getattr(out, "out_features", None)
-    if isinstance(width, int):
-        return width
-    config: Any = lm.config
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(config.vocab_size)
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -175,3 +173,218 @@ def fuse_tanh_gelu(module: nn.Module) -> int:
                 setattr(parent, name, nn.GELU(approximate="tanh"))
                 replaced += 1
     return replaced
+
+
+Entropy = Literal["none", "value", "grad"]
+"""What a policy forward returns of the entropy: nothing, its value (no grad), or a value with grad (a bonus)."""
+
+
+class PolicyOutput(NamedTuple):
+    """One policy forward over whole episodes (see :meth:`CausalLMPolicy.forward`).
+
+    Attributes:
+        logprobs: ``(B, T)`` float32 log-prob of each token after the prompt under the sampling distribution.
+        entropy: ``(B, T)`` float32 entropy of the sampling distribution at each token, or ``None``.
+        values: ``(B, T)`` float32 value of the state each token was chosen in (a policy with a value
+            head), else ``None``.
+    """
+
+    logprobs: torch.Tensor
+    entropy: torch.Tensor | None
+    values: torch.Tensor | None
+
+
+class CausalLMPolicy(nn.Module):
+    """A causal LM as a policy: its sampling distribution is the action distribution.
+
+    Args:
+        model: The causal LM (for :class:`ActorCriticPolicy`: a :class:`CausalLMWithValueHead`).
+        sampling: The sampling transform (the env's EOS ids and the run's temperature, top-k, top-p).
+        mixed_precision: ``"bf16"`` runs the forwards under bf16 autocast (where the device has it),
+            ``"no"`` in float32.
+
+    Example:
+        >>> policy = CausalLMPolicy.load("tiny-lm", SamplingParams(eos_token_ids=(0,)))  # doctest: +SKIP
+        >>> out = policy(input_ids, attention_mask, position_ids, tokens, entropy="value")
+        >>> out.logprobs.shape, out.entropy.shape  # (B, T), (B, T)
+    """
+
+    has_value_head: ClassVar[bool] = False
+    """Whether :meth:`forward` returns values."""
+
+    def __init__(self, model: nn.Module, sampling: SamplingParams, *, mixed_precision: str = "no"):
+        super().__init__()
+        self.model = model
+        self.sampling = sampling
+        self.mixed_precision = mixed_precision
+        self._logits_to_keep = accepts_kwarg(causal_lm_of(model), "logits_to_keep")
+
+    @classmethod
+    def load(
+        cls,
+        source: str | os.PathLike[str] | nn.Module,
+        sampling: SamplingParams,
+        *,
+        peft_config: Any = None,
+        mixed_precision: str = "no",
+    ) -> CausalLMPolicy:
+        """A policy from a built-in asset name, a path or hub name, or a module (used as it is, not copied).
+
+        Raises:
+            TypeError: ``source`` is none of these.
+        """
+        model = load_policy(source, value_head=cls.has_value_head, peft_config=peft_config)
+        return cls(model, sampling, mixed_precision=mixed_precision)
+
+    @property
+    def lm(self) -> nn.Module:
+        """The causal LM (what the rollout steps with its KV cache)."""
+        return causal_lm_of(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context of this policy's forwards: bf16 autocast with ``mixed_precision="bf16"``."""
+        return bf16_autocast(self.device) if self.mixed_precision == "bf16" else contextlib.nullcontext()
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        tokens: torch.Tensor,
+        entropy: Entropy = "none",
+    ) -> PolicyOutput:
+        """Evaluates whole episodes in one forward: the log-prob (and entropy, values) of each token after
+        the prompt.
+
+        Args:
+            input_ids: ``(B, P + T)`` left-padded prompts, then the episodes' tokens.
+            attention_mask: ``(B, P + T)``.
+            position_ids: ``(B, P + T)``.
+            tokens: ``(B, T)`` the tokens after the prompt (``input_ids[:, P:]``).
+            entropy: ``"none"``, ``"value"`` (a statistic, no grad) or ``"grad"`` (an entropy bonus).
+
+        Returns:
+            :class:`PolicyOutput`; the logits at column ``P + t - 1`` score token ``t``.
+        """
+        T = tokens.shape[1]
+        P = input_ids.shape[1] - T
+        kwargs = {"logits_to_keep": T + 1} if self._logits_to_keep else {}
+        with self.autocast():
+            out = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        logits = out.logits[:, -(T + 1) : -1].float()  # (B, T, V)
+        logp_all = self.sampling.logprobs(logits)  # (B, T, V)
+        logprobs = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        ent = None
+        if entropy != "none":
+            with torch.set_grad_enabled(torch.is_grad_enabled() and entropy == "grad"):
+                ent = entropy_from_logprobs(logp_all)  # (B, T)
+        return PolicyOutput(logprobs, ent, self._values(out, P, T))
+
+    def _values(self, out: Any, P: int, T: int) -> torch.Tensor | None:
+        """``(B, T)`` values of the states the tokens were chosen in; ``None`` without a value head."""
+        return None
+
+    @torch.no_grad()
+    def next_tokens(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        prompt_len: int,
+        deterministic: bool = False,
+    ) -> torch.Tensor:
+        """``(N,)`` the next token of each left-padded observation row (one full forward)."""
+        with self.autocast():
+            return next_tokens(
+                self.lm,
+                input_ids,
+                attention_mask,
+                self.sampling,
+                prompt_len=prompt_len,
+                deterministic=deterministic,
+            )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> list[list[int]]:
+        """KV-cached generation from left-padded prompts ``(N, P)``: each row's tokens up to (without) EOS."""
+        with self.autocast():
+            return generate_tokens(
+                self.lm,
+                input_ids,
+                attention_mask,
+                self.sampling,
+                max_new_tokens,
+                deterministic=deterministic,
+                generator=generator,
+            )
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+        """Writes the model as transformers does (safetensors; LoRA: the adapters; a value head beside)."""
+        cast(Any, self.model).save_pretrained(directory)
+
+    def read_weights(self, directory: str | os.PathLike[str]) -> dict[str, Any]:
+        """Reads the weights :meth:`save_pretrained` wrote (CPU tensors), changing nothing: a checkpoint is
+        read whole, and checked, before any of it is applied (:meth:`apply_weights`).
+
+        Raises:
+            FileNotFoundError, ValueError: A missing or unreadable part (named).
+        """
+        if is_peft_model(self.lm):
+            return {"adapters": read_adapter_weights(directory)}
+        return {"lm": load_policy(directory, value_head=False).state_dict()}
+
+    def apply_weights(self, weights: dict[str, Any]) -> None:
+        """Puts what :meth:`read_weights` read into this policy (in place)."""
+        if "adapters" in weights:
+            load_adapter_weights(self.lm, weights["adapters"])
+        else:
+            self.lm.load_state_dict(weights["lm"])
+
+
+class ActorCriticPolicy(CausalLMPolicy):
+    """A :class:`CausalLMPolicy` with a float32 value head on the LM's last hidden state (PPO's critic).
+
+    ``forward`` also returns ``values[:, t]``, the value of the state in which token ``t`` was chosen.
+    Checkpoints hold ``value_head.safetensors`` next to the LM (:class:`CausalLMWithValueHead`'s layout).
+    """
+
+    has_value_head: ClassVar[bool] = True
+    model: CausalLMWithValueHead
+
+    @property
+    def value_head(self) -> nn.Linear:
+        """The critic: ``Linear(hidden_size, 1)`` in float32."""
+        return self.model.value_head
+
+    def _values(self, out: Any, P: int, T: int) -> torch.Tensor | None:
+        return out.values[:, P - 1 : P + T - 1].float()  # (B, T)
+
+    def read_weights(self, directory: str | os.PathLike[str]) -> dict[str, Any]:
+        """The LM's weights (or its adapters) and ``value_head.safetensors``.
+
+        Raises:
+            FileNotFoundError: The directory has no value head.
+            ValueError: The value head does not fit this LM.
+        """
+        head = os.path.join(os.fspath(directory), VALUE_HEAD_FILENAME)
+        if not os.path.isfile(head):
+            raise FileNotFoundError(
+                f"{os.fspath(directory)!r} has no {VALUE_HEAD_FILENAME}; an actor-critic policy's checkpoint holds it"
+            )
+        return {**super().read_weights(directory), "value_head": self.model.read_value_head(head)}
+
+    def apply_weights(self, weights: dict[str, Any]) -> None:
+        super().apply_weights(weights)
+        self.model.value_head.load_state_dict(weights["value_head"])

@@ -26,27 +26,19 @@ from torch import nn
 from agents.common.buffers import RolloutBatch, TrainBatch
 from agents.common.config import OnPolicyConfig
 from agents.common.lora import adapters_off
+from agents.common.losses import IMPORTANCE_SAMPLING_LEVELS, LOSS_TYPES, policy_gradient_loss
 from agents.common.on_policy import MicroLoss, OnPolicyAlgorithm
-from agents.common.stats import as_bool_mask, masked_mean
-
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
-IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+from agents.common.policies import CausalLMPolicy, PolicyOutput
+from agents.common.stats import masked_mean
 
 
 @dataclass
 class PolicyGradientConfig(OnPolicyConfig):
     """Hyper-parameters of the critic-free update (GRPO, RLOO, REINFORCE); see :mod:`agents.common.config`."""
 
-    learning_rate: float = 1e-4
-    """Adam learning rate. The default suits the built-in ``tiny-lm``; for pretrained GPT-2-sized models
-    use about ``1e-6`` to ``1e-5``."""
-
     num_iterations: int = 1
     """Passes over each rollout (GRPO's mu). With 1 pass and one minibatch the update is exactly on-policy
     and the old log-probs are the current ones (no extra forward)."""
-
-    clip_range: float = 0.2
-    """Lower clip epsilon: ratios are clipped to ``[1 - clip_range, 1 + clip_range_high]``. Must be > 0."""
 
     clip_range_high: float | None = None
     """Upper clip epsilon (DAPO's clip-higher, e.g. 0.28); ``None``: ``clip_range``. Must be > 0."""
@@ -68,7 +60,6 @@ class PolicyGradientConfig(OnPolicyConfig):
         """The shared ranges plus the critic-free ones."""
         super().check()
         self._require("num_iterations", self.num_iterations >= 1, ">= 1")
-        self._require("clip_range", self.clip_range > 0, "> 0")
         self._require(
             "clip_range_high", self.clip_range_high is None or self.clip_range_high > 0, "> 0 or None"
         )
@@ -80,116 +71,30 @@ class PolicyGradientConfig(OnPolicyConfig):
         )
         self._require("beta", self.beta >= 0, ">= 0")
 
-    def check_group_size(self, group_size: int, minimum: int) -> None:
-        """Checks a ``group_size`` field: at least ``minimum`` and a divisor of ``episodes_per_iteration``."""
-        self._require("group_size", group_size >= minimum, f">= {minimum}")
+
+@dataclass
+class GroupConfig(PolicyGradientConfig):
+    """The critic-free update on groups of completions of one prompt (GRPO, RLOO)."""
+
+    group_size: int = 4
+    """Completions sampled per prompt (G); a rollout holds ``episodes_per_iteration / group_size`` prompts,
+    and each completion is compared with the others of its group. At least 2, and a divisor of
+    ``episodes_per_iteration``."""
+
+    def check(self) -> None:
+        """The critic-free ranges plus ``group_size``."""
+        super().check()
+        self._require("group_size", self.group_size >= 2, ">= 2")
         self._require(
             "group_size",
-            self.episodes_per_iteration % group_size == 0,
+            self.episodes_per_iteration % self.group_size == 0,
             f"a divisor of episodes_per_iteration={self.episodes_per_iteration}",
         )
 
 
-def aggregate_loss(
-    per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, max_tokens: int
-) -> torch.Tensor:
-    """Reduces ``(B, T)`` token losses to one number as ``loss_type`` says (see :class:`PolicyGradientConfig`).
-
-    Args:
-        per_token: ``(B, T)`` token losses.
-        mask: ``(B, T)`` valid tokens.
-        loss_type: ``"grpo"``, ``"dr_grpo"`` or ``"dapo"``.
-        max_tokens: The constant of ``"dr_grpo"`` (the env's ``max_new_tokens``).
-
-    Returns:
-        A 0-d tensor.
-    """
-    m = as_bool_mask(mask, per_token)
-    total = torch.where(m, per_token, torch.zeros((), dtype=per_token.dtype, device=per_token.device))
-    if loss_type == "grpo":
-        return (total.sum(1) / m.sum(1).clamp(min=1)).mean()  # each sequence's mean, then the mean
-    if loss_type == "dr_grpo":
-        return total.sum() / (per_token.shape[0] * max_tokens)
-    if loss_type == "dapo":
-        return total.sum() / m.sum().clamp(min=1)
-    raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-
-
-def policy_gradient_loss(
-    new_logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    clip_range: float,
-    clip_range_high: float | None = None,
-    loss_type: str = "grpo",
-    importance_sampling_level: str = "token",
-    max_tokens: int = 1,
-    ref_logprobs: torch.Tensor | None = None,
-    beta: float = 0.0,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate on given advantages, with token or sequence ratios and a k3 KL to a reference.
-
-    ``r = exp(new - old)`` per token, or ``exp(mean_t(new - old))`` per sequence (GSPO);
-    ``l_t = -min(r A_t, clip(r, 1 - c_low, 1 + c_high) A_t) + beta * k3_t`` with
-    ``k3_t = exp(ref_t - new_t) - (ref_t - new_t) - 1``; then :func:`aggregate_loss`.
-
-    Args:
-        new_logprobs: ``(B, T)`` current log-probs of the taken tokens (with grad).
-        old_logprobs: ``(B, T)`` their log-probs at rollout time.
-        advantages: ``(B, T)`` advantages.
-        mask: ``(B, T)`` valid tokens.
-        clip_range: ``c_low`` > 0.
-        clip_range_high: ``c_high``; ``None``: ``clip_range``.
-        loss_type: See :func:`aggregate_loss`.
-        importance_sampling_level: ``"token"`` or ``"sequence"``.
-        max_tokens: See :func:`aggregate_loss`.
-        ref_logprobs: ``(B, T)`` a frozen reference's log-probs (needed when ``beta > 0``).
-        beta: Weight of the k3 KL.
-
-    Returns:
-        ``(loss, stats)``; detached 0-d stats ``clipfrac`` (tokens whose ratio lies outside the clip range),
-        ``approx_kl`` (k3 of old vs new), ``ratio_mean`` and, with a reference, ``kl_ref`` (mean k3 to it).
-    """
-    if importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
-        raise ValueError(
-            f"importance_sampling_level must be one of {IMPORTANCE_SAMPLING_LEVELS}, got {importance_sampling_level!r}"
-        )
-    high = clip_range if clip_range_high is None else clip_range_high
-    m = as_bool_mask(mask, new_logprobs)
-    zero = torch.zeros((), dtype=new_logprobs.dtype, device=new_logprobs.device)
-    token_log_ratio = torch.where(m, new_logprobs - old_logprobs.detach(), zero)  # (B, T)
-    log_ratio = token_log_ratio
-    if importance_sampling_level == "sequence":
-        log_ratio = masked_mean(token_log_ratio, m, dim=1).unsqueeze(1)  # (B, 1)
-    ratio = torch.exp(log_ratio)  # (B, T) or (B, 1)
-    adv = torch.where(m, advantages.detach().to(new_logprobs.dtype), zero)  # (B, T)
-    clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + high)
-    per_token = -torch.minimum(ratio * adv, clipped * adv)  # (B, T)
-    kl_ref = None
-    if beta > 0:
-        if ref_logprobs is None:
-            raise ValueError("beta > 0 needs ref_logprobs, the reference's log-probs of the tokens")
-        delta = torch.where(m, ref_logprobs.detach() - new_logprobs, zero)  # (B, T)
-        kl_ref = torch.exp(delta) - delta - 1.0  # (B, T) k3 >= 0
-        per_token = per_token + beta * kl_ref
-    loss = aggregate_loss(per_token, m, loss_type, max_tokens)
-    with torch.no_grad():
-        r = ratio.expand_as(adv)
-        stats = {
-            "clipfrac": masked_mean(((r < 1.0 - clip_range) | (r > 1.0 + high)).to(r.dtype), m),
-            "approx_kl": masked_mean(torch.expm1(token_log_ratio) - token_log_ratio, m),
-            "ratio_mean": masked_mean(r, m),
-        }
-        if kl_ref is not None:
-            stats["kl_ref"] = masked_mean(kl_ref, m)
-    return loss, stats
-
-
 class PolicyGradientAlgorithm(OnPolicyAlgorithm):
-    """The critic-free on-policy core: subclasses implement :meth:`compute_advantages` (and set
-    ``group_size`` when completions of one prompt are compared). Args: see :class:`OnPolicyAlgorithm`."""
+    """The critic-free on-policy core: subclasses implement :meth:`compute_advantages`. Args: see
+    :class:`~agents.common.base.BaseAlgorithm`."""
 
     config: PolicyGradientConfig
     config_class: ClassVar[type[OnPolicyConfig]] = PolicyGradientConfig
@@ -198,17 +103,30 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
         self, policy: str | os.PathLike[str] | nn.Module, env: Any, config: Any = None, **kwargs: Any
     ):
         super().__init__(policy, env, config, **kwargs)
-        self.ref_lm: nn.Module | None = None
         # The reference of beta's KL is the initial policy: with LoRA the policy with its adapters off
         # (no copy), else a frozen copy (checkpoints carry it).
-        self.ref_adapters_off = self.config.beta > 0 and self.is_peft
-        if self.config.beta > 0 and not self.is_peft:
-            self.ref_lm = copy.deepcopy(self.lm).eval().requires_grad_(False)
+        self.ref_policy: CausalLMPolicy | None = None
+        if self.config.beta > 0:
+            self.ref_policy = (
+                AdaptersOffPolicy(self.policy)
+                if self.is_peft
+                else CausalLMPolicy(
+                    copy.deepcopy(self.lm).eval().requires_grad_(False),
+                    self.sampling,
+                    mixed_precision=self.mixed_precision,
+                )
+            )
+
+    @property
+    def ref_lm(self) -> nn.Module | None:
+        """The frozen copy of the initial LM that ``beta``'s KL is measured against (``None`` without one, or
+        with LoRA, where the reference is the policy with its adapters off)."""
+        return None if self.ref_policy is None or self.is_peft else self.ref_policy.lm
 
     @property
     def group_size(self) -> int:
-        """Completions per prompt in a rollout (consecutive episodes); 1 unless the algorithm groups."""
-        return 1
+        """Completions per prompt in a rollout (consecutive episodes): ``config.group_size``, else 1."""
+        return self.config.group_size if isinstance(self.config, GroupConfig) else 1
 
     def rollout_prompt_indices(self) -> np.ndarray:
         """``episodes_per_iteration / group_size`` prompts drawn from ``prompt_rng``, each repeated
@@ -220,11 +138,22 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
         return np.repeat(drawn, G)
 
     def compute_advantages(self, batch: RolloutBatch) -> torch.Tensor:
-        """``(N, T)`` advantage of every generated token of the rollout (0 outside ``batch.mask``)."""
+        """``(N, T)`` advantage of every token of the rollout (0 outside ``batch.mask``), float64 or float32."""
         raise NotImplementedError
 
     def _extra_models(self) -> dict[str, nn.Module]:
-        return {} if self.ref_lm is None else {"reference": self.ref_lm}
+        lm = self.ref_lm
+        return {} if lm is None else {"reference": lm}
+
+    def check_resume(self, saved_config: dict[str, Any], directory: str) -> None:
+        """A checkpoint of a run without ``beta`` kept no reference (the initial policy): ``beta`` cannot
+        start above 0 from it, except with LoRA (the reference is the policy with its adapters off)."""
+        if self.ref_lm is not None and not saved_config.get("beta", 0.0) > 0:
+            raise ValueError(
+                f"beta={self.config.beta}: checkpoint {directory!r} was trained with beta=0 and holds no reference "
+                "model (beta's reference is the initial policy, which that run did not keep); load it with beta=0, "
+                "or start a new run with beta > 0"
+            )
 
     @property
     def _fresh_old_logprobs(self) -> bool:
@@ -242,10 +171,9 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
         self.policy.eval()
         b = TrainBatch.from_rollout(batch, self.compute_advantages(batch).to(self.device))
         if not self._fresh_old_logprobs:
-            b = b._replace(old_logprobs=self.evaluate_batch(b)[0])
-        if self.ref_lm is not None or self.ref_adapters_off:
-            with adapters_off(self.lm):  # LoRA: the reference is the policy with its adapters off
-                b = b._replace(ref_logprobs=self.evaluate_batch(b, model=self.ref_lm or self.lm)[0])
+            b = b.replace(old_logprobs=self.evaluate_batch(b).logprobs)
+        if self.ref_policy is not None:
+            b = b.replace(ref_logprobs=self.evaluate_batch(b, policy=self.ref_policy).logprobs)
         return b
 
     def update(self, b: TrainBatch) -> dict[str, float]:
@@ -263,9 +191,7 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
 
         def micro_loss(micro: torch.Tensor) -> MicroLoss:
             mb = b.take(micro)
-            new_logprobs, _, entropy = self.evaluate_tokens(
-                mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, with_entropy=True
-            )
+            new_logprobs, entropy, _ = self.evaluate(mb, entropy="value")
             old_logprobs = new_logprobs.detach() if self._fresh_old_logprobs else mb.old_logprobs
             loss, loss_stats = policy_gradient_loss(
                 new_logprobs,
@@ -276,7 +202,7 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
                 clip_range_high=cfg.clip_range_high,
                 loss_type=cfg.loss_type,
                 importance_sampling_level=cfg.importance_sampling_level,
-                max_tokens=int(self.core.max_new_tokens),
+                max_tokens=self.spec.max_new_tokens,
                 ref_logprobs=mb.ref_logprobs,
                 beta=cfg.beta,
             )
@@ -286,11 +212,22 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
         return self.accumulated_step(mb_inds, micro_loss)
 
 
+class AdaptersOffPolicy(CausalLMPolicy):
+    """A PEFT policy seen with its adapters disabled (the initial policy, without a copy of the weights):
+    GRPO's ``beta`` reference under LoRA."""
+
+    def __init__(self, policy: CausalLMPolicy):
+        super().__init__(policy.model, policy.sampling, mixed_precision=policy.mixed_precision)
+
+    def forward(self, *args: Any, **kwargs: Any) -> PolicyOutput:  # type: ignore[override]
+        with adapters_off(self.lm):
+            return super().forward(*args, **kwargs)
+
+
 __all__ = [
     "IMPORTANCE_SAMPLING_LEVELS",
     "LOSS_TYPES",
+    "GroupConfig",
     "PolicyGradientAlgorithm",
     "PolicyGradientConfig",
-    "aggregate_loss",
-    "policy_gradient_loss",
 ]

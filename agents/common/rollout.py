@@ -9,41 +9,35 @@ one rollout batch of exactly ``episodes_per_iteration`` finished episodes.
 
 When the env's reward contains a ``KLPenalty`` term, the policy's log-probs are handed to the env before
 each ``env.step`` through its KL channel (``env.unwrapped.set_policy_logprobs``), so the scorer never runs
-the policy a second time; the KL comes back in the step's ``info["kl"]``. Actions go to a vector env as
-tensors on the policy's device (no host round trip per step).
+the policy a second time; the KL comes back in the step's ``info["kl"]``. With ``defer_kl`` the env scores
+its per-token KL terms after the episodes instead (``env.unwrapped.defer_kl()``: one batched reference
+forward, the same rewards), and the collector adds what it returns to the batch. Actions go to a vector
+env as tensors on the policy's device (no host round trip per step).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from agents.common.buffers import RolloutBatch
-from agents.common.sampling import SamplingParams, sample_tokens
+from agents.common.sampling import sample_tokens
 from textenv.lm import IncrementalLM
+from textenv.scorers.kl import DeferredKL
+from textenv.text_spec import text_spec
+from textenv.vector import row_info
+
+if TYPE_CHECKING:
+    from agents.common.policies import CausalLMPolicy
 
 
 # --- env access ---------------------------------------------------------------------------------------
-def text_core(env: Any) -> Any:
-    """The ``TextGenCore`` behind a (possibly wrapped) ``TextGenEnv`` or ``TextGenVectorEnv``.
-
-    Raises:
-        TypeError: If ``env`` is not a textenv environment.
-    """
-    core = getattr(getattr(env, "unwrapped", env), "core", None)
-    if core is None or not hasattr(core, "max_prompt_tokens"):
-        raise TypeError(
-            f"env must be a textenv TextGenEnv or TextGenVectorEnv (possibly wrapped), got {type(env).__name__}"
-        )
-    return core
-
-
 def make_env(
     env: Any, num_envs: int, device: torch.device, env_kwargs: dict[str, Any] | None = None
 ) -> tuple[Any, str | None]:
@@ -72,35 +66,12 @@ def make_env(
         raise ValueError(
             f"env_kwargs={env_kwargs!r} only apply when env is an id string, got {type(env).__name__}"
         )
-    text_core(env)  # raises TypeError for other envs
+    text_spec(env)  # raises TypeError for other envs
     return env, None
-
-
-def kl_terms(env: Any) -> list[Any]:
-    """The env's ``KLPenalty`` terms (``env.unwrapped.kl_penalties``), whose coefficient a KL controller sets."""
-    text_core(env)  # raises TypeError for other envs
-    return list(env.unwrapped.kl_penalties)
 
 
 def _is_vector_env(env: Any) -> bool:
     return isinstance(getattr(env, "unwrapped", env), gym.vector.VectorEnv)
-
-
-def _row_info(infos: dict[str, Any], row: int) -> dict[str, Any]:
-    """The info of one row out of a Gymnasium vector info dict (``key`` arrays with ``_key`` masks)."""
-    out: dict[str, Any] = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        present = infos.get(f"_{key}")
-        if present is not None and not bool(present[row]):
-            continue
-        if isinstance(value, dict):
-            out[key] = _row_info(value, row)
-        else:
-            item = value[row]
-            out[key] = item.item() if isinstance(item, np.generic) else item
-    return out
 
 
 class EnvDriver:
@@ -117,11 +88,11 @@ class EnvDriver:
 
     def __init__(self, env: Any, device: torch.device):
         self.env = env
-        self.core = text_core(env)
+        self.spec = text_spec(env)
         self.device = device
         self.vector = _is_vector_env(env)
         self.num_rows = int(env.num_envs) if self.vector else 1
-        self.has_kl = bool(kl_terms(env))
+        self.has_kl = bool(env.unwrapped.kl_penalties)
         if self.vector:
             mode = env.metadata.get("autoreset_mode")
             if mode is not None and getattr(mode, "value", mode) != gym.vector.AutoresetMode.DISABLED.value:
@@ -161,7 +132,11 @@ class EnvDriver:
     @property
     def num_prompts(self) -> int:
         """Prompts in the env's prompt source (what ``prompt_indices`` index)."""
-        return len(self.core.prompts)
+        return len(self.spec.prompts)
+
+    def defer_kl(self) -> contextlib.AbstractContextManager[DeferredKL]:
+        """The env's KL terms scored after the episodes (``env.unwrapped.defer_kl()``)."""
+        return self.env.unwrapped.defer_kl()
 
     def step(
         self, actions: torch.Tensor, logprobs: torch.Tensor | None = None
@@ -185,7 +160,7 @@ class EnvDriver:
         if self.vector:
             obs, rewards, terminated, truncated, infos = self.env.step(actions)
             terminated = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
-            ended = {int(r): _row_info(infos, int(r)) for r in np.flatnonzero(terminated)}
+            ended = {int(r): row_info(infos, int(r)) for r in np.flatnonzero(terminated)}
             rewards = np.asarray(rewards, dtype=np.float64)
             kl = infos.get("kl")
         else:
@@ -224,33 +199,30 @@ class RolloutCollector:
     """Collects finished episodes with a KV-cached policy, in synchronous waves of all env rows.
 
     Args:
-        lm: The policy's causal LM (``CausalLMWithValueHead.lm``), already on ``driver.device``.
+        policy: The policy (its LM, sampling transform and precision), on ``driver.device``.
         driver: The env access.
-        sampling: The sampling transform.
         generator: Torch generator (on the driver's device) for the token draws.
-        autocast: Context of the policy's forwards (bf16 autocast with mixed precision).
+        kl_batch_size: Episodes per reference forward when the env scores its KL terms after a rollout.
     """
 
     def __init__(
         self,
-        lm: torch.nn.Module,
+        policy: CausalLMPolicy,
         driver: EnvDriver,
-        sampling: SamplingParams,
         generator: torch.Generator,
-        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        *,
+        kl_batch_size: int = 64,
     ):
-        self.lm = lm
-        self.autocast = autocast
+        self.policy = policy
         self.driver = driver
-        self.sampling = sampling
+        self.sampling = policy.sampling
         self.generator = generator
-        core = driver.core
-        self.prompt_len = int(core.max_prompt_tokens)
-        self.max_new_tokens = int(core.max_new_tokens)
-        self.pad_id = int(core.pad_token_id)
-        self._cache = IncrementalLM(
-            lm, num_rows=driver.num_rows, max_length=self.prompt_len + self.max_new_tokens
-        )
+        self.kl_batch_size = kl_batch_size
+        spec = driver.spec
+        self.prompt_len = spec.max_prompt_tokens
+        self.max_new_tokens = spec.max_new_tokens
+        self.pad_id = spec.pad_token_id
+        self._cache = IncrementalLM(policy.lm, num_rows=driver.num_rows, max_length=spec.length)
 
     @torch.no_grad()
     def collect(
@@ -260,6 +232,7 @@ class RolloutCollector:
         *,
         prompt_indices: Sequence[int] | np.ndarray | None = None,
         deterministic: bool = False,
+        defer_kl: bool = True,
     ) -> RolloutBatch:
         """Runs ``num_episodes / num_rows`` waves.
 
@@ -270,9 +243,11 @@ class RolloutCollector:
                 ``prompt_indices[i]`` (``None``: the env draws the prompts).
             deterministic: Greedy decoding (argmax of the sampling distribution); the sampling generator is
                 not used.
+            defer_kl: Let the env score its per-token KL terms after the episodes (one batched reference
+                forward) rather than at every step; the rewards are the same to float precision.
 
         Returns:
-            The episodes, in wave order.
+            The episodes, in wave order, with every reward term the env gives.
 
         Raises:
             ValueError: If ``num_episodes`` is not a positive multiple of the env's rows.
@@ -285,11 +260,14 @@ class RolloutCollector:
         if prompt_indices is not None and len(prompt_indices) != num_episodes:
             raise ValueError(f"prompt_indices has {len(prompt_indices)} entries; expected {num_episodes}")
         start = time.perf_counter()
-        was_training = self.lm.training
-        self.lm.eval()
+        was_training = self.policy.training
+        self.policy.eval()
         try:
             # One autocast context for the whole rollout: weights are cast to bf16 once, not every step.
-            with self.autocast():
+            with (
+                self.driver.defer_kl() if defer_kl else contextlib.nullcontext() as deferred,
+                self.policy.autocast(),
+            ):
                 waves = [
                     self._wave(
                         seed if i == 0 else None,
@@ -299,8 +277,17 @@ class RolloutCollector:
                     for i in range(num_episodes // rows)
                 ]
         finally:
-            self.lm.train(was_training)
+            self.policy.train(was_training)
         batch = RolloutBatch.concat(waves)
+        if deferred:
+            scored = deferred.score(
+                batch.input_ids,
+                batch.attention_mask,
+                batch.logprobs,
+                batch.mask,
+                batch_size=self.kl_batch_size,
+            )
+            batch.add_scores(scored.rewards, scored.terms, scored.kl)
         batch.rollout_time = time.perf_counter() - start
         return batch
 
@@ -362,7 +349,7 @@ class RolloutCollector:
         terms = {
             n: np.array([float(i.get("reward_terms", {}).get(n, np.nan)) for i in row_infos]) for n in names
         }
-        rewards_t = torch.as_tensor(rewards, dtype=torch.float32, device=tokens.device) * gen_mask
+        rewards_t = torch.where(gen_mask, torch.as_tensor(rewards, device=tokens.device), 0.0)  # float64
         return RolloutBatch(
             input_ids=ids,
             attention_mask=mask,

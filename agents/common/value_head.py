@@ -149,11 +149,8 @@ class CausalLMWithValueHead(nn.Module):
             model.load_value_head(head_file)
         return model
 
-    def load_value_head(self, path: str | os.PathLike[str]) -> None:
-        """Loads the value head weights from a ``value_head.safetensors`` file.
-
-        Args:
-            path: The file written by :meth:`save_pretrained`.
+    def read_value_head(self, path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+        """The float32 value-head tensors of a ``value_head.safetensors`` file, checked against this LM.
 
         Raises:
             ValueError: If the file's tensors are not ``weight (1, H)`` and ``bias (1,)`` for this LM's ``H``.
@@ -163,7 +160,18 @@ class CausalLMWithValueHead(nn.Module):
         got = {name: tuple(t.shape) for name, t in state.items()}
         if got != expected:
             raise ValueError(f"value head file {str(path)!r} holds tensors {got}, expected {expected}")
-        self.value_head.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+        return {k: v.to(torch.float32) for k, v in state.items()}
+
+    def load_value_head(self, path: str | os.PathLike[str]) -> None:
+        """Loads the value head weights from a ``value_head.safetensors`` file.
+
+        Args:
+            path: The file written by :meth:`save_pretrained`.
+
+        Raises:
+            ValueError: If the file's tensors are not ``weight (1, H)`` and ``bias (1,)`` for this LM's ``H``.
+        """
+        self.value_head.load_state_dict(self.read_value_head(path))
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         """Saves the LM (safetensors, loadable by plain transformers) and ``value_head.safetensors``.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.common.policy_gradient import PolicyGradientConfig
+from agents.common.policy_gradient import GroupConfig
 
 
 @dataclass
-class GRPOConfig(PolicyGradientConfig):
+class GRPOConfig(GroupConfig):
     """Hyper-parameters of GRPO (Shao et al. 2024) and its variants: Dr. GRPO (``scale_rewards=False``,
     ``loss_type="dr_grpo"``), DAPO (``loss_type="dapo"``, ``clip_range_high``) and GSPO
     (``importance_sampling_level="sequence"``).
@@ -17,15 +17,6 @@ class GRPOConfig(PolicyGradientConfig):
         >>> GRPOConfig(group_size=8, episodes_per_iteration=32, loss_type="dapo", clip_range_high=0.28)  # doctest: +SKIP
     """
 
-    group_size: int = 4
-    """Completions sampled per prompt (G); a rollout holds ``episodes_per_iteration / group_size`` prompts.
-    At least 2, and a divisor of ``episodes_per_iteration``."""
-
     scale_rewards: bool = True
     """Divide each advantage by its group's reward standard deviation (GRPO); ``False`` only centres it on
     the group mean (Dr. GRPO)."""
-
-    def check(self) -> None:
-        """The critic-free ranges plus ``group_size``."""
-        super().check()
-        self.check_group_size(self.group_size, minimum=2)

@@ -17,14 +17,14 @@ def group_advantages(scores: torch.Tensor, group_size: int, scale_rewards: bool 
         scale_rewards: Divide by the group's (unbiased) standard deviation plus :data:`STD_EPS`.
 
     Returns:
-        ``(N,)`` float advantages; 0 for every member of a group whose rewards are all equal (never NaN).
+        ``(N,)`` float64 advantages; 0 for every member of a group whose rewards are all equal (never NaN).
 
     Raises:
         ValueError: If ``scores`` is not 1-D or G does not divide its length.
 
     Example:
         >>> group_advantages(torch.tensor([1.0, 0.0, 2.0, 2.0]), 2, scale_rewards=False)
-        tensor([ 0.5000, -0.5000,  0.0000,  0.0000])
+        tensor([ 0.5000, -0.5000,  0.0000,  0.0000], dtype=torch.float64)
     """
     if scores.ndim != 1 or group_size < 1 or scores.shape[0] % group_size:
         raise ValueError(
@@ -34,4 +34,4 @@ def group_advantages(scores: torch.Tensor, group_size: int, scale_rewards: bool 
     centred = groups - groups.mean(1, keepdim=True)
     if scale_rewards and group_size > 1:
         centred = centred / (groups.std(1, keepdim=True) + STD_EPS)
-    return centred.view(-1).to(torch.float32)
+    return centred.view(-1)

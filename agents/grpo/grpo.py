@@ -21,7 +21,7 @@ from agents.grpo.core import group_advantages
 class GRPO(PolicyGradientAlgorithm):
     """Group Relative Policy Optimization for a causal LM on a textenv environment (no value head).
 
-    Args: see :class:`~agents.common.on_policy.OnPolicyAlgorithm` (``config`` is a :class:`GRPOConfig`).
+    Args: see :class:`~agents.common.base.BaseAlgorithm` (``config`` is a :class:`GRPOConfig`).
 
     Example:
         >>> from agents import GRPO, GRPOConfig
@@ -32,11 +32,6 @@ class GRPO(PolicyGradientAlgorithm):
     config: GRPOConfig
     config_class: ClassVar[type[GRPOConfig]] = GRPOConfig
     algo_name: ClassVar[str] = "grpo"
-
-    @property
-    def group_size(self) -> int:
-        """``config.group_size``."""
-        return self.config.group_size
 
     def compute_advantages(self, batch: RolloutBatch) -> torch.Tensor:
         """Each episode's group-relative advantage, on every one of its tokens: ``(N, T)``."""

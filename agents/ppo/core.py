@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from agents.common.losses import policy_gradient_loss
 from agents.common.stats import as_bool_mask, masked_mean
 
 
@@ -90,7 +91,8 @@ def policy_loss(
     mask: torch.Tensor,
     clip_range: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO clipped surrogate loss, a masked mean over tokens.
+    """PPO's clipped surrogate: the shared one (:func:`agents.common.losses.policy_gradient_loss`) with
+    symmetric clipping and token-level aggregation, a masked mean over tokens.
 
     ``ratio = exp(new - old)``; ``loss = mean(max(-A * ratio, -A * clip(ratio, 1 - c, 1 + c)))``.
 
@@ -108,22 +110,9 @@ def policy_loss(
     """
     if not clip_range > 0:
         raise ValueError(f"clip_range must be > 0, got {clip_range!r}")
-    m = as_bool_mask(mask, new_logprobs)
-    zero = torch.zeros((), dtype=new_logprobs.dtype, device=new_logprobs.device)
-    log_ratio = torch.where(m, new_logprobs - old_logprobs.detach(), zero)  # (B, T)
-    ratio = torch.exp(log_ratio)  # (B, T)
-    adv = torch.where(m, advantages.detach().to(ratio.dtype), zero)  # (B, T)
-    pg_losses1 = -adv * ratio
-    pg_losses2 = -adv * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(pg_losses1, pg_losses2), m)
-    with torch.no_grad():
-        stats = {
-            "clipfrac": masked_mean(((ratio - 1.0).abs() > clip_range).to(ratio.dtype), m),
-            "approx_kl": masked_mean((ratio - 1.0) - log_ratio, m),
-            "approx_kl_k1": masked_mean(-log_ratio, m),
-            "ratio_mean": masked_mean(ratio, m),
-        }
-    return loss, stats
+    return policy_gradient_loss(
+        new_logprobs, old_logprobs, advantages, mask, clip_range=clip_range, loss_type="dapo"
+    )
 
 
 def value_loss(

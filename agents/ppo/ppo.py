@@ -11,23 +11,38 @@ Per iteration, after the shared rollout (:mod:`agents.common.on_policy`)::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
-from agents.common.buffers import RolloutBatch, TrainBatch
+from agents.common.buffers import PER_TOKEN, RolloutBatch, TrainBatch, finite_float32
 from agents.common.on_policy import MicroLoss, OnPolicyAlgorithm
+from agents.common.policies import ActorCriticPolicy
 from agents.common.stats import explained_variance, masked_mean, masked_whiten
-from agents.common.value_head import CausalLMWithValueHead
 from agents.ppo.config import PPOConfig
 from agents.ppo.core import compute_gae, policy_loss, value_loss
+
+
+@dataclass(frozen=True, kw_only=True)
+class PPOBatch(TrainBatch):
+    """The shared training view plus PPO's critic fields.
+
+    Attributes:
+        old_values: ``(N, T)`` values under the rollout policy.
+        returns: ``(N, T)`` float32 value targets (GAE advantages + values).
+    """
+
+    old_values: torch.Tensor = field(metadata=PER_TOKEN)
+    returns: torch.Tensor = field(metadata=PER_TOKEN)
 
 
 class PPO(OnPolicyAlgorithm):
     """Proximal Policy Optimization for a causal LM with a value head, on a textenv environment.
 
-    Args: see :class:`~agents.common.on_policy.OnPolicyAlgorithm` (``config`` is a :class:`PPOConfig`;
-    ``policy`` may also be a :class:`~agents.CausalLMWithValueHead`).
+    Args: see :class:`~agents.common.base.BaseAlgorithm` (``config`` is a :class:`PPOConfig`; ``policy`` may
+    also be a :class:`~agents.CausalLMWithValueHead`). The policy is an
+    :class:`~agents.common.policies.ActorCriticPolicy`: the LM with a value head.
 
     Example:
         >>> from agents import PPO
@@ -39,14 +54,15 @@ class PPO(OnPolicyAlgorithm):
     config: PPOConfig
     config_class: ClassVar[type[PPOConfig]] = PPOConfig
     algo_name: ClassVar[str] = "ppo"
-    uses_value_head: ClassVar[bool] = True
+    policy_class: ClassVar[type[ActorCriticPolicy]] = ActorCriticPolicy
+    policy: ActorCriticPolicy
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The LM at ``learning_rate``, the value head at ``value_learning_rate`` (when set)."""
         lr = self.config.value_learning_rate
         if lr is None:
             return super().param_groups()
-        head = cast(CausalLMWithValueHead, self.policy).value_head
+        head = self.policy.value_head
         head_ids = {id(p) for p in head.parameters()}
         trunk = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in head_ids]
         return [{"params": trunk}, {"params": list(head.parameters()), "lr": lr}]
@@ -55,32 +71,41 @@ class PPO(OnPolicyAlgorithm):
         """GAE on the batch, then the PPO epochs; returns the loss statistics and the explained variance."""
         b = self.prepare_batch(batch)
         stats = self.update(b)
-        stats["explained_variance"] = explained_variance(b.old_values, b.returns, b.mask)  # type: ignore[arg-type]
+        stats["explained_variance"] = explained_variance(b.old_values, b.returns, b.mask)
         return stats
 
     @torch.no_grad()
-    def prepare_batch(self, batch: RolloutBatch) -> TrainBatch:
-        """Old log-probs, values and entropies (one no-grad forward), GAE and returns of a rollout batch."""
+    def prepare_batch(self, batch: RolloutBatch) -> PPOBatch:
+        """Old log-probs, values and entropies (one no-grad forward), GAE and returns of a rollout batch.
+
+        GAE runs in float64 on the env's float64 rewards; the advantages and value targets enter the
+        float32 losses only if they fit there.
+
+        Raises:
+            FloatingPointError: Returns or advantages that the float32 losses cannot hold (named).
+        """
         cfg = self.config
         self.policy.eval()
         mask = batch.mask  # (N, T)
-        b = TrainBatch.from_rollout(batch)
-        b_logprobs, b_values, b_entropy = self.evaluate_batch(b, with_entropy=True)  # (N, T) each
-        rewards = batch.rewards.to(self.device) * cfg.reward_scale  # (N, T)
+        b = PPOBatch.from_rollout(
+            batch, old_values=torch.zeros_like(batch.logprobs), returns=torch.zeros_like(batch.logprobs)
+        )
+        out = self.evaluate_batch(b, entropy=True)  # (N, T) each
+        rewards = batch.rewards.to(self.device) * cfg.reward_scale  # (N, T) float64
         if cfg.reward_clip is not None:
             rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
-        advantages, returns = compute_gae(rewards, b_values, mask, cfg.gamma, cfg.gae_lambda)  # type: ignore[arg-type]
+        advantages, returns = compute_gae(rewards, out.values, mask, cfg.gamma, cfg.gae_lambda)  # type: ignore[arg-type]
         if cfg.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
-        return b._replace(
-            old_logprobs=b_logprobs,
-            old_values=b_values,
-            advantages=advantages,
-            returns=returns,
-            entropy=b_entropy,  # type: ignore[arg-type]
+        return b.replace(
+            old_logprobs=out.logprobs,
+            old_values=out.values,
+            advantages=finite_float32("PPO's advantages", advantages),
+            returns=finite_float32("PPO's value targets (returns)", returns),
+            entropy=out.entropy,
         )
 
-    def update(self, b: TrainBatch) -> dict[str, float]:
+    def update(self, b: PPOBatch) -> dict[str, float]:
         """``ppo_epochs`` passes of minibatch optimizer steps over ``b``; returns the mean loss statistics."""
         cfg = self.config
         means, steps, early_stop = self.run_epochs(b, cfg.ppo_epochs, self._minibatch_step)
@@ -89,7 +114,7 @@ class PPO(OnPolicyAlgorithm):
         means["learning_rate"] = cfg.learning_rate
         return means
 
-    def _minibatch_step(self, b: TrainBatch, mb_inds: torch.Tensor) -> dict[str, float] | None:
+    def _minibatch_step(self, b: PPOBatch, mb_inds: torch.Tensor) -> dict[str, float] | None:
         """One optimizer step over a minibatch; ``None`` (weights unchanged) when the approximate KL exceeds
         ``1.5 * target_approx_kl``. Each micro-batch's token means are weighted by its share of the
         minibatch's tokens, so the accumulated gradient equals that of the whole minibatch."""
@@ -100,13 +125,8 @@ class PPO(OnPolicyAlgorithm):
             mb = b.take(micro)
             # The entropy bonus needs the current policy's entropy; without one, the rollout policy's
             # (computed once in prepare_batch) is the statistic, which saves a (B, T, V) pass per step.
-            new_logprobs, new_values, entropy = self.evaluate_tokens(
-                mb.input_ids,
-                mb.attention_mask,
-                mb.position_ids,
-                mb.tokens,
-                with_entropy=cfg.ent_coef > 0,
-                entropy_grad=True,
+            new_logprobs, entropy, new_values = self.evaluate(
+                mb, entropy="grad" if cfg.ent_coef > 0 else "none"
             )
             pg_loss, pg_stats = policy_loss(
                 new_logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.clip_range
@@ -117,9 +137,9 @@ class PPO(OnPolicyAlgorithm):
                 if approx_kl > 1.5 * cfg.target_approx_kl:
                     return None
             v_loss, v_stats = value_loss(
-                new_values,  # type: ignore[arg-type]
-                mb.old_values,  # type: ignore[arg-type]
-                mb.returns,  # type: ignore[arg-type]
+                new_values,  # type: ignore[arg-type]  # an actor-critic policy returns values
+                mb.old_values,
+                mb.returns,
                 mb.mask,
                 cfg.clip_range_value,
             )
@@ -139,4 +159,4 @@ class PPO(OnPolicyAlgorithm):
         return self.accumulated_step(mb_inds, micro_loss)
 
 
-__all__ = ["PPO"]
+__all__ = ["PPO", "PPOBatch"]

@@ -9,8 +9,9 @@ from agents.common.policy_gradient import PolicyGradientConfig
 BASELINES = ("batch", "greedy", "none")
 
 
+# Token-level aggregation, as REINFORCE++.
 @dataclass
-class REINFORCEConfig(PolicyGradientConfig):
+class REINFORCEConfig(PolicyGradientConfig, defaults={"loss_type": "dapo"}):
     """Hyper-parameters of REINFORCE with a baseline: REINFORCE++ (``baseline="batch"``, Hu 2025) and
     SCST / ReMax (``baseline="greedy"``, Rennie et al. 2017; Li et al. 2023)."""
 
@@ -18,11 +19,6 @@ class REINFORCEConfig(PolicyGradientConfig):
     """``"batch"``: returns normalised to zero mean and unit variance over all tokens of the rollout
     (REINFORCE++); ``"greedy"``: minus the return of the greedy completion of the same prompt, played
     through the same env (SCST, ReMax); ``"none"``: the plain returns."""
-
-    loss_type: str = "dapo"
-    """How token losses are aggregated: ``"dapo"`` (mean over all tokens of the minibatch, as REINFORCE++),
-    ``"grpo"`` (mean over each sequence's tokens, then over sequences) or ``"dr_grpo"`` (sum over tokens
-    divided by sequences x the env's max_new_tokens)."""
 
     def check(self) -> None:
         """The critic-free ranges plus ``baseline``."""

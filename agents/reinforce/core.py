@@ -15,15 +15,16 @@ def returns_to_go(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask: ``(B, T)`` valid tokens, a prefix of each row.
 
     Returns:
-        ``(B, T)`` float32 returns, 0 outside the mask.
+        ``(B, T)`` float64 returns (rewards of any size a float64 holds stay exact until normalised), 0
+        outside the mask.
 
     Example:
         >>> returns_to_go(torch.tensor([[0.0, -0.5, 2.0]]), torch.ones(1, 3, dtype=torch.bool))
-        tensor([[1.5000, 1.5000, 2.0000]])
+        tensor([[1.5000, 1.5000, 2.0000]], dtype=torch.float64)
     """
     m = as_bool_mask(mask, rewards)
     r = torch.where(m, rewards.double(), 0.0)  # (B, T)
-    return (r.flip(1).cumsum(1).flip(1) * m).to(torch.float32)
+    return r.flip(1).cumsum(1).flip(1) * m
 
 
 def batch_normalized_advantages(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from agents.reinforce.core import batch_normalized_advantages, greedy_baseline_a
 class REINFORCE(PolicyGradientAlgorithm):
     """REINFORCE for a causal LM on a textenv environment (no value head).
 
-    Args: see :class:`~agents.common.on_policy.OnPolicyAlgorithm` (``config`` is a :class:`REINFORCEConfig`).
+    Args: see :class:`~agents.common.base.BaseAlgorithm` (``config`` is a :class:`REINFORCEConfig`).
 
     Example:
         >>> from agents import REINFORCE, REINFORCEConfig

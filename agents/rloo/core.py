@@ -13,14 +13,14 @@ def leave_one_out_advantages(scores: torch.Tensor, group_size: int) -> torch.Ten
         group_size: G >= 2, dividing N.
 
     Returns:
-        ``(N,)`` float advantages.
+        ``(N,)`` float64 advantages.
 
     Raises:
         ValueError: If ``scores`` is not 1-D, G < 2 or G does not divide its length.
 
     Example:
         >>> leave_one_out_advantages(torch.tensor([3.0, 0.0, 0.0]), 3)
-        tensor([ 3.0000, -1.5000, -1.5000])
+        tensor([ 3.0000, -1.5000, -1.5000], dtype=torch.float64)
     """
     if scores.ndim != 1 or group_size < 2 or scores.shape[0] % group_size:
         raise ValueError(
@@ -28,4 +28,4 @@ def leave_one_out_advantages(scores: torch.Tensor, group_size: int) -> torch.Ten
         )
     groups = scores.double().view(-1, group_size)  # (N / G, G)
     baseline = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)  # (N / G, G)
-    return (groups - baseline).view(-1).to(torch.float32)
+    return (groups - baseline).view(-1)

@@ -20,7 +20,7 @@ from agents.rloo.core import leave_one_out_advantages
 class RLOO(PolicyGradientAlgorithm):
     """REINFORCE Leave-One-Out for a causal LM on a textenv environment (no value head).
 
-    Args: see :class:`~agents.common.on_policy.OnPolicyAlgorithm` (``config`` is an :class:`RLOOConfig`).
+    Args: see :class:`~agents.common.base.BaseAlgorithm` (``config`` is an :class:`RLOOConfig`).
 
     Example:
         >>> from agents import RLOO, RLOOConfig
@@ -31,11 +31,6 @@ class RLOO(PolicyGradientAlgorithm):
     config: RLOOConfig
     config_class: ClassVar[type[RLOOConfig]] = RLOOConfig
     algo_name: ClassVar[str] = "rloo"
-
-    @property
-    def group_size(self) -> int:
-        """``config.group_size``."""
-        return self.config.group_size
 
     def compute_advantages(self, batch: RolloutBatch) -> torch.Tensor:
         """Each episode's leave-one-out advantage, on every one of its tokens: ``(N, T)``."""

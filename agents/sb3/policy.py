@@ -60,9 +60,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from agents.common.policies import load_policy, logits_width
+from agents.common.policies import load_policy
 from agents.common.value_head import CausalLMWithValueHead
-from textenv.lm import accepts_kwarg, left_padded_positions
+from textenv.lm import accepts_kwarg, left_padded_positions, logits_width
 
 OBS_KEYS = ("input_ids", "attention_mask")
 # Float32 (SB3 stores some observations as float) represents every integer below 2**24 exactly.

@@ -58,7 +58,7 @@ def test_observation_is_exactly_the_template_ids(chat_tokenizer):
     expected = template_ids(chat_tokenizer, CHAT)
     assert 10 < len(expected) <= P
     obs, _ = env.reset(seed=0, options={"prompt_index": 0})
-    ids, mask = left_padded(expected, env.unwrapped.core.pad_token_id)
+    ids, mask = left_padded(expected, env.unwrapped.text_spec.pad_token_id)
     np.testing.assert_array_equal(obs["input_ids"][:P], ids)
     np.testing.assert_array_equal(obs["attention_mask"][:P], mask)
     # "auto": the plain prompt is not templated.
@@ -77,10 +77,10 @@ def test_chat_template_true_false(chat_tokenizer):
     )
     obs, _ = on.reset(seed=0)
     expected = template_ids(chat_tokenizer, [{"role": "user", "content": "Hi"}])
-    np.testing.assert_array_equal(obs["input_ids"][:P], left_padded(expected, on.core.pad_token_id)[0])
+    np.testing.assert_array_equal(obs["input_ids"][:P], left_padded(expected, on.text_spec.pad_token_id)[0])
     obs, _ = on.reset(seed=0, options={"prompt": "Bye"})  # ad-hoc prompts are templated too
     expected = template_ids(chat_tokenizer, [{"role": "user", "content": "Bye"}])
-    np.testing.assert_array_equal(obs["input_ids"][:P], left_padded(expected, on.core.pad_token_id)[0])
+    np.testing.assert_array_equal(obs["input_ids"][:P], left_padded(expected, on.text_spec.pad_token_id)[0])
 
     off = TextGenEnv(
         tokenizer=chat_tokenizer,
@@ -91,7 +91,7 @@ def test_chat_template_true_false(chat_tokenizer):
     )
     obs, _ = off.reset(seed=0)
     plain = chat_tokenizer("What is 2+3?")["input_ids"]
-    np.testing.assert_array_equal(obs["input_ids"][:P], left_padded(plain, off.core.pad_token_id)[0])
+    np.testing.assert_array_equal(obs["input_ids"][:P], left_padded(plain, off.text_spec.pad_token_id)[0])
 
 
 def test_vector_env_rows_hold_the_template_ids(chat_tokenizer):
@@ -100,7 +100,7 @@ def test_vector_env_rows_hold_the_template_ids(chat_tokenizer):
         prompts=[{"messages": CHAT}], reward="length", max_prompt_tokens=P,
     )  # fmt: skip
     obs, _ = vec.reset(seed=0)
-    ids = left_padded(template_ids(chat_tokenizer, CHAT), vec.unwrapped.core.pad_token_id)[0]
+    ids = left_padded(template_ids(chat_tokenizer, CHAT), vec.unwrapped.text_spec.pad_token_id)[0]
     np.testing.assert_array_equal(obs["input_ids"][:, :P], np.stack([ids, ids]))
 
 

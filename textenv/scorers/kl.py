@@ -1,8 +1,9 @@
 """``KLPenalty``: a dense per-token penalty ``-coef * KL(policy || reference)``, KV-cached.
 
-The reference model follows every row of the env one token per step with an
-:class:`~textenv.lm.IncrementalLM`, so a step costs one single-token forward whatever the length
-of the text so far. The policy's log-probs come from the agent, either handed over before each
+The term owns the penalty: its coefficient, its estimator and every way of computing it. The
+reference model follows every row of the env one token per step with an
+:class:`~textenv.lm.IncrementalLM`, so a step costs one single-token forward whatever the length of
+the text so far. The policy's log-probs come from the agent, either handed over before each
 ``env.step`` or computed by the scorer itself from a bound policy module::
 
     # (a) an agent that already has the log-probs of the actions it samples
@@ -12,11 +13,14 @@ of the text so far. The policy's log-probs come from the agent, either handed ov
     # (b) anything else, e.g. stable-baselines3: bind the policy's LM once
     kl.bind(model.policy.lm)               # any causal LM, or agents.CausalLMWithValueHead
 
-    # (c) an agent that scores whole episodes itself, as TRL does: one batched forward of the
-    #     reference after the rollout instead of one per token (k1 and k3 only)
-    with kl.external():                    # the term gives 0 and skips the reference meanwhile
+    # (c) an agent that keeps each token's log-prob scores whole episodes after they end, as TRL does:
+    #     one batched forward of the reference instead of one per token (k1 and k3 only)
+    with kl.deferred():                    # the term gives 0 and skips the reference meanwhile
         ...                                # run episodes, keep each token's policy log-prob
-    penalty = -kl.coef * kl_per_token(kl.estimator, logp, reference_logp)   # the same values
+    kl.score_episodes(input_ids, attention_mask, logprobs, policy_mask)   # the same rewards
+
+An env scores all its deferred terms at once (weights included) with
+``env.unwrapped.defer_kl()`` (see :meth:`textenv.core.TextGenCore.defer_kl`).
 """
 
 from __future__ import annotations
@@ -27,16 +31,25 @@ import numbers
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from textenv.lm import IncrementalLM, load_causal_lm, resolve_device
-from textenv.scorers._models import describe, module_device
+from textenv.lm import (
+    IncrementalLM,
+    causal_lm_of,
+    load_causal_lm,
+    logits_width,
+    resolve_device,
+    token_logprobs,
+)
+from textenv.scorers._models import describe
 from textenv.scorers.base import Scorer, ScorerContext, ScorerError
 
 ESTIMATORS = ("k1", "k3", "full")
+DEFERRABLE_ESTIMATORS = ("k1", "k3")
+"""The estimators that a term can score after the episodes (:meth:`KLPenalty.score_episodes`)."""
 UNBOUND = ("error", "zero")
 
 _BIND_HELP = (
@@ -44,6 +57,18 @@ _BIND_HELP = (
     "((B,) log-prob of each action, or (B, V) log-probs), or bind the policy once with kl.bind(model) "
     "(a causal LM, e.g. kl.bind(sb3_model.policy.lm)); find the term with env.unwrapped.reward.find(KLPenalty)"
 )
+
+
+class EpisodeKL(NamedTuple):
+    """A KL term over whole episodes (:meth:`KLPenalty.score_episodes`).
+
+    Attributes:
+        kl: ``(N, T)`` float64 KL(policy || reference) of each policy token, 0 elsewhere.
+        rewards: ``(N, T)`` float64 the term's reward of each token, ``-coef * kl``.
+    """
+
+    kl: torch.Tensor
+    rewards: torch.Tensor
 
 
 def kl_per_token(estimator: str, logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
@@ -70,30 +95,10 @@ def kl_per_token(estimator: str, logp: torch.Tensor, logq: torch.Tensor) -> torc
     return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1)
 
 
-def _unwrap(policy: torch.nn.Module) -> torch.nn.Module:
-    # agents.CausalLMWithValueHead keeps the LM in `.lm` next to a `value_head`; step the LM alone.
-    # Duck-typed so textenv does not import agents.
-    lm = getattr(policy, "lm", None)
-    if isinstance(lm, torch.nn.Module) and hasattr(policy, "value_head"):
-        return lm
-    return policy
-
-
 def _weights_version(module: torch.nn.Module) -> int:
     # In-place updates (optimizer steps, load_state_dict) bump each tensor's version counter;
     # a change means the cached keys/values of running episodes are stale.
     return sum(p._version for p in module.parameters())
-
-
-@torch.no_grad()
-def logits_width(model: torch.nn.Module) -> int:
-    """Number of logits a causal LM returns per position (one probe forward on one token)."""
-    ids = torch.zeros(1, 1, dtype=torch.long, device=module_device(model))
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
-    logits = getattr(out, "logits", None)
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{describe(model)} returned no .logits; expected a causal LM")
-    return int(logits.shape[-1])
 
 
 def left_pack(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,7 +134,7 @@ class AdaptersOff(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
-        model = _unwrap(model)
+        model = causal_lm_of(model)
         if not callable(getattr(model, "disable_adapter", None)):
             raise TypeError(
                 f"AdaptersOff needs a PEFT model with disable_adapter() (e.g. peft.get_peft_model(lm, LoraConfig(...))), "
@@ -152,6 +157,35 @@ class AdaptersOff(torch.nn.Module):
     def forward(self, *args: object, **kwargs: object) -> object:
         with self.peft_model.disable_adapter():
             return self.peft_model(*args, **kwargs)
+
+
+LOGPROB_TOLERANCE = 1e-3
+"""How far above 0 a log-prob, and how far from 0 the log-sum-exp of a row of ``(B, V)`` log-probs, may be
+(float rounding, bf16 included) before :meth:`KLPenalty.set_policy_logprobs` refuses them."""
+
+
+def _check_logprobs(x: torch.Tensor) -> None:
+    """Refuses what is not log-probabilities: positive values, or ``(B, V)`` rows that do not normalise
+    (raw logits handed over by mistake would give a KL of tens of nats without a word)."""
+    if not x.is_floating_point():
+        raise TypeError(f"set_policy_logprobs expects floating-point log-probs, got dtype {x.dtype}")
+    finite = torch.isfinite(x)
+    if bool((x[finite] > LOGPROB_TOLERANCE).any()):
+        raise ValueError(
+            f"set_policy_logprobs got a value of {float(x[finite].max())!r} > 0; expected log-probabilities "
+            "(<= 0), e.g. torch.log_softmax(logits, -1), not logits"
+        )
+    if x.ndim == 2:
+        norm = torch.logsumexp(x.double(), dim=-1)  # (B,) 0 for normalised rows
+        bad = (norm.abs() > LOGPROB_TOLERANCE) & ~torch.isnan(
+            norm
+        )  # NaN: the step's finiteness check names it
+        if bool(bad.any()):
+            r = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"set_policy_logprobs got (B, V) values whose row {r} has logsumexp {float(norm[r]):.4g}, not 0: "
+                "expected normalised log-probabilities over the vocabulary, e.g. torch.log_softmax(logits, -1)"
+            )
 
 
 class _Follower:
@@ -303,7 +337,7 @@ class KLPenalty(Scorer):
         self._handed: torch.Tensor | None = None
         self._warned = False
         self._rows: _Rows | None = None
-        self._external: bool = False
+        self._deferred: bool = False
         self._ref_stale: torch.Tensor | None = None  # (B,) rows the reference's cache has not followed
         if policy is not None:
             self.bind(policy)
@@ -365,7 +399,7 @@ class KLPenalty(Scorer):
             raise TypeError(
                 f"KLPenalty.bind() needs a torch module (a causal LM), got {type(policy).__name__}"
             )
-        policy = _unwrap(policy)
+        policy = causal_lm_of(policy)
         if self.ctx is not None:
             self._check_width(policy, "policy", self.ctx.vocab_size)
         self.policy, self._policy, self._policy_stale = policy, None, True
@@ -436,6 +470,7 @@ class KLPenalty(Scorer):
             raise ValueError(
                 f"estimator='full' needs the policy's full log-probs, shape ({B}, {V}); got ({B},)"
             )
+        _check_logprobs(x)
         self._handed = x
 
     def step_kl(self) -> torch.Tensor:
@@ -445,35 +480,95 @@ class KLPenalty(Scorer):
         return self.last_kl
 
     @contextlib.contextmanager
-    def external(self) -> Iterator[KLPenalty]:
-        """The caller computes this term for the steps taken inside: meanwhile the term gives 0 and
-        does not run the reference (nor a bound policy).
+    def deferred(self) -> Iterator[KLPenalty]:
+        """The steps taken inside give 0 for this term and do not run the reference (nor a bound policy);
+        the caller scores the finished episodes afterwards with :meth:`score_episodes` (one batched
+        forward of the reference instead of one single-token forward per step, as TRL does).
 
-        For an agent that keeps each generated token's log-prob and scores whole episodes after the
-        rollout with one batched forward of :attr:`reference` (as TRL does), rather than one
-        single-token forward per step: ``-coef * kl_per_token(estimator, logp, reference_logp)`` per
-        token gives this term's rewards to float precision. Rows still running when the block ends
-        are re-read into the reference's cache before their next step.
+        Rows still running when the block ends are re-read into the reference's cache before their next
+        step, so the per-step path continues exactly.
 
         Raises:
-            ValueError: With ``estimator="full"``, which needs the policy's whole distribution at each
-                step.
+            ValueError: With ``estimator="full"``, which needs the policy's whole next-token distribution
+                at every step.
         """
         if self.estimator == "full":
             raise ValueError(
-                f"{self!r}: external() needs estimator 'k1' or 'k3'; 'full' needs the policy's whole "
+                f"{self!r}: deferred() needs estimator 'k1' or 'k3'; 'full' needs the policy's whole "
                 "next-token distribution at every step, which the env keeps"
             )
-        self._external = True
+        self._deferred = True
         try:
             yield self
         finally:
-            self._external = False
+            self._deferred = False
 
     @property
-    def is_external(self) -> bool:
-        """Whether the term is inside :meth:`external` (its steps give 0)."""
-        return self._external
+    def is_deferred(self) -> bool:
+        """Whether the term is inside :meth:`deferred` (its steps give 0)."""
+        return self._deferred
+
+    def score_episodes(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logprobs: torch.Tensor,
+        policy_mask: torch.Tensor | None = None,
+        *,
+        batch_size: int = 64,
+    ) -> EpisodeKL:
+        """This term over whole episodes: the KL of every policy token from one batched forward of the
+        reference (float32, as the per-step path), for episodes run inside :meth:`deferred`.
+
+        ``input_ids`` holds each episode as the env's observation does: the left-padded prompt in the
+        first ``P`` columns, then the ``T`` columns after it. The reference reads every token there; the
+        KL counts only where ``policy_mask`` is 1 (the tokens the policy chose: in a multi-turn env not
+        the env's inserted replies), with the estimator of the per-step path, so the rewards equal those
+        of :meth:`step_rows` to float precision.
+
+        Args:
+            input_ids: ``(N, P + T)`` final observations.
+            attention_mask: ``(N, P + T)``.
+            logprobs: ``(N, T)`` the policy's log-prob of each token after the prompt (what
+                :meth:`set_policy_logprobs` would have been handed, per token).
+            policy_mask: ``(N, T)`` the policy's tokens; default: every real token after the prompt.
+            batch_size: Episodes per reference forward.
+
+        Returns:
+            ``EpisodeKL(kl, rewards)``, both ``(N, T)`` float64 on the ids' device, 0 outside the mask;
+            ``rewards = -coef * kl``.
+
+        Raises:
+            ValueError: Shapes that do not fit, the ``"full"`` estimator, or a non-finite KL on a policy token.
+        """
+        if self.estimator == "full":
+            raise ValueError(f"{self!r}: score_episodes() needs estimator 'k1' or 'k3', not 'full'")
+        if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"input_ids and attention_mask must both be (N, P + T), got {tuple(input_ids.shape)} and "
+                f"{tuple(attention_mask.shape)}"
+            )
+        N, L = input_ids.shape
+        if logprobs.ndim != 2 or logprobs.shape[0] != N or not 0 < logprobs.shape[1] < L:
+            raise ValueError(
+                f"logprobs must be (N, T) = ({N}, T) with 0 < T < {L}, got {tuple(logprobs.shape)}"
+            )
+        T = logprobs.shape[1]
+        real = attention_mask[:, L - T :].bool()
+        if policy_mask is not None and tuple(policy_mask.shape) != (N, T):
+            raise ValueError(f"policy_mask must be ({N}, {T}), got {tuple(policy_mask.shape)}")
+        mask = real if policy_mask is None else policy_mask.to(real.device).bool() & real
+        ref = token_logprobs(self.reference, input_ids, attention_mask, T, batch_size=batch_size)  # (N, T)
+        kl = kl_per_token(self.estimator, logprobs.to(ref.device), ref)
+        kl = torch.where(mask.to(kl.device), kl, torch.zeros((), dtype=kl.dtype, device=kl.device))
+        if not bool(torch.isfinite(kl).all()):
+            n, t = (~torch.isfinite(kl)).nonzero()[0].tolist()
+            raise ValueError(
+                f"{self!r}: KL {float(kl[n, t])!r} at episode {n}, token {t} (log-prob {float(logprobs[n, t])!r}); "
+                "expected finite log-probs"
+            )
+        kl = kl.to(input_ids.device)
+        return EpisodeKL(kl=kl, rewards=-self.coef * kl)
 
     def _reread(self, follower: _Follower, index: torch.Tensor) -> None:
         """Prefills ``follower``'s rows ``index`` with each row's tokens so far (prompt and generated)."""
@@ -502,7 +597,9 @@ class KLPenalty(Scorer):
         self._rows.ids[rows, :P] = input_ids.to(self._rows.ids.device)
         self._rows.mask[rows, :P] = attention_mask.to(self._rows.ids.device).long()
         self._rows.length[rows] = 0
-        if self._external:
+        # Handed-over log-probs belong to one step of the episodes running when they were handed over.
+        self._handed = None
+        if self._deferred:
             self._mark_stale(rows)
             return
         self._ref.reset_rows(rows, input_ids, attention_mask)
@@ -529,7 +626,7 @@ class KLPenalty(Scorer):
             raise RuntimeError(f"{self!r} must be attached to an env before step_rows()")
         actions = actions.to(self.ctx.device).long()
         active = active.to(self.ctx.device).bool()
-        if self._external or not active.any():  # e.g. a vector-env step in which every row restarts
+        if self._deferred or not active.any():  # e.g. a vector-env step in which every row restarts
             self._step_kl = torch.zeros(actions.shape[0], dtype=torch.float64, device=self.ctx.device)
             return self._step_kl.clone()
         self._follow_again()
@@ -619,7 +716,7 @@ class KLPenalty(Scorer):
         rows.ids[index, pos] = actions[index]  # type: ignore[union-attr]
         rows.mask[index, pos] = 1  # type: ignore[union-attr]
         rows.length += active.long()  # type: ignore[union-attr]
-        if self._external:
+        if self._deferred:
             self._mark_stale(index)
             return
         self._ref.push(actions, active)  # type: ignore[union-attr]
@@ -634,3 +731,57 @@ class KLPenalty(Scorer):
 
     def __repr__(self) -> str:
         return f"KLPenalty({describe(self.reference)}, coef={self.coef:g}, estimator={self.estimator!r})"
+
+
+class KLScores(NamedTuple):
+    """The env's deferred KL terms over whole episodes (:meth:`DeferredKL.score`).
+
+    Attributes:
+        rewards: ``(N, T)`` float64 summed reward of the terms on each token (weights included): what
+            the env's steps would have added to the rewards.
+        kl: ``(N, T)`` float64 summed KL of the terms on each token (what ``info["kl"]`` would have held).
+        terms: Term name -> ``(N,)`` float64 episode total of that term (what ``info["reward_terms"]`` misses).
+    """
+
+    rewards: torch.Tensor
+    kl: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+class DeferredKL:
+    """The KL terms of an env that are scored after the episodes (see ``TextGenCore.defer_kl``).
+
+    Args:
+        terms: ``(name, weight, term)`` of each deferred term, as the env's reward lists them.
+    """
+
+    def __init__(self, terms: list[tuple[str, float, KLPenalty]]):
+        self.terms = terms
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def score(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logprobs: torch.Tensor,
+        policy_mask: torch.Tensor | None = None,
+        *,
+        batch_size: int = 64,
+    ) -> KLScores:
+        """Every deferred term over the episodes: :meth:`KLPenalty.score_episodes`, weighted and summed.
+
+        Args: see :meth:`KLPenalty.score_episodes`.
+        """
+        N, T = logprobs.shape
+        zeros = torch.zeros(N, T, dtype=torch.float64, device=input_ids.device)
+        rewards, kl, totals = zeros, zeros.clone(), {}
+        for name, weight, term in self.terms:
+            scored = term.score_episodes(
+                input_ids, attention_mask, logprobs, policy_mask, batch_size=batch_size
+            )
+            rewards = rewards + weight * scored.rewards
+            kl = kl + scored.kl
+            totals[name] = weight * scored.rewards.sum(1)
+        return KLScores(rewards=rewards, kl=kl, terms=totals)

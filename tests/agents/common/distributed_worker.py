@@ -68,7 +68,7 @@ def main(out: str) -> None:
     agent.learn(16 * 2, callback=keep_first_update)
     first = {
         "history": agent.history,
-        "kl_coef": agent.kl_controller.value,
+        "kl_coef": agent.kl_coefficient.value,
         "world": agent.dist.world_size,
         "device": str(agent.device),
     }
@@ -76,7 +76,7 @@ def main(out: str) -> None:
     resumed.learn(16 * 3, resume=True)
     second = {
         "history": resumed.history,
-        "kl_coef": resumed.kl_controller.value,
+        "kl_coef": resumed.kl_coefficient.value,
         "coefs": [t.coef for t in resumed.kl_terms],
     }
     # The same 3 iterations without interruption: the resumed run must equal it.

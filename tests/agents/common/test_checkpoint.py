@@ -69,15 +69,15 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
     loaded = PPO.load(path, env=make_env(), verbose=0, progress_bar=False)
     assert loaded.iteration == 1 and loaded.num_episodes == 8
-    assert loaded.kl_controller.value == ppo.kl_controller.value
+    assert loaded.kl_coefficient.value == ppo.kl_coefficient.value
     assert loaded.kl_terms[0].coef == ppo.kl_terms[0].coef
     assert loaded.config == ppo.config
     batch = ppo._last_batch
     for agent in (ppo, loaded):
         agent.policy.eval()
     with torch.no_grad():
-        a = ppo.policy(batch.input_ids, batch.attention_mask)
-        b = loaded.policy(batch.input_ids, batch.attention_mask)
+        a = ppo.policy.model(batch.input_ids, batch.attention_mask)
+        b = loaded.policy.model(batch.input_ids, batch.attention_mask)
     assert torch.equal(a.logits, b.logits) and torch.equal(a.values, b.values)
     assert ppo.generate(PROMPTS, seed=5) == loaded.generate(PROMPTS, seed=5)
     # Optimizer state and the continued training match exactly.
@@ -215,7 +215,7 @@ def corrupt_copy(saved, tmp_path, edit_json=None, edit_pt=None, remove=None):
 
 def test_missing_value_head_is_an_error_naming_the_file(saved, tmp_path):
     path = corrupt_copy(saved, tmp_path, remove="model/value_head.safetensors")
-    with pytest.raises(FileNotFoundError, match=r"bad.*has no model/value_head.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"bad/model.*has no value_head.safetensors"):
         PPO.load(path, env=make_env(), verbose=0)
     path = corrupt_copy(saved, tmp_path / "w", remove="model/model.safetensors")
     with pytest.raises(FileNotFoundError, match=r"weights '.*model/model.safetensors' are missing"):

@@ -51,20 +51,22 @@ def comparable(history):
 @pytest.mark.parametrize("name", ALL)
 def test_only_adapters_and_value_head_train_and_first_kl_is_zero(name):
     agent = make_agent(name)
-    trainable = [n for n, p in agent.policy.named_parameters() if p.requires_grad]
+    trainable = [n for n, p in agent.policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("value_head.") for n in trainable)
     assert any(n.startswith("value_head.") for n in trainable) == (name == "ppo")
-    base = {n: p.clone() for n, p in agent.policy.named_parameters() if not p.requires_grad}
-    adapters = {n: p.clone() for n, p in agent.policy.named_parameters() if p.requires_grad}
+    base = {n: p.clone() for n, p in agent.policy.model.named_parameters() if not p.requires_grad}
+    adapters = {n: p.clone() for n, p in agent.policy.model.named_parameters() if p.requires_grad}
     # The env's KL reference is the policy itself with its adapters off: no second model.
     (term,) = agent.kl_terms
     assert isinstance(term.reference, AdaptersOff) and term.reference.get_base_model() is agent.lm
     metrics = agent.train_iteration()
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA starts as the identity
-    for n, p in agent.policy.named_parameters():
+    for n, p in agent.policy.model.named_parameters():
         if n in base:
             assert torch.equal(p, base[n]), n
-    assert any(not torch.equal(p, adapters[n]) for n, p in agent.policy.named_parameters() if n in adapters)
+    assert any(
+        not torch.equal(p, adapters[n]) for n, p in agent.policy.model.named_parameters() if n in adapters
+    )
     agent.train_iteration()
     assert agent.history[-1]["kl"] != 0.0  # the adapters moved the policy away from the reference
 

@@ -12,8 +12,9 @@ import torch
 
 from agents import GRPO, REINFORCE, RLOO, GRPOConfig, REINFORCEConfig, RLOOConfig
 from agents.common import checkpoint as ckpt
+from agents.common.buffers import TrainBatch
+from agents.common.losses import aggregate_loss, policy_gradient_loss
 from agents.common.on_policy import TIME_METRICS
-from agents.common.policy_gradient import aggregate_loss, policy_gradient_loss
 from tests.agents.algos import ALGOS, make_algo, make_env
 
 RAGGED_MASK = torch.tensor([[True, True, True], [True, False, False]])
@@ -108,7 +109,9 @@ def test_bad_critic_free_config_values_name_the_field(config_cls, field, value, 
 
 def test_critic_free_algorithms_build_no_value_head_and_refuse_other_configs():
     agent = make_algo("grpo")
-    assert not hasattr(agent.policy, "value_head") and agent.policy is agent.lm
+    assert not agent.policy.has_value_head and agent.policy.model is agent.lm
+    batch = agent.collect_rollout()
+    assert agent.evaluate_batch(TrainBatch.from_rollout(batch)).values is None
     assert not any("value_head" in name for name, _ in agent.policy.named_parameters())
     with pytest.raises(TypeError, match="GRPOConfig"):
         GRPO(agent.lm, make_env(), RLOOConfig(episodes_per_iteration=8))

@@ -89,7 +89,9 @@ def test_old_logprobs_and_values_from_full_forward_match_incremental():
     torch.testing.assert_close(b.old_logprobs[b.mask], batch.logprobs[b.mask], atol=1e-5, rtol=0)
     # Values belong to the state before each generated token: position P + t - 1.
     with torch.no_grad():
-        out = ppo.policy(batch.input_ids, batch.attention_mask, left_padded_positions(batch.attention_mask))
+        out = ppo.policy.model(
+            batch.input_ids, batch.attention_mask, left_padded_positions(batch.attention_mask)
+        )
     torch.testing.assert_close(
         b.old_values[b.mask], out.values[:, P - 1 : P + T - 1][b.mask], atol=1e-6, rtol=0
     )
@@ -171,7 +173,7 @@ def test_kl_penalty_gets_handed_logprobs_and_its_coef_from_the_controller():
     assert len(calls) == rollout_forwards + update_forwards
     # The coefficient the rollout used came from the controller, which then moved it.
     assert metrics["kl_coef"] == pytest.approx(0.2)
-    assert kl.coef == pytest.approx(ppo.kl_controller.value)
+    assert kl.coef == pytest.approx(ppo.kl_coefficient.value)
     assert kl.coef != pytest.approx(0.2)
     # The KL per episode is the scorer's, and its reward term is -coef * KL.
     np.testing.assert_allclose(batch.reward_terms["kl"], -0.2 * batch.kl, rtol=1e-6, atol=1e-9)
@@ -268,7 +270,7 @@ def test_kl_after_rollout_leaves_the_env_stepping_the_reference_itself_afterward
     env = make_env(Callable(count_good) + kl, num_envs=2)
     ppo = make_ppo(env, kl_after_rollout=True, episodes_per_iteration=2, minibatch_size=2)
     ppo.collect_rollout()
-    assert not kl.is_external
+    assert not kl.is_deferred
     # Outside the agent the env's own term is live again: its KL equals that of a fresh env's term.
     fresh_kl = KLPenalty(tiny_lm(len(tok), seed=1), coef=kl.coef)  # the agent's controller set it
     fresh = make_env(Callable(count_good) + fresh_kl, num_envs=2)
@@ -289,7 +291,7 @@ def test_kl_after_rollout_leaves_the_env_stepping_the_reference_itself_afterward
 def test_full_estimator_stays_in_the_env():
     tok = tiny_tokenizer()
     kl = KLPenalty(tiny_lm(len(tok), seed=1), coef=0.2, estimator="full")
-    # The agent leaves a term it cannot score after the rollout to the env (KLPenalty.external refuses it).
+    # The agent leaves a term it cannot score after the rollout to the env (KLPenalty.deferred refuses it).
     ppo = make_ppo(make_env(Callable(count_good) + kl, eos=MANY_EOS), kl_after_rollout=True)
     batch = ppo.collect_rollout()
     assert batch.kl is not None and (batch.kl > 0).all()

@@ -20,12 +20,12 @@ def test_group_normalisation_with_std():
     expected = [d / (std + STD_EPS) for d in (-2, -1, 0, 3)] + [
         d / (std2 + STD_EPS) for d in (-0.5, 0.5, -0.5, 0.5)
     ]
-    torch.testing.assert_close(adv, torch.tensor(expected))
+    torch.testing.assert_close(adv, torch.tensor(expected, dtype=torch.float64))
 
 
 def test_group_normalisation_without_std_is_dr_grpo_centring():
     adv = group_advantages(torch.tensor([1.0, 2.0, 3.0, 6.0]), 4, scale_rewards=False)
-    torch.testing.assert_close(adv, torch.tensor([-2.0, -1.0, 0.0, 3.0]))
+    torch.testing.assert_close(adv, torch.tensor([-2.0, -1.0, 0.0, 3.0], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("scale_rewards", [True, False])

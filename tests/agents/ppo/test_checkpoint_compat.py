@@ -22,7 +22,7 @@ def test_old_checkpoint_loads_and_resumes_exactly(old_checkpoint):
     reference = AutoModelForCausalLM.from_pretrained(os.path.join(HERE, "reference")).eval()
     agent = PPO.load(old_checkpoint, env=make_env(reference), verbose=0, progress_bar=False)
     assert (agent.iteration, agent.num_episodes) == (1, 8)
-    assert agent.kl_controller.value == pytest.approx(0.046)
+    assert agent.kl_coefficient.value == pytest.approx(0.046)
     with open(os.path.join(HERE, "expected_next.json")) as f:
         expected = json.load(f)
     metrics = agent.train_iteration()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.ppo.config import PPOConfig, resolve_device
+from agents.ppo.config import PPOConfig
+from textenv.lm import resolve_device
 
 # (field, out-of-range value): each must raise ValueError naming the field.
 BAD_VALUES = [

@@ -98,7 +98,7 @@ def test_policy_types_and_device(tmp_path):
     env = make_env()
     lm = tiny_lm(len(env.unwrapped.core.tokenizer))
     wrapped = CausalLMWithValueHead(lm)
-    assert make_ppo(env, policy=wrapped).policy is wrapped
+    assert make_ppo(env, policy=wrapped).policy.model is wrapped
     assert make_ppo(make_env(), policy=lm).policy.lm is lm
     wrapped.save_pretrained(tmp_path / "m")
     from_path = make_ppo(make_env(), policy=str(tmp_path / "m"))

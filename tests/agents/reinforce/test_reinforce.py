@@ -17,7 +17,8 @@ MASK = torch.tensor([[True, True, False], [True, False, False]])
 
 def test_returns_to_go_sum_the_rewards_from_each_token_on():
     rewards = torch.tensor([[0.5, 0.5, 9.0], [2.0, 9.0, 9.0]])  # padding is ignored
-    torch.testing.assert_close(returns_to_go(rewards, MASK), torch.tensor([[1.0, 0.5, 0.0], [2.0, 0.0, 0.0]]))
+    expected = torch.tensor([[1.0, 0.5, 0.0], [2.0, 0.0, 0.0]], dtype=torch.float64)  # float64: no overflow
+    torch.testing.assert_close(returns_to_go(rewards, MASK), expected)
 
 
 def test_reinforce_plus_plus_normalises_over_all_tokens_of_the_batch():

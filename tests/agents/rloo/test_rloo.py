@@ -13,9 +13,9 @@ from tests.agents.algos import make_algo
 def test_leave_one_out_baseline():
     adv = leave_one_out_advantages(torch.tensor([1.0, 2.0, 3.0, 6.0]), 4)
     # r_i minus the mean of the other three: 1 - 11/3, 2 - 10/3, 3 - 9/3, 6 - 6/3.
-    torch.testing.assert_close(adv, torch.tensor([-8 / 3, -4 / 3, 0.0, 4.0]))
+    torch.testing.assert_close(adv, torch.tensor([-8 / 3, -4 / 3, 0.0, 4.0], dtype=torch.float64))
     pairs = leave_one_out_advantages(torch.tensor([5.0, 1.0, 2.0, 2.0]), 2)
-    torch.testing.assert_close(pairs, torch.tensor([4.0, -4.0, 0.0, 0.0]))
+    torch.testing.assert_close(pairs, torch.tensor([4.0, -4.0, 0.0, 0.0], dtype=torch.float64))
 
 
 def test_group_of_one_is_an_error():

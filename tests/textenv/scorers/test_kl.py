@@ -11,6 +11,7 @@ import torch
 
 from textenv.core import TextGenCore
 from textenv.lm import left_padded_positions
+from textenv.options import TextOptions
 from textenv.scorers import KLPenalty, ScorerError, kl_per_token
 
 from .conftest import random_gpt2
@@ -26,7 +27,9 @@ def policy(tiny_lm):
 
 
 def make_core(tokenizer, kl, *, num_rows=ROWS, T=5):
-    return TextGenCore(tokenizer=tokenizer, prompts=PROMPTS, reward=kl, num_rows=num_rows, max_new_tokens=T)
+    return TextGenCore(
+        TextOptions(tokenizer=tokenizer, prompts=PROMPTS, reward=kl, max_new_tokens=T), num_rows=num_rows
+    )
 
 
 @torch.no_grad()
@@ -62,12 +65,12 @@ def drive(core, kl, steps, *, seed=0, hand_over=None, policy=None, check=None):
     """
     g = torch.Generator().manual_seed(seed)
     B = core.num_rows
-    core.reset_rows(list(range(B)), indices=list(range(B)))
+    core.reset_rows(list(range(B)), list(range(B)))
     rewards = {r: [] for r in range(B)}
     next_prompt = B
     for step in range(steps):
         active = torch.tensor([r != 1 or step % 2 == 0 for r in range(B)])
-        actions = torch.randint(2, core.vocab_size, (B,), generator=g)
+        actions = torch.randint(2, core.spec.vocab_size, (B,), generator=g)
         if hand_over is not None and hand_over(step):
             kl.set_policy_logprobs(handed_logprobs(policy, core, actions, full=kl.estimator == "full"))
         out = core.step(actions, active)
@@ -79,7 +82,7 @@ def drive(core, kl, steps, *, seed=0, hand_over=None, policy=None, check=None):
             if check is not None:
                 check(r, rewards[r])
             rewards[r] = []
-            core.reset_rows([r], indices=[next_prompt % len(PROMPTS)])
+            core.reset_rows([r], [next_prompt % len(PROMPTS)])
             next_prompt += 1
     return next_prompt - B  # finished episodes
 
@@ -154,7 +157,7 @@ def test_full_vocabulary_logprobs_work_for_k1(tokenizer, tiny_lm, policy):
     for full in (False, True):
         kl = KLPenalty(tiny_lm, estimator="k1")
         core = make_core(tokenizer, kl)
-        core.reset_rows(list(range(ROWS)), indices=list(range(ROWS)))
+        core.reset_rows(list(range(ROWS)), list(range(ROWS)))
         actions = torch.tensor([5, 6, 7])
         kl.set_policy_logprobs(handed_logprobs(policy, core, actions, full=full))
         results.append(core.step(actions, torch.ones(ROWS, dtype=torch.bool)).rewards)
@@ -165,7 +168,7 @@ def test_policy_weight_update_rebuilds_the_cache(tokenizer, tiny_lm):
     policy = random_gpt2(tiny_lm.config.vocab_size, seed=5)
     kl = KLPenalty(tiny_lm, estimator="k1", policy=policy)
     core = make_core(tokenizer, kl, num_rows=2, T=6)
-    core.reset_rows([0, 1], indices=[0, 1])
+    core.reset_rows([0, 1], [0, 1])
     got = []
     for step in range(6):
         if step == 3:  # an optimizer step in the middle of the episodes
@@ -184,11 +187,11 @@ def test_policy_weight_update_rebuilds_the_cache(tokenizer, tiny_lm):
 def test_unbound_is_a_clear_error_and_the_next_reset_works(tokenizer, tiny_lm, policy):
     kl = KLPenalty(tiny_lm)
     core = make_core(tokenizer, kl, num_rows=1)
-    core.reset_rows([0], indices=[0])
+    core.reset_rows([0], [0])
     with pytest.raises(ScorerError, match=r"set_policy_logprobs.*kl\.bind\(model\)"):
         core.step(torch.tensor([5]), torch.ones(1, dtype=torch.bool))
     kl.bind(policy)
-    core.reset_rows([0], indices=[1])
+    core.reset_rows([0], [1])
     out = core.step(torch.tensor([5]), torch.ones(1, dtype=torch.bool))
     assert np.isfinite(out.rewards).all() and out.rewards[0] != 0
 
@@ -196,7 +199,7 @@ def test_unbound_is_a_clear_error_and_the_next_reset_works(tokenizer, tiny_lm, p
 def test_if_unbound_zero_warns_once(tokenizer, tiny_lm):
     kl = KLPenalty(tiny_lm, if_unbound="zero")
     core = make_core(tokenizer, kl, num_rows=1)
-    core.reset_rows([0], indices=[0])
+    core.reset_rows([0], [0])
     with pytest.warns(UserWarning, match="no policy log-probs"):
         assert core.step(torch.tensor([5]), torch.ones(1, dtype=torch.bool)).rewards[0] == 0
     with warnings.catch_warnings():
@@ -210,7 +213,7 @@ def test_coef_is_a_plain_mutable_attribute(tokenizer, tiny_lm, policy):
         kl = KLPenalty(tiny_lm, coef=0.1, estimator="k3", policy=policy)
         core = make_core(tokenizer, kl, num_rows=1)
         kl.coef = coef  # what a KL controller does between rollouts
-        core.reset_rows([0], indices=[0])
+        core.reset_rows([0], [0])
         values.append(core.step(torch.tensor([7]), torch.ones(1, dtype=torch.bool)).rewards[0])
         assert kl.last_kl[0] == pytest.approx(-values[-1] / coef)
     assert values[1] == pytest.approx(4 * values[0])
@@ -241,7 +244,7 @@ def test_bad_hand_over_and_arguments(tokenizer, tiny_lm):
         kl.set_policy_logprobs(torch.zeros(2))
     kl = KLPenalty(tiny_lm, estimator="k1")
     core = make_core(tokenizer, kl)
-    core.reset_rows(list(range(ROWS)), indices=list(range(ROWS)))
+    core.reset_rows(list(range(ROWS)), list(range(ROWS)))
     kl.set_policy_logprobs([0.0, float("nan"), -1.0])
     with pytest.raises(ScorerError, match=r"KL nan for row 1 \(prompt 'I watched this film and'"):
         core.step(torch.tensor([5, 6, 7]), torch.ones(ROWS, dtype=torch.bool))
@@ -318,28 +321,28 @@ def test_env_kl_channel_without_a_kl_term_is_a_clear_error(tokenizer):
 
 
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
-def test_external_steps_give_zero_and_the_reference_follows_again_after(
+def test_deferred_steps_give_zero_and_the_reference_follows_again_after(
     tokenizer, tiny_lm, policy, estimator
 ):
     # An agent that scores whole episodes itself (one batched reference forward) takes steps inside
-    # external(); rows still running afterwards are re-read, so the next steps' values are exact again.
+    # deferred(); rows still running afterwards are re-read, so the next steps' values are exact again.
     kl = KLPenalty(tiny_lm, coef=0.7, estimator=estimator, policy=policy)
     core = make_core(tokenizer, kl, T=8)
     g = torch.Generator().manual_seed(0)
     active = torch.ones(ROWS, dtype=torch.bool)
 
     def step():
-        out = core.step(torch.randint(2, core.vocab_size, (ROWS,), generator=g), active)
+        out = core.step(torch.randint(2, core.spec.vocab_size, (ROWS,), generator=g), active)
         assert not out.infos  # no row ends within these 6 steps (no EOS drawn, T=8)
         return out.rewards
 
     calls = []
     handle = tiny_lm.register_forward_hook(lambda *args: calls.append(1))
-    with kl.external():
-        assert kl.is_external
-        core.reset_rows(list(range(ROWS)), indices=list(range(ROWS)))
+    with kl.deferred():
+        assert kl.is_deferred
+        core.reset_rows(list(range(ROWS)), list(range(ROWS)))
         inside = [step() for _ in range(3)]
-    assert not kl.is_external and calls == []  # the reference never ran inside
+    assert not kl.is_deferred and calls == []  # the reference never ran inside
     after = [step() for _ in range(3)]
     handle.remove()
     assert all(float(np.abs(r).max()) == 0.0 for r in inside)
@@ -348,8 +351,116 @@ def test_external_steps_give_zero_and_the_reference_follows_again_after(
         np.testing.assert_allclose([float(x[r]) for x in after], expected[3:6], rtol=1e-4, atol=1e-5)
 
 
-def test_external_refuses_the_full_estimator(tokenizer, tiny_lm, policy):
+def test_deferred_refuses_the_full_estimator(tokenizer, tiny_lm, policy):
     kl = KLPenalty(tiny_lm, estimator="full", policy=policy)
-    with pytest.raises(ValueError, match="'full' needs the policy's whole"), kl.external():
+    with pytest.raises(ValueError, match="'full' needs the policy's whole"), kl.deferred():
         pass
-    assert not kl.is_external
+    assert not kl.is_deferred
+
+
+def run_episodes(core, steps, *, policy, seed=0):
+    """Steps every row with random actions (handing the policy's log-probs over) until all have ended;
+    returns the final observations, the handed (N, T) log-prob of each token and the per-step rewards."""
+    g = torch.Generator().manual_seed(seed)
+    B, P, T = core.num_rows, core.max_prompt_tokens, core.max_new_tokens
+    core.reset_rows(list(range(B)), list(range(B)))
+    logprobs = torch.zeros(B, T)
+    rewards = torch.zeros(B, T, dtype=torch.float64)
+    final = [None] * B
+    for t in range(steps):
+        active = ~core.done
+        actions = torch.randint(2, core.spec.vocab_size, (B,), generator=g)
+        handed = handed_logprobs(policy, core, actions, full=False)
+        for kl in core.kl_terms:
+            kl.set_policy_logprobs(handed)
+        out = core.step(actions, active)
+        logprobs[active, t] = handed[active].float()
+        rewards[active, t] = torch.as_tensor(out.rewards)[active]
+        for r in out.infos:
+            final[r] = (core.input_ids[r].clone(), core.attention_mask[r].clone())
+        if bool(core.done.all()):
+            break
+    ids = torch.stack([f[0] for f in final])
+    mask = torch.stack([f[1] for f in final])
+    return ids, mask, logprobs, rewards
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_score_episodes_equals_the_per_step_path(tokenizer, tiny_lm, policy, estimator):
+    # The term's own after-the-episodes operation gives the rewards its steps give, token by token.
+    kl = KLPenalty(tiny_lm, coef=0.7, estimator=estimator)
+    core = make_core(tokenizer, kl, T=6)
+    ids, mask, logprobs, step_rewards = run_episodes(core, 6, policy=policy)
+    scored = kl.score_episodes(ids, mask, logprobs, batch_size=2)
+    torch.testing.assert_close(scored.rewards, step_rewards, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scored.rewards, -0.7 * scored.kl)
+    assert float(scored.kl.abs().max()) > 0.01
+    # A policy mask leaves the other tokens out of the KL (a multi-turn env's inserted replies),
+    # while the reference still reads them: the kept tokens' values do not change.
+    policy_mask = torch.zeros_like(logprobs, dtype=torch.bool)
+    policy_mask[:, 1::2] = True
+    masked = kl.score_episodes(ids, mask, logprobs, policy_mask)
+    assert torch.all(masked.kl[~policy_mask] == 0)
+    torch.testing.assert_close(masked.kl[policy_mask], scored.kl[policy_mask])
+
+
+def test_env_defer_kl_scores_every_weighted_term_after_the_episodes(tokenizer, tiny_lm, policy):
+    from textenv.scorers import Callable
+
+    first, second = KLPenalty(tiny_lm, coef=0.5), KLPenalty(tiny_lm, coef=0.2, estimator="k3")
+    reward = Callable(lambda p, t, r, m: 1.0) + 2.0 * first + second
+    core = make_core(tokenizer, reward, T=5)
+    per_step = run_episodes(core, 5, policy=policy)
+    calls = []
+    handle = tiny_lm.register_forward_hook(lambda *args: calls.append(1))
+    with core.defer_kl() as deferred:
+        ids, mask, logprobs, inside = run_episodes(core, 5, policy=policy)
+    handle.remove()
+    assert calls == []  # no reference step ran inside
+    # Inside, the steps gave the terminal term only; scored afterwards, the sum is the per-step path's.
+    scored = deferred.score(ids, mask, logprobs)
+    torch.testing.assert_close(inside + scored.rewards, per_step[3], rtol=1e-5, atol=1e-6)
+    assert set(scored.terms) == {"kl", "kl_2"}
+    torch.testing.assert_close(
+        scored.terms["kl"], -2.0 * 0.5 * first.score_episodes(ids, mask, logprobs).kl.sum(1)
+    )
+
+
+def test_score_episodes_refuses_bad_input(tokenizer, tiny_lm):
+    kl = KLPenalty(tiny_lm, coef=0.1)
+    make_core(tokenizer, kl)
+    ids = torch.ones(2, 8, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"logprobs must be \(N, T\)"):
+        kl.score_episodes(ids, torch.ones_like(ids), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="policy_mask must be"):
+        kl.score_episodes(ids, torch.ones_like(ids), torch.zeros(2, 4), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="not 'full'"):
+        KLPenalty(tiny_lm, estimator="full").score_episodes(ids, torch.ones_like(ids), torch.zeros(2, 4))
+
+
+def test_handed_logprobs_belong_to_one_step_of_one_episode(tokenizer, tiny_lm):
+    # Handed over, then a reset: the next episode's first step must not use them (if_unbound="error").
+    kl = KLPenalty(tiny_lm, coef=0.1)
+    core = make_core(tokenizer, kl, num_rows=1)
+    core.reset_rows([0], [0])
+    kl.set_policy_logprobs(torch.full((1,), -1.0))
+    core.reset_rows([0], [1])
+    with pytest.raises(ScorerError, match="no policy log-probs"):
+        core.step(torch.tensor([5]), torch.ones(1, dtype=torch.bool))
+
+
+def test_logits_are_not_logprobs(tokenizer, tiny_lm):
+    kl = KLPenalty(tiny_lm, coef=0.1)
+    core = make_core(tokenizer, kl, num_rows=2)
+    core.reset_rows([0, 1], [0, 1])
+    V = core.spec.vocab_size
+    logits = torch.randn(2, V)
+    with pytest.raises(ValueError, match=r"row 0 has logsumexp .*not 0.*log_softmax"):
+        kl.set_policy_logprobs(logits - logits.max())  # all <= 0 but not normalised
+    with pytest.raises(ValueError, match=r"> 0; expected log-probabilities"):
+        kl.set_policy_logprobs(torch.tensor([0.5, -1.0]))
+    with pytest.raises(TypeError, match="floating-point"):
+        kl.set_policy_logprobs(torch.zeros(2, dtype=torch.long))
+    kl.set_policy_logprobs(torch.log_softmax(logits, -1))  # normalised rows pass, -inf entries too
+    filtered = torch.log_softmax(logits.masked_fill(logits < 0, float("-inf")), -1)
+    kl.set_policy_logprobs(filtered)
