@@ -362,7 +362,7 @@ def run_episodes(core, steps, *, policy, seed=0):
     """Steps every row with random actions (handing the policy's log-probs over) until all have ended;
     returns the final observations, the handed (N, T) log-prob of each token and the per-step rewards."""
     g = torch.Generator().manual_seed(seed)
-    B, P, T = core.num_rows, core.max_prompt_tokens, core.max_new_tokens
+    B, T = core.num_rows, core.max_new_tokens
     core.reset_rows(list(range(B)), list(range(B)))
     logprobs = torch.zeros(B, T)
     rewards = torch.zeros(B, T, dtype=torch.float64)
