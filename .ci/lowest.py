@@ -24,9 +24,12 @@ def main(extras: list[str]) -> None:
     for extra in extras:
         requirements += project["optional-dependencies"][extra]
     for requirement in requirements:
-        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)", requirement.strip())
+        # An environment marker stays with its pin (pip reads markers in constraints files):
+        # "reasoning-gym>=0.1.14; python_version >= '3.11'" -> "reasoning-gym==0.1.14; python_version >= '3.11'".
+        spec, _, marker = requirement.partition(";")
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^,\s]*)", spec.strip())
         if match and match.group(1).lower() not in SKIP:
-            print(f"{match.group(1)}=={match.group(3)}")
+            print(f"{match.group(1)}=={match.group(3)}" + (f"; {marker.strip()}" if marker.strip() else ""))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,19 @@ def register_envs() -> None:
             disable_env_checker=DISABLE_ENV_CHECKER,
         )
     _register_hub_tasks()
+    _register_reasoning_gym()
+
+
+def _register_reasoning_gym() -> None:
+    """``TextGen-ReasoningGym-v0`` (:mod:`textenv.reasoning_gym`): registered whether or not reasoning-gym
+    is installed; without it ``gym.make`` says how to install it."""
+    if "TextGen-ReasoningGym-v0" not in gym.registry:
+        gym.register(
+            id="TextGen-ReasoningGym-v0",
+            entry_point="textenv.reasoning_gym:make",
+            vector_entry_point="textenv.reasoning_gym:make_vector",
+            disable_env_checker=DISABLE_ENV_CHECKER,
+        )
 
 
 def _register_hub_tasks() -> None:

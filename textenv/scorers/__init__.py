@@ -14,6 +14,7 @@ from textenv.scorers.format import Format
 from textenv.scorers.keyword import Keyword
 from textenv.scorers.kl import AdaptersOff, KLPenalty, kl_per_token
 from textenv.scorers.length import Length, MissingEOSPenalty
+from textenv.scorers.reasoning_gym import ScoreAnswer
 from textenv.scorers.reward_model import RewardModel
 from textenv.scorers.rouge import ROUGE
 from textenv.scorers.similarity import Similarity
@@ -34,6 +35,7 @@ __all__ = [
     "Length",
     "MissingEOSPenalty",
     "RewardModel",
+    "ScoreAnswer",
     "Scorer",
     "ScorerContext",
     "ScorerError",
