@@ -75,6 +75,7 @@ from typing import Any
 
 from textenv import assets
 from textenv.env import TextGenEnv
+from textenv.options import OPTION_NAMES
 from textenv.scorers import Format, Scorer
 from textenv.scorers.reasoning_gym import ENTRY_KEY, ScoreAnswer, format_pattern
 from textenv.tokenization import load_tokenizer
@@ -380,14 +381,17 @@ def _check_format_reward(format_reward: object, pattern: object, *, has_reward: 
 
 def _check_env_arguments(env_class: type, kwargs: Mapping[str, Any], options: str) -> None:
     """A keyword that is neither a dataset option nor an env argument is a TypeError naming both."""
-    parameters = inspect.signature(env_class).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return  # the env checks its own keywords
-    unknown = [k for k in kwargs if k not in parameters]
+    parameters = [
+        name
+        for name, p in inspect.signature(env_class).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    accepted = (*parameters, *OPTION_NAMES)
+    unknown = [k for k in kwargs if k not in accepted]
     if unknown:
         raise TypeError(
             f"{ENV_ID} got an unexpected keyword {unknown[0]!r}: {options}, and {env_class.__name__} the "
-            f"arguments {tuple(parameters)}"
+            f"arguments {accepted}"
         )
 
 

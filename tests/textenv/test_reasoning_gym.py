@@ -58,7 +58,7 @@ def play(env, text: str, prompt_index: int):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text  # the actions spell exactly this text
     env.reset(seed=0, options={"prompt_index": prompt_index})
-    for action in [*ids, env.unwrapped.core.eos_token_ids[0]]:
+    for action in [*ids, env.unwrapped.text_spec.eos_token_ids[0]]:
         _, reward, terminated, truncated, info = env.step(action)
         assert not truncated
     assert terminated and info["finish_reason"] == "eos"
@@ -155,7 +155,7 @@ def test_the_vector_env_scores_every_row(rg):
         f"<answer>{entries[0]['answer']}</answer>",
         f"<answer>{wrong_answer(entries[1]['answer'])}</answer>",
     ]
-    ids = [tok(t, add_special_tokens=False)["input_ids"] + [envs.core.eos_token_ids[0]] for t in texts]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] + [envs.text_spec.eos_token_ids[0]] for t in texts]
     envs.reset(seed=0, options={"prompt_index": [2, 3]})
     rewards: dict[int, float] = {}
     for t in range(max(map(len, ids))):
