@@ -236,16 +236,25 @@ class TextGenCore:
         return [p.text if p is not None else "" for p in self.row_prompts]
 
     def _dense_rewards(self, actions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """(K, B) float64 weighted rewards of the dense terms for this step (0 for terminal terms)."""
+        """(K, B) float64 weighted rewards of the dense terms for this step (0 for terminal terms).
+
+        Each weighted value and their sum per row are checked finite, as each value is.
+        """
         out = torch.zeros(len(self.terms), self.num_rows, dtype=torch.float64, device=self.device)
+        if not self.reward.dense:
+            return out
+        prompts = self._row_texts()
         for k, (name, weight, scorer) in enumerate(self.terms):
             if scorer.dense:
-                prompts = self._row_texts()
                 values = call_scorer(name, scorer, partial(scorer.step_rows, actions, active), prompts)
                 checked = check_scores(
-                    name, scorer, values, prompts=prompts, active=active, device=self.device
+                    name, scorer, values, prompts=prompts, active=active, device=self.device, weight=weight
                 )
-                out[k] = weight * torch.where(active, checked, torch.zeros_like(checked))
+                out[k] = torch.where(active, checked, torch.zeros_like(checked))
+        # The sum of finite terms may still overflow.
+        check_scores(
+            "sum of the terms", self.reward, out.sum(0), prompts=prompts, active=active, device=self.device
+        )
         return out
 
     def set_policy_logprobs(self, logprobs: object) -> None:
@@ -302,13 +311,30 @@ class TextGenCore:
         )
 
     def _score(self, batch: EpisodeBatch, rows: list[int]) -> torch.Tensor:
-        """(K, R) weighted terminal rewards of the finished ``rows``: one batched call per term."""
+        """(K, R) weighted terminal rewards of the finished ``rows``: one batched call per term.
+
+        Each weighted value and their sum per row are checked finite, as each value is.
+        """
         out = torch.zeros(len(self.terms), len(rows), dtype=torch.float64, device=self.device)
         for k, (name, weight, scorer) in enumerate(self.terms):
             values = call_scorer(name, scorer, partial(scorer.score, batch), batch.prompts)
-            out[k] = weight * check_scores(
-                name, scorer, values, prompts=batch.prompts, texts=batch.texts, device=self.device
+            out[k] = check_scores(
+                name,
+                scorer,
+                values,
+                prompts=batch.prompts,
+                texts=batch.texts,
+                device=self.device,
+                weight=weight,
             )
+        check_scores(
+            "sum of the terms",
+            self.reward,
+            out.sum(0),
+            prompts=batch.prompts,
+            texts=batch.texts,
+            device=self.device,
+        )
         return out
 
     def _end_infos(self, batch: EpisodeBatch, rows: list[int]) -> dict[int, dict[str, Any]]:

@@ -35,7 +35,10 @@ def fixed_prompt(options: object, num_prompts: int, *, column: str = "prompt") -
     Args:
         options: ``None`` or a dict with ``"prompt"`` (a non-blank string, or a prompt record dict
             such as ``{"prompt": text, "references": [...]}``), ``"prompt_index"`` (an int in
-            ``[0, num_prompts)``) and, for the vector env, ``"reset_mask"``.
+            ``[0, num_prompts)``: a Python or NumPy integer, or a 0-d integer NumPy array or torch
+            tensor; bools, floats such as ``2.0`` and one-element 1-D arrays are refused, the last
+            because the vector env reads a 1-D array as one index per row) and, for the vector env,
+            ``"reset_mask"``.
         num_prompts: Size of the prompt source.
         column: The key of the prompt text in a record dict.
 
@@ -68,12 +71,24 @@ def fixed_prompt(options: object, num_prompts: int, *, column: str = "prompt") -
         return record if isinstance(record, str) else prompt
     if "prompt_index" in options:
         index = options["prompt_index"]
+        if isinstance(index, np.ndarray) and index.ndim == 0 and index.dtype.kind in "iu":
+            index = index.item()
+        elif isinstance(index, torch.Tensor) and index.ndim == 0:
+            dtype = index.dtype
+            index = (
+                index if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool else index.item()
+            )
         if (
             isinstance(index, bool)
             or not isinstance(index, numbers.Integral)
             or not 0 <= int(index) < num_prompts
         ):
-            raise ValueError(f"options['prompt_index'] must be an int in [0, {num_prompts}), got {index!r}")
+            one_per_row = isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim == 1
+            hint = " (a 1-D array holds one index per row of a vector env)" if one_per_row else ""
+            raise ValueError(
+                f"options['prompt_index'] must be an int in [0, {num_prompts}), got {index!r}; expected a Python "
+                f"or NumPy integer, or a 0-d integer array or tensor{hint}"
+            )
         return int(index)
     return None
 

@@ -13,10 +13,17 @@ TextGen-IMDB-v0        ``stanfordnlp/imdb`` reviews    positive logit of ``lvwer
 =====================  ==============================  ==========================================  ===  ===
 
 Both load exactly what a user with a network gets (:mod:`textenv.hub`); every name is a keyword
-that ``gymnasium.make`` overrides, and a local path works where a name does::
+that ``gymnasium.make`` overrides, and a local path works where a name does: a copy of the Hub
+repo, any folder of data files, a ``save_to_disk`` folder or one data file (GSM8K's ``main``
+configuration is used where the local dataset has one)::
 
     gym.make("TextGen-GSM8K-v0", model="Qwen/Qwen2.5-0.5B-Instruct", split="test")
+    gym.make("TextGen-GSM8K-v0", dataset="~/data/gsm8k_train.jsonl", limit=100)
     gym.make("TextGen-IMDB-v0", dataset="/data/imdb_copy", reward_model="/models/my-classifier")
+
+``limit`` keeps the first ``limit`` rows: ``None`` keeps all, and a prompt source needs at least
+one, so ``limit`` is an int >= 1 (0, negative numbers and non-integers are errors, as is a split
+with no rows).
 
 The IMDB task is TRL's ``gpt2-sentiment`` example: prompts are the first 2 to 8 (seeded) gpt2
 tokens of each review, the reward is the classifier's raw ``POSITIVE`` logit of prompt plus
@@ -27,6 +34,7 @@ a ``reward_threshold``: what is reachable depends on the model.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from collections.abc import Callable
@@ -36,12 +44,13 @@ from typing import Any
 import numpy as np
 
 from textenv.env import TextGenEnv
-from textenv.hub import load_dataset_split
+from textenv.hub import load_dataset_split, local_dataset_path
 from textenv.loading import from_pretrained
 from textenv.scorers import Answer, KLPenalty, RewardModel
 
 GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 GSM8K_SYSTEM_PROMPT = "Solve the problem step by step, then write the final answer as '#### <number>'."
+GSM8K_CONFIG = "main"
 
 Path = str | os.PathLike[str]
 
@@ -65,7 +74,7 @@ def gsm8k_answer(solution: str) -> str:
 def gsm8k_prompts(
     dataset: Path = "openai/gsm8k",
     *,
-    config: str | None = "main",
+    config: str | None = GSM8K_CONFIG,
     split: str = "train",
     question_column: str = "question",
     answer_column: str = "answer",
@@ -80,21 +89,27 @@ def gsm8k_prompts(
 
     Args:
         dataset: Hub name or local path (see :func:`textenv.hub.load_dataset_split`).
-        config: Dataset configuration.
+        config: Dataset configuration. The default, ``"main"``, applies where the dataset has it
+            (the Hub dataset, a copy of its repo); other local datasets (a folder of data files, a
+            ``save_to_disk`` folder, a data file) load as they are.
         split: Split (slicing such as ``"test[:100]"`` works).
         question_column: Column of the question.
         answer_column: Column of the worked solution that ends with ``#### <answer>``.
-        limit: Keep only the first ``limit`` rows.
+        limit: Keep only the first ``limit`` rows (an int >= 1), or ``None`` for all.
         chat: Add ``messages`` to each record.
         system_prompt: The system message of a chat.
 
     Raises:
-        ValueError: A missing column or an answer without ``####`` (the message names the row).
+        ValueError: A missing column, an answer without ``####`` (the message names the row), a
+            ``limit`` below 1, a dataset or split without rows, or a local path that does not exist.
+        TypeError: A ``limit`` that is no int.
     """
+    _check_limit(limit)
+    config = _gsm8k_config(dataset, config)
     rows = _rows(
         load_dataset_split(dataset, config=config, split=split), (question_column, answer_column), dataset
     )
-    rows = rows if limit is None else rows[:limit]
+    rows = rows if limit is None else rows[: int(limit)]
     records = []
     for i, row in enumerate(rows):
         try:
@@ -134,13 +149,14 @@ def imdb_prompts(
     """
     if not 1 <= min_tokens <= max_tokens:
         raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens} and {max_tokens}")
+    _check_limit(limit)
     rows = _rows(load_dataset_split(dataset, config=config, split=split), (text_column,), dataset)
     rows = [r for r in rows if len(r[text_column]) > min_chars]
     if not rows:
         raise ValueError(
             f"dataset {str(dataset)!r} has no {text_column!r} longer than {min_chars} characters"
         )
-    rows = rows if limit is None else rows[:limit]
+    rows = rows if limit is None else rows[: int(limit)]
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min_tokens, max_tokens + 1, size=len(rows))
     # The first 8 tokens of a review lie well inside its first 200 characters: tokenise only those.
@@ -152,6 +168,45 @@ def imdb_prompts(
             record["label"] = row["label"]
         records.append(record)
     return records
+
+
+def _check_limit(limit: object) -> None:
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
+        raise TypeError(
+            f"limit must be an int >= 1 or None (all rows), got {type(limit).__name__}: {limit!r}"
+        )
+    if limit < 1:
+        raise ValueError(
+            f"limit must be an int >= 1 or None (all rows), got {limit}: a prompt source needs at least one row"
+        )
+
+
+def _gsm8k_config(dataset: Path, config: str | None) -> str | None:
+    """``config``, except that GSM8K's ``"main"`` is dropped for a local dataset that has no such configuration."""
+    local = local_dataset_path(dataset)
+    if local is None or config != GSM8K_CONFIG:
+        return config
+    if os.path.isfile(local):
+        return None
+    import inspect
+
+    import datasets
+
+    # datasets < 4 runs a folder's loading script unless told not to; 4 and later run none and take no flag.
+    no_scripts = (
+        {"trust_remote_code": False}
+        if "trust_remote_code" in inspect.signature(datasets.load_dataset_builder).parameters
+        else {}
+    )
+    try:
+        builder = datasets.load_dataset_builder(local, **no_scripts)
+    except (OSError, ValueError):
+        # Several configurations and no default (a copy of the Hub repo), or a folder that does not
+        # load: the load itself uses or reports it.
+        return config
+    return config if config in builder.builder_configs else None
 
 
 def _rows(dataset: Any, columns: tuple[str, ...], name: Path) -> list[dict[str, Any]]:
@@ -194,7 +249,7 @@ class HubTask:
 def gsm8k_kwargs(
     *,
     dataset: Path = "openai/gsm8k",
-    config: str | None = "main",
+    config: str | None = GSM8K_CONFIG,
     split: str = "train",
     question_column: str = "question",
     answer_column: str = "answer",

@@ -247,10 +247,13 @@ class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray
         }
 
     def _per_row_prompt_indices(self, options: dict[str, Any] | None) -> list[Any] | None:
-        """``options["prompt_index"]`` as one entry per row when it is a sequence, else ``None``."""
+        """``options["prompt_index"]`` as one entry per row when it is a sequence, else ``None`` (an int,
+        or a 0-d array: one index for every row)."""
         index = (options or {}).get("prompt_index")
         if not isinstance(index, (Sequence, np.ndarray, torch.Tensor)) or isinstance(index, (str, bytes)):
             return None
+        if isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim == 0:
+            return None  # one index for every row, as an int
         indices = index.tolist() if isinstance(index, (np.ndarray, torch.Tensor)) else list(index)
         if len(indices) != self.num_envs or (
             isinstance(index, (np.ndarray, torch.Tensor)) and index.ndim != 1

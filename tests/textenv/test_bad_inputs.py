@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from textenv import TextGenEnv, load_prompts
+from textenv.scorers import Callable, ScorerError
 from textenv.vector import TextGenVectorEnv
 
 PROMPTS = ["The movie was", "I liked the", "This film is"]
@@ -140,3 +141,98 @@ def test_cuda_without_cuda_is_a_clear_error():
             ValueError, match=rf"device '{device}': CUDA is not available here; use 'cpu' or 'auto'"
         ):
             TextGenVectorEnv(num_envs=2, prompts=PROMPTS, reward="length", device=device)
+
+
+# --- NumPy and torch values where Python numbers are valid ----------------------------------------------------
+
+INDEX_2 = [
+    2,
+    np.int64(2),
+    np.array(2),
+    np.array(2, dtype=np.uint8),
+    torch.tensor(2),
+    torch.tensor(2, dtype=torch.int32),
+]
+
+
+@pytest.mark.parametrize("index", INDEX_2, ids=repr)
+def test_zero_d_prompt_indices_are_ints(index, envs):
+    env = TextGenEnv(prompts=PROMPTS, reward="length")
+    assert env.reset(options={"prompt_index": index})[1]["prompt"] == PROMPTS[2]
+    _, info = envs.reset(options={"prompt_index": index})  # every reset row uses prompt 2, as an int does
+    assert info["prompt"].tolist() == [PROMPTS[2]] * 3
+    _, info = envs.reset(options={"prompt_index": index, "reset_mask": np.array([False, True, False])})
+    assert info["prompt"][1] == PROMPTS[2] and info["_prompt"].tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("index", "hint"),
+    [
+        (np.array([2]), r"; expected a Python or NumPy integer.* \(a 1-D array holds one index per row"),
+        (torch.tensor([2]), r".*one index per row"),
+        (np.array(2.0), ""),
+        (torch.tensor(2.0), ""),
+        (np.array(True), ""),
+        (torch.tensor(True), ""),
+        (2.0, ""),
+        (True, ""),
+        ("2", ""),
+        (np.array(3), ""),  # out of range
+    ],
+    ids=repr,
+)
+def test_ambiguous_prompt_indices_are_refused(index, hint):
+    env = TextGenEnv(prompts=PROMPTS, reward="length")
+    with pytest.raises(
+        ValueError, match=r"options\['prompt_index'\] must be an int in \[0, 3\), got .*" + hint
+    ):
+        env.reset(options={"prompt_index": index})
+
+
+def test_vector_env_one_element_index_arrays_are_per_row(envs):
+    with pytest.raises(ValueError, match=r"one index per row \(3\), got array\(\[2\]\)"):
+        envs.reset(options={"prompt_index": np.array([2])})
+    with pytest.raises(ValueError, match=r"must be an int in \[0, 3\), got array\(2\.\)"):
+        envs.reset(options={"prompt_index": np.array(2.0)})
+
+
+@pytest.mark.parametrize(
+    ("value", "reward"),
+    [
+        (np.bool_(True), 1.0),
+        (np.bool_(False), 0.0),
+        (np.array(0.5), 0.5),
+        (np.array(3, dtype=np.int8), 3.0),
+        (np.array(True), 1.0),
+        (np.float32(0.25), 0.25),
+        (torch.tensor(0.25), 0.25),
+        (torch.tensor(True), 1.0),
+        (torch.tensor(7), 7.0),
+    ],
+    ids=repr,
+)
+def test_reward_functions_may_return_numpy_and_torch_numbers(value, reward):
+    for fn in (lambda p, t, r, m: value, Callable(lambda p, t, r, m: value)):
+        env = TextGenEnv(prompts=PROMPTS, reward=fn, max_new_tokens=1)
+        env.reset(seed=0)
+        assert env.step(5)[1] == reward
+    batched = Callable(lambda ps, ts, rs, ms: [value] * len(ps), batched=True)
+    vector = TextGenVectorEnv(num_envs=2, prompts=PROMPTS, reward=batched, max_new_tokens=1)
+    vector.reset(seed=0)
+    assert vector.step(np.array([5, 5]))[1].tolist() == [reward, reward]
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (np.complex128(1 + 2j), r"returned complex128 np.complex128\(1\+2j\) at index 0"),
+        (np.array("0.5"), r"returned ndarray array\('0.5'"),
+        (np.str_("1"), r"returned str_ np.str_\('1'\) at index 0"),
+    ],
+    ids=repr,
+)
+def test_reward_functions_returning_no_real_number_are_refused(value, match):
+    env = TextGenEnv(prompts=PROMPTS, reward=lambda p, t, r, m: value, max_new_tokens=1)
+    env.reset(seed=0)
+    with pytest.raises(ScorerError, match=match):
+        env.step(5)

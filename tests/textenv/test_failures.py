@@ -265,3 +265,64 @@ def test_readme_composed_spec_behaves_like_the_sentiment_task():
                     assert info["reward_terms"]["kl"] == 0.0
                     env.reset()
         assert len([w for w in caught if "no policy log-probs" in str(w.message)]) == 1
+
+
+# --- weighted terms and their sum are checked like each term ----------------------------------------------
+
+
+class Holder:
+    """A reward function whose value the test sets."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, prompt, text, refs, meta):
+        return self.value
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda h: 10.0 * Callable(h, name="big"),
+            r"\(term 'big'\) returned 1e\+308 \(weighted by 10\.0: inf\)",
+        ),
+        (lambda h: -10.0 * Callable(h, name="big"), r"returned 1e\+308 \(weighted by -10\.0: -inf\)"),
+        (
+            lambda h: Callable(h, name="big") + Callable(h, name="twin"),
+            r"\(term 'sum of the terms'\) returned inf for prompt 'The movie was' and text ''",
+        ),
+    ],
+)
+def test_terminal_terms_that_overflow_once_weighted_or_summed_fail_the_step(make, match):
+    holder = Holder(1e308)
+    env = TextGenEnv(prompts=PROMPTS, reward=make(holder), max_new_tokens=1)
+    env.reset(options={"prompt_index": 0})
+    before = env.unwrapped.core.input_ids.clone()
+    with pytest.raises(ScorerError, match=match):
+        env.step(EOS)
+    assert torch.equal(env.unwrapped.core.input_ids, before) and not env.unwrapped.core.done[0]
+    holder.value = 1e300
+    _, reward, terminated, _, _ = env.step(EOS)  # the retry scores finite rewards
+    assert terminated and np.isfinite(reward) and abs(reward) >= 2e300
+
+
+def test_dense_terms_that_overflow_once_weighted_or_summed_fail_the_step():
+    for reward, match in (
+        (
+            10.0 * DenseOut(lambda b: torch.full((b,), 1e308, dtype=torch.float64)),
+            r"returned 1e\+308 \(weighted by 10\.0: inf\)",
+        ),
+        (
+            DenseOut(lambda b: torch.full((b,), 1e308, dtype=torch.float64))
+            + DenseOut(lambda b: torch.full((b,), 1e308, dtype=torch.float64)),
+            r"\(term 'sum of the terms'\) returned inf for prompt",
+        ),
+    ):
+        envs = TextGenVectorEnv(num_envs=2, prompts=PROMPTS, reward=reward, max_new_tokens=3)
+        envs.reset(seed=0)
+        before = envs._observations()
+        with pytest.raises(ScorerError, match=match):
+            envs.step(np.array([5, 5]))
+        for a, b in zip(before.values(), envs._observations().values()):
+            np.testing.assert_array_equal(a, b)

@@ -8,6 +8,7 @@ saved with ``save_pretrained``, and the built-in tiny causal LM. They load throu
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -288,3 +289,126 @@ def test_gsm8k_with_a_chat_model_renders_the_chat_template(gsm8k_dir, tmp_path):
         "TextGen-GSM8K-v0", dataset=gsm8k_dir, model=str(tmp_path / "chat-model"), chat_template=False
     )
     assert plain.unwrapped.core.prompts[0].messages == ()
+
+
+# --- local datasets in every format, bad paths, limits ------------------------------------------------------
+
+
+def gsm8k_questions(env) -> list[str]:
+    return [p.text for p in env.unwrapped.core.prompts]
+
+
+def make_gsm8k(dataset, **kwargs):
+    return gym.make("TextGen-GSM8K-v0", dataset=dataset, model=assets.path("tiny-lm"), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def gsm8k_files(tmp_path_factory):
+    """GSM8K rows as a folder of data files (no 'main' configuration), single files and a save_to_disk Dataset."""
+    root = tmp_path_factory.mktemp("gsm8k_files")
+    rows = datasets.Dataset.from_list(GSM8K_ROWS)
+    (root / "folder").mkdir()
+    rows.to_json(str(root / "folder" / "train.jsonl"))
+    rows.to_json(str(root / "rows.jsonl"))
+    rows.to_parquet(str(root / "rows.parquet"))
+    rows.to_csv(str(root / "rows.csv"), index=False)
+    rows.save_to_disk(str(root / "saved_dataset"))
+    # A copy of the Hub repo: two configurations and no default, as openai/gsm8k ("main", "socratic").
+    repo = root / "repo"
+    socratic = [{**r, "question": "Socratic: " + r["question"]} for r in GSM8K_ROWS]
+    lines = ["---", "configs:"]
+    for config, config_rows in (("main", GSM8K_ROWS), ("socratic", socratic)):
+        (repo / config).mkdir(parents=True)
+        datasets.Dataset.from_list(config_rows).to_parquet(
+            str(repo / config / "train-00000-of-00001.parquet")
+        )
+        lines += [
+            f"- config_name: {config}",
+            "  data_files:",
+            "  - split: train",
+            f"    path: {config}/train-*",
+        ]
+    (repo / "README.md").write_text("\n".join([*lines, "---", ""]))
+    return root
+
+
+@pytest.mark.parametrize(
+    "name", ["folder", "rows.jsonl", "rows.parquet", "rows.csv", "saved_dataset", "repo"]
+)
+def test_gsm8k_loads_every_local_format_with_the_default_config(gsm8k_files, name):
+    env = make_gsm8k(str(gsm8k_files / name))
+    assert gsm8k_questions(env) == [r["question"] for r in GSM8K_ROWS]
+    assert [p.metadata["answer"] for p in env.unwrapped.core.prompts] == ["5", "999", "-6"]
+
+
+def test_an_explicit_config_of_a_local_repo_copy_is_used(gsm8k_files):
+    env = make_gsm8k(str(gsm8k_files / "repo"), config="socratic")
+    assert gsm8k_questions(env)[0] == "Socratic: " + GSM8K_ROWS[0]["question"]
+    with pytest.raises(ValueError, match=r"could not be loaded from its local path: .*'socratic' not found"):
+        make_gsm8k(str(gsm8k_files / "folder"), config="socratic")
+
+
+def test_a_data_file_path_relative_to_the_working_directory(gsm8k_files, monkeypatch):
+    monkeypatch.chdir(gsm8k_files)
+    assert len(gsm8k_questions(make_gsm8k("rows.jsonl", limit=2))) == 2
+    assert len(gsm8k_questions(make_gsm8k("./folder"))) == 3
+
+
+@pytest.mark.parametrize(
+    "path", ["{tmp}/no_such_folder", "{tmp}/no_such_file.jsonl", "./no_such_folder", "~/no_such_textenv_dir",
+             "no_such_file.parquet", "data/gsm8k/no_such"],
+)  # fmt: skip
+def test_a_path_that_does_not_exist_is_reported_as_such(path, tmp_path, monkeypatch):
+    # No Hub access needed: a path is never downloaded (a probe would fail the test at once).
+    monkeypatch.setattr(textenv.loading, "hub_reachable", lambda timeout=5.0: pytest.fail("probed the Hub"))
+    path = path.format(tmp=tmp_path)
+    with pytest.raises(ValueError, match=rf"dataset path '{re.escape(path)}' does not exist") as caught:
+        make_gsm8k(path)
+    assert "download" not in str(caught.value)
+
+
+def test_a_hub_name_that_is_neither_downloadable_nor_local(monkeypatch):
+    monkeypatch.setattr(textenv.loading, "hub_reachable", lambda timeout=5.0: False)
+    with pytest.raises(
+        ValueError, match=r"could not be downloaded: .*nor is there a local file or directory"
+    ):
+        make_gsm8k("no-such-org/no-such-gsm8k")
+
+
+@pytest.mark.parametrize(
+    ("limit", "error", "match"),
+    [
+        (-1, ValueError, r"limit must be an int >= 1 or None \(all rows\), got -1"),
+        (0, ValueError, r"got 0: a prompt source needs at least one row"),
+        (2.0, TypeError, r"limit must be an int >= 1 or None \(all rows\), got float: 2.0"),
+        (True, TypeError, r"got bool: True"),
+        ("2", TypeError, r"got str: '2'"),
+    ],
+)
+def test_bad_limits_are_errors(gsm8k_dir, imdb_dir, classifier_dir, limit, error, match):
+    with pytest.raises(error, match=match):
+        make_gsm8k(gsm8k_dir, limit=limit)
+    with pytest.raises(error, match=match):
+        gym.make(
+            "TextGen-IMDB-v0",
+            dataset=imdb_dir,
+            model=assets.path("tiny-lm"),
+            reward_model=classifier_dir,
+            limit=limit,
+        )
+
+
+def test_limits_keep_the_first_rows(gsm8k_dir):
+    assert gsm8k_questions(make_gsm8k(gsm8k_dir, limit=np.int64(1))) == [GSM8K_ROWS[0]["question"]]
+    assert len(gsm8k_questions(make_gsm8k(gsm8k_dir, limit=10))) == 3  # more than there are: all
+
+
+def test_a_dataset_without_rows_is_an_error(tmp_path):
+    features = datasets.Features({"question": datasets.Value("string"), "answer": datasets.Value("string")})
+    empty = datasets.Dataset.from_dict({"question": [], "answer": []}, features=features)
+    empty.to_parquet(str(tmp_path / "empty.parquet"))
+    empty.save_to_disk(str(tmp_path / "empty_saved"))
+    with pytest.raises(ValueError, match=r"'.*empty.parquet' .*could not be loaded from its local path"):
+        make_gsm8k(str(tmp_path / "empty.parquet"))
+    with pytest.raises(ValueError, match=r"'.*empty_saved' .*could not be loaded from its local path"):
+        make_gsm8k(str(tmp_path / "empty_saved"))

@@ -10,10 +10,15 @@ read from the prompt's metadata (``answer`` by default)::
 
 from __future__ import annotations
 
+import decimal
 import math
-import re
+import numbers
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
+
+import numpy as np
+import regex
 
 from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext
 
@@ -21,22 +26,85 @@ EXTRACTORS = ("marker", "boxed", "last_number")
 COMPARES = ("numeric", "exact")
 DEFAULT_MARKERS = ("####", "Answer:")
 
-# A number: optional minus sign (not after a word character or digit, so "5-3" holds no -3),
-# thousands separated by commas ("1,234") or plain digits, an optional decimal part.
-NUMBER = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?:(?<![\w.])-)?\.\d+")
-_WHOLE_NUMBER = re.compile(rf"\s*\$?\s*(?:{NUMBER.pattern})\s*")
+# Sign characters read as "-" / "+": ASCII, the minus sign U+2212, the en dash typesetters use as a
+# minus, the small and fullwidth forms and the heavy signs.
+MINUS_SIGNS = "-\u2212\u2013\ufe63\uff0d\u2796"
+PLUS_SIGNS = "+\ufe62\uff0b\u2795"
+_SIGN = "[" + regex.escape(MINUS_SIGNS + PLUS_SIGNS) + "]"
+_TO_ASCII = str.maketrans({**dict.fromkeys(MINUS_SIGNS, "-"), **dict.fromkeys(PLUS_SIGNS, "+"), ",": None})
+
+# A number, read whole or not at all: an optional sign (not after a word character or digit, so
+# "5-3" holds no -3), thousands separated by commas ("1,234") or plain digits, an optional decimal
+# part and an optional exponent ("1.5e3"). The atomic group (?>...) never gives back a digit, so a
+# number followed by more of a number or of a power or fraction ("1.2.3", "1e3.5", "1/2", "2^10",
+# "10**400", "1.5 x 10^3") is refused instead of being read as its first part.
+NUMBER = regex.compile(
+    r"(?<![\d./^]|\d\*\*|[/^]" + _SIGN + r"|\d[eE]" + _SIGN + r"?)"  # not the tail of another number
+    r"(?:(?<![\w.])" + _SIGN + r")?"  # the sign
+    r"(?>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)"  # digits, atomic
+    r"(?>(?:[eE]" + _SIGN + r"?\d+)?)"  # the exponent, atomic too: "1e3" is never read as 1
+    r"(?![.eE]\d|[/^]" + _SIGN + r"?\d|\*\*" + _SIGN + r"?\d|\s*[x\u00d7*\u00b7]\s*10\s*\^)"
+)
+_WHOLE_NUMBER = regex.compile(r"\s*\$?\s*(" + NUMBER.pattern + r")\s*")
 _BOXED = "\\boxed{"
+# Decimal arithmetic to 60 significant digits with no exponent limits: |answer - reference| <= tolerance
+# never overflows (an overflow gives Infinity instead of raising), whatever the size of the numbers.
+_EXACT = decimal.Context(prec=60, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[])
+
+
+def number_value(number: str) -> Decimal | None:
+    """The exact value of one number as :data:`NUMBER` matches it, or ``None`` when it has none.
+
+    Signs of every kind count (``"\u22125"`` is -5), commas are thousands separators, an exponent is
+    part of the number (``"1e3"`` is 1000). ``None``: an exponent too large to represent
+    (``"1e99999999999999999999"``).
+
+    Example:
+        >>> number_value("\u22121,234.5e1")
+        Decimal('-12345')
+    """
+    try:
+        return Decimal(number.translate(_TO_ASCII))
+    except decimal.InvalidOperation:
+        return None
+
+
+def read_number(text: str) -> Decimal | None:
+    """The exact value of ``text`` if it is one number (see :data:`NUMBER`, an optional ``$``), else ``None``."""
+    match = _WHOLE_NUMBER.fullmatch(text)
+    return None if match is None else number_value(match.group(1))
 
 
 def parse_number(text: str) -> float | None:
-    """The value of ``text`` if it is one number (commas as thousands separators, an optional ``$``)."""
-    if not _WHOLE_NUMBER.fullmatch(text):
+    """The value of ``text`` as a float if it is one number (see :func:`read_number`), else ``None``.
+
+    ``None`` too for a number outside the float range (``"1e309"``): it is no number a float can hold.
+    """
+    value = read_number(text)
+    if value is None or not math.isfinite(number := float(value)):
         return None
-    return float(text.replace(",", "").replace("$", "").strip())
+    return number
 
 
-def _number_value(match: str) -> float:
-    return float(match.replace(",", ""))
+def exact_number(value: object) -> Decimal | None:
+    """A reference number's exact value: Python and NumPy integers and floats, ``Decimal``, ``Fraction``.
+
+    A float counts as its shortest repr (``0.1`` is 0.1, ``np.float32(0.1)`` too). ``None``: not a
+    number (bools included), or not finite.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Integral):
+        return Decimal(int(value))
+    if isinstance(value, (float, np.floating)):
+        exact = Decimal(str(value))
+    elif isinstance(value, Decimal):
+        exact = value
+    elif isinstance(value, numbers.Rational):
+        exact = _EXACT.divide(Decimal(int(value.numerator)), Decimal(int(value.denominator)))
+    else:
+        return None
+    return exact if exact.is_finite() else None
 
 
 def last_boxed(text: str) -> str | None:
@@ -63,13 +131,19 @@ class Answer(Scorer):
     * ``"boxed"``: the content of the last ``\\boxed{...}`` (its first number when numeric).
     * ``"last_number"``: the last number anywhere in the text.
 
-    Numbers may be negative, have a decimal part and use commas as thousands separators
-    (``-1,234.5``). With ``compare="numeric"`` the answer is right when
-    ``abs(answer - reference) <= tolerance``; with ``"exact"`` when the stripped strings are equal
-    (``case_sensitive=False`` compares them case-folded).
+    Numbers may have a sign (``-``, the minus sign ``\u2212`` and the other minus and plus forms of
+    :data:`MINUS_SIGNS` / :data:`PLUS_SIGNS`), a decimal part, an exponent and commas as thousands
+    separators (``-1,234.5``, ``1.5e3``). A number is read whole or not at all: ``1e3`` is 1000, never
+    1, and a number that runs on into a fraction, power or another number (``1/2``, ``2^10``,
+    ``10**400``, ``1.2.3``) is no answer. With ``compare="numeric"`` the answer is right when
+    ``abs(answer - reference) <= tolerance``, computed exactly in decimal: no float rounding, so no
+    size limit (``10**400`` is a reference like any other, and ``1e309`` a wrong answer to it, not an
+    overflow); with ``"exact"`` when the stripped strings are equal (``case_sensitive=False`` compares
+    them case-folded).
 
     Args:
-        key: Metadata key of each prompt's reference answer (a number or a string such as ``"1,234"``).
+        key: Metadata key of each prompt's reference answer: a number (Python or NumPy, ``Decimal``,
+            ``Fraction``; a float as its shortest repr) or a string such as ``"1,234"``.
         compare: ``"numeric"`` or ``"exact"``.
         extract: Extraction strategies, in order of preference (a subset of ``"marker"``, ``"boxed"``,
             ``"last_number"``).
@@ -131,11 +205,12 @@ class Answer(Scorer):
         for i, prompt in enumerate(ctx.prompts):
             self.reference(prompt.metadata, f"prompt {i} ({prompt.text!r})")
 
-    def reference(self, metadata: Mapping[str, Any], where: str) -> float | str:
-        """The reference answer of a prompt's metadata: a float (numeric) or a stripped string (exact).
+    def reference(self, metadata: Mapping[str, Any], where: str) -> Decimal | str:
+        """The reference answer of a prompt's metadata: its exact value (numeric) or a stripped string (exact).
 
         Raises:
-            ValueError: The key is missing, or (numeric) the value is not a number.
+            ValueError: The key is missing, or (numeric) the value is not a finite number (bools, NaN,
+                infinity and strings that are not one number included).
         """
         if self.key not in metadata:
             raise ValueError(
@@ -145,15 +220,11 @@ class Answer(Scorer):
         value = metadata[self.key]
         if self.compare == "exact":
             return str(value).strip()
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            number = parse_number(value)
-        if number is None or not math.isfinite(number):
+        number = read_number(value) if isinstance(value, str) else exact_number(value)
+        if number is None or not number.is_finite():
             raise ValueError(
-                f"{self!r} compares numbers, but the {self.key!r} of {where} is {value!r}; expected a number "
-                "(or use compare='exact')"
+                f"{self!r} compares numbers, but the {self.key!r} of {where} is {value!r}; expected a finite "
+                "number (or use compare='exact')"
             )
         return number
 
@@ -189,13 +260,20 @@ class Answer(Scorer):
         found = self.extract_answer(text)
         if found is None:
             return 0.0
-        if isinstance(ref, float):
-            right = abs(_number_value(found) - ref) <= self.tolerance
+        if isinstance(ref, Decimal):
+            right = self._close(found, ref)
         elif self.case_sensitive:
             right = found == ref
         else:
             right = found.casefold() == ref.casefold()
         return self.correct if right else self.format
+
+    def _close(self, found: str, reference: Decimal) -> bool:
+        value = number_value(found)  # None: an exponent beyond any size, so no reference's value
+        if value is None:
+            return False
+        with decimal.localcontext(_EXACT):
+            return abs(value - reference) <= Decimal(repr(self.tolerance))
 
     def score(self, batch: EpisodeBatch) -> Sequence[float]:
         values = []

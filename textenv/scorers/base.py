@@ -195,13 +195,16 @@ def check_scores(
     texts: Sequence[str] | None = None,
     active: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
+    weight: float = 1.0,
 ) -> torch.Tensor:
     """Validates what a scorer returned, terminal or dense: one finite number per episode (or row).
 
-    The one check every scorer output goes through. Accepted: a sequence of real numbers (Python,
-    NumPy or 0-d tensors; bools count as 0/1), a 1-D NumPy array or a 1-D torch tensor of a numeric
-    dtype, of length ``len(prompts)``. Rows where ``active`` is False (dense scorers' idle rows) are
-    not checked for finiteness.
+    The one check every scorer output goes through. Accepted: a sequence of real numbers (Python
+    numbers, NumPy scalars, one-element NumPy arrays or tensors, 0-d ones included; bools,
+    ``np.bool_`` included, count as 0/1), a 1-D NumPy array or a 1-D torch tensor of a numeric or
+    bool dtype, of length ``len(prompts)``. Rows where ``active`` is False (dense scorers' idle
+    rows) are not checked for finiteness. With a ``weight`` the weighted values are returned, and
+    checked too: ``10.0 * 1e308`` overflows to infinity although both factors are finite.
 
     Args:
         name: The term's name.
@@ -211,13 +214,15 @@ def check_scores(
         texts: The generated text of each episode, when known.
         active: (B,) bool, the rows whose value counts (dense scorers).
         device: Where the returned tensor lives.
+        weight: The term's weight.
 
     Returns:
-        (N,) float64 tensor on ``device``.
+        (N,) float64 tensor on ``device``: ``weight`` times the values.
 
     Raises:
         ScorerError: ``None``, strings or other non-numbers, numbers too large for a float, the wrong
-            shape or count, NaN or infinity; the message names scorer, term, value and prompt.
+            shape or count, NaN or infinity, before or after weighting; the message names scorer,
+            term, value and prompt.
     """
     n = len(prompts)
     where = f"scorer {scorer!r} (term {name!r})"
@@ -235,16 +240,22 @@ def check_scores(
         raise ScorerError(
             f"{where} returned {_short(values)} of shape {tuple(out.shape)}; {expected} for prompts {list(prompts)!r}"
         )
-    bad = ~torch.isfinite(out)
+    weighted = out * weight
+    bad = ~(torch.isfinite(out) & torch.isfinite(weighted))
     if active is not None:
         bad &= active.to(out.device, torch.bool)
     if bad.any():
         i = int(bad.nonzero()[0, 0])
+        value = float(out[i])
+        if math.isfinite(value):  # finite, but not once weighted: 10.0 * 1e308
+            value_text = f"{value!r} (weighted by {weight!r}: {float(weighted[i])!r})"
+        else:
+            value_text = repr(value)
         text = "" if texts is None else f" and text {texts[i]!r}"
         raise ScorerError(
-            f"{where} returned {float(out[i])!r} for prompt {prompts[i]!r}{text}; expected a finite float"
+            f"{where} returned {value_text} for prompt {prompts[i]!r}{text}; expected a finite float"
         )
-    return out
+    return weighted
 
 
 _TORCH_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -270,9 +281,9 @@ def _to_float_array(where: str, expected: str, values: object, prompts: Sequence
         if (
             isinstance(v, torch.Tensor)
             and v.numel() == 1
-            and (v.is_floating_point() or v.dtype in _TORCH_INTS)
-        ):
-            v = v.item()
+            and (v.is_floating_point() or v.dtype in _TORCH_INTS or v.dtype == torch.bool)
+        ) or (isinstance(v, (np.ndarray, np.generic)) and v.size == 1 and v.dtype.kind in "biuf"):
+            v = v.item()  # np.bool_, a 0-d array, a tensor: the Python number it holds
         prompt = f" for prompt {prompts[i]!r}" if i < len(prompts) else ""
         if not isinstance(v, numbers.Real):
             raise ScorerError(

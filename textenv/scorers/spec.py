@@ -15,7 +15,8 @@ A string spec is one or more terms joined by ``+``; a term is ``[WEIGHT*]NAME[:A
     "length[:TARGET]"                          Length(target=TARGET)
     "missing_eos[:VALUE]"                      MissingEOSPenalty(VALUE), default 1.0
     "answer[:COMPARE[:FORMAT]]"                Answer(compare=COMPARE, format=FORMAT): "numeric"/"exact", 0.1
-    "format:REGEX"                             Format(REGEX): 1.0 when the text matches (re.search)
+    "format:REGEX"                             Format(REGEX): 1.0 when the text matches (search, under
+                                               Format's DEFAULT_TIMEOUT, 1 s per text)
     "similarity"                               Similarity(): difflib ratio against references/answer
     "sentiment + kl:tiny-lm:0.05 + 0.1*missing_eos"   a weighted sum
 

@@ -88,7 +88,7 @@ def test_answer_bad_options(kwargs, error, match):
 
 
 def test_answer_bad_references():
-    with pytest.raises(ValueError, match=r"'answer' of the reference is 'many'; expected a number"):
+    with pytest.raises(ValueError, match=r"'answer' of the reference is 'many'; expected a finite number"):
         Answer().score_text("#### 3", "many")
     with pytest.raises(ValueError, match=r"prompt 'p0' has none"):
         Answer().score(_batch("#### 3", {}))
