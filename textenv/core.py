@@ -238,7 +238,7 @@ class TextGenCore:
     def _dense_rewards(self, actions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """(K, B) float64 weighted rewards of the dense terms for this step (0 for terminal terms).
 
-        Each weighted value and their sum per row are checked finite, as each value is.
+        Each weighted value is checked finite, as each value is (their sum: :meth:`_check_sums`).
         """
         out = torch.zeros(len(self.terms), self.num_rows, dtype=torch.float64, device=self.device)
         if not self.reward.dense:
@@ -251,10 +251,6 @@ class TextGenCore:
                     name, scorer, values, prompts=prompts, active=active, device=self.device, weight=weight
                 )
                 out[k] = torch.where(active, checked, torch.zeros_like(checked))
-        # The sum of finite terms may still overflow.
-        check_scores(
-            "sum of the terms", self.reward, out.sum(0), prompts=prompts, active=active, device=self.device
-        )
         return out
 
     def set_policy_logprobs(self, logprobs: object) -> None:
@@ -313,7 +309,7 @@ class TextGenCore:
     def _score(self, batch: EpisodeBatch, rows: list[int]) -> torch.Tensor:
         """(K, R) weighted terminal rewards of the finished ``rows``: one batched call per term.
 
-        Each weighted value and their sum per row are checked finite, as each value is.
+        Each weighted value is checked finite, as each value is (their sum: :meth:`_check_sums`).
         """
         out = torch.zeros(len(self.terms), len(rows), dtype=torch.float64, device=self.device)
         for k, (name, weight, scorer) in enumerate(self.terms):
@@ -327,14 +323,6 @@ class TextGenCore:
                 device=self.device,
                 weight=weight,
             )
-        check_scores(
-            "sum of the terms",
-            self.reward,
-            out.sum(0),
-            prompts=batch.prompts,
-            texts=batch.texts,
-            device=self.device,
-        )
         return out
 
     def _end_infos(self, batch: EpisodeBatch, rows: list[int]) -> dict[int, dict[str, Any]]:

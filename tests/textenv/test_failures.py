@@ -290,7 +290,7 @@ class Holder:
         (lambda h: -10.0 * Callable(h, name="big"), r"returned 1e\+308 \(weighted by -10\.0: -inf\)"),
         (
             lambda h: Callable(h, name="big") + Callable(h, name="twin"),
-            r"\(term 'sum of the terms'\) returned inf for prompt 'The movie was' and text ''",
+            r"row 0 \(prompt 'The movie was'\) add up to inf, which is not a finite float: big = 1e\+308",
         ),
     ],
 )
@@ -316,7 +316,7 @@ def test_dense_terms_that_overflow_once_weighted_or_summed_fail_the_step():
         (
             DenseOut(lambda b: torch.full((b,), 1e308, dtype=torch.float64))
             + DenseOut(lambda b: torch.full((b,), 1e308, dtype=torch.float64)),
-            r"\(term 'sum of the terms'\) returned inf for prompt",
+            r"add up to inf, which is not a finite float: dense_out = 1e\+308",
         ),
     ):
         envs = TextGenVectorEnv(num_envs=2, prompts=PROMPTS, reward=reward, max_new_tokens=3)
@@ -326,3 +326,21 @@ def test_dense_terms_that_overflow_once_weighted_or_summed_fail_the_step():
             envs.step(np.array([5, 5]))
         for a, b in zip(before.values(), envs._observations().values()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_an_episode_total_that_overflows_fails_the_step_that_overflows_it():
+    # 1e308 on each token is a finite reward every step, but the episode's total is not after two.
+    envs = TextGenVectorEnv(
+        num_envs=2,
+        prompts=PROMPTS,
+        reward=DenseOut(lambda b: torch.full((b,), 1e308, dtype=torch.float64)),
+        max_new_tokens=3,
+    )
+    envs.reset(seed=0)
+    rewards = envs.step(np.array([5, 5]))[1]
+    assert np.all(rewards == 1e308)
+    before = envs._observations()
+    with pytest.raises(ScorerError, match=r"dense_out = 1e\+308 \(episode total inf\)"):
+        envs.step(np.array([5, 5]))
+    for a, b in zip(before.values(), envs._observations().values()):
+        np.testing.assert_array_equal(a, b)
