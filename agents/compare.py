@@ -1,13 +1,17 @@
-"""Compare RL algorithms on one textenv task: same episode budget, same seeds, one command.
+"""Compare RL algorithms on textenv tasks: same episode budget, same seeds, one command.
 
 ``textenv-compare`` (or ``python examples/compare_algorithms.py``)::
 
-    python examples/compare_algorithms.py --env TextGen-Sentiment-v0 --episodes 512 --seeds 0 1 \\
+    textenv-compare --env TextGen-Sentiment-v0 --episodes 512 --seeds 0 1 \\
         --algos ppo grpo rloo reinforce++ scst sb3-ppo sb3-a2c base-lm --out runs/compare
+    textenv-compare --suite builtin --episodes 2048 --seeds 0 1 2 3 4 --algos ppo grpo rloo --out runs/suite
 
-Every algorithm trains the same starting model (default: the built-in ``tiny-lm``) on the same task
-for the same number of *episodes* (one episode = one generated text) with each seed, and its
-episode returns are recorded in the order the episodes finish. ``--out`` then holds:
+Every algorithm trains the same starting model on each task for the same number of *episodes* (one
+episode = one generated text) with each seed, and its episode returns are recorded in the order the
+episodes finish. The starting model is ``--model``, or by default each task's own
+(:attr:`textenv.tasks.Task.model`: ``tiny-solver`` for arithmetic, ...; ``tiny-lm`` for other envs).
+``--suite builtin`` is every task of :data:`textenv.tasks.TASKS`. For each task ``--out`` holds (in
+``--out`` itself for one task, in ``--out/<env id>/`` for several):
 
 - ``curves.csv``: ``algo, seed, episodes, mean_reward``, the mean return of each window of
   ``--window`` consecutive episodes (``episodes`` = episodes seen at the end of the window);
@@ -17,11 +21,33 @@ episode returns are recorded in the order the episodes finish. ``--out`` then ho
   reward (mean return of the last 20% of the budget), KL to the reference per episode (last 20%), each
   mean ± std over seeds, wall time of training and generated tokens per second.
 
-Algorithms (``--algos``; hyper-parameters in :data:`HYPERPARAMETERS`):
+and over all tasks and seeds (Agarwal et al., NeurIPS 2021; estimators in :mod:`agents.aggregate`):
+
+- ``aggregate.md``: per algorithm the interquartile mean (IQM) of the normalised final score of every
+  run with its 95% stratified bootstrap interval, and the probability that each algorithm improves on
+  each other one, with its interval;
+- ``performance_profiles.png``: the fraction of runs whose normalised score exceeds tau, with bands.
+
+**Normalised score.** A run's final reward ``r`` on a task becomes ``(r - untrained) / (threshold -
+untrained)``: 0 is the task's untrained starting model (:attr:`textenv.tasks.Task.untrained_return`),
+1 its ``reward_threshold`` (``gymnasium.spec(id).reward_threshold``), so tasks of different reward
+scales pool. An env without both (``TextGen-v0``, the hub tasks, any env not in
+:data:`textenv.tasks.TASKS` or whose task leaves ``untrained_return`` at ``None``) is reported raw in its
+``results.md`` and left out of the aggregate, which says so.
+
+**Resuming.** Each finished (algorithm, task, seed) run is written to
+``--out/runs/<env id>/<algo>/seed-<seed>.json`` with the settings it ran with. Run the same command
+again after an interruption (or with more seeds, algorithms or tasks) and the runs found there are read
+back instead of run again; a run found there with other settings (episodes, env rows, env keywords,
+model, device, learning rate, hyper-parameters) is refused before anything runs.
+
+Algorithms (``--algos``): :data:`agents.registry.ALGORITHMS`, each with the comparison's
+hyper-parameters:
 
 - ``ppo``, ``grpo``, ``rloo``, ``reinforce++``, ``scst``: :class:`agents.PPO`, :class:`agents.GRPO`,
   :class:`agents.RLOO`, :class:`agents.REINFORCE` (batch baseline, greedy baseline) on the shared core
-  (KV-cached rollouts, one full forward per episode to train); ``agents-ppo`` etc. are aliases;
+  (KV-cached rollouts, one full forward per episode to train), ``--num-envs`` episodes per iteration in
+  two minibatches; ``agents-ppo`` etc. are aliases;
 - ``sb3-ppo`` / ``sb3-a2c``: stable-baselines3 PPO / A2C with :class:`agents.sb3.LMPolicy` on the
   task's batched vector env (``textenv.sb3.TextGenVecEnvAdapter``), one full forward per token;
 - ``base-lm``: no training, the starting model sampled as it is (the level to beat).
@@ -37,8 +63,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
-import functools
+import dataclasses
 import json
 import math
 import os
@@ -47,99 +72,74 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from agents import registry
+from agents.cli import env_id, int_at_least, json_object, output_dir
+from agents.compare_report import (
+    RunResult,
+    Scale,
+    aggregate_report,
+    learning_curves,
+    normalized_scores,
+    plot_learning_curves,
+    plot_performance_profiles,
+    results_table,
+    write_task_report,
+)
+from agents.registry import ALGORITHMS, ALIASES
+
+if TYPE_CHECKING:
+    from textenv.tasks import Task
 
 __all__ = [
     "ALGORITHMS",
-    "HYPERPARAMETERS",
+    "ALIASES",
+    "DEFAULT_ALGOS",
+    "Comparison",
     "RunResult",
     "RunSpec",
+    "SettingError",
     "compare",
     "learning_curves",
     "main",
+    "plan",
     "plot_learning_curves",
     "results_table",
+    "run_comparison",
 ]
 
-FINAL_FRACTION = 0.2
-"""The final reward is the mean return of this last fraction of the episode budget (at least one window)."""
+DEFAULT_ALGOS = ("ppo", "grpo", "rloo", "reinforce++", "scst", "sb3-ppo", "sb3-a2c")
+"""``--algos`` when none are given."""
 
-HYPERPARAMETERS: dict[str, dict[str, Any]] = {
-    # Same learning rate, discount, GAE and clipping everywhere; batch shapes follow each library's units.
-    "ppo": {
-        "learning_rate": 1e-4,
-        "ppo_epochs": 4,
-        "gamma": 1.0,
-        "gae_lambda": 0.95,
-        "clip_range": 0.2,
-        "max_grad_norm": 1.0,
-        # episodes_per_iteration = num_envs, minibatch_size = num_envs // 2 (set per run)
-    },
-    # The critic-free methods: the same passes over each rollout as PPO (4 x 2 minibatches).
-    "grpo": {
-        "learning_rate": 1e-4,
-        "num_iterations": 4,
-        "clip_range": 0.2,
-        "max_grad_norm": 1.0,
-        "group_size": 4,
-    },
-    "rloo": {
-        "learning_rate": 1e-4,
-        "num_iterations": 4,
-        "clip_range": 0.2,
-        "max_grad_norm": 1.0,
-        "group_size": 4,
-    },
-    "reinforce++": {
-        "learning_rate": 1e-4,
-        "num_iterations": 4,
-        "clip_range": 0.2,
-        "max_grad_norm": 1.0,
-        "baseline": "batch",
-    },
-    "scst": {
-        "learning_rate": 1e-4,
-        "num_iterations": 4,
-        "clip_range": 0.2,
-        "max_grad_norm": 1.0,
-        "baseline": "greedy",
-    },
-    "sb3-ppo": {
-        "learning_rate": 1e-4,
-        "n_epochs": 4,
-        "gamma": 1.0,
-        "gae_lambda": 0.95,
-        "clip_range": 0.2,
-        "ent_coef": 0.0,
-        "vf_coef": 0.5,
-        "max_grad_norm": 1.0,
-        # n_steps = max_new_tokens // 2 (about num_envs episodes per rollout when texts end early),
-        # batch_size = num_envs * n_steps // 2: like ppo, 8 optimizer steps per ~num_envs episodes
-    },
-    "sb3-a2c": {
-        "learning_rate": 1e-4,
-        "gamma": 1.0,
-        "gae_lambda": 0.95,
-        "ent_coef": 0.0,
-        "vf_coef": 0.5,
-        "max_grad_norm": 1.0,
-        "use_rms_prop": False,  # Adam, as the other two
-        "normalize_advantage": True,
-        # n_steps = max(max_new_tokens // 4, 1): about four updates per num_envs episodes
-    },
-    "base-lm": {},
-}
-"""Per-algorithm hyper-parameters (``--learning-rate`` overrides every learning rate)."""
+DEFAULT_ENV = "TextGen-Sentiment-v0"
+"""``--env`` when neither ``--env`` nor ``--suite`` is given."""
 
-ALIASES = {f"agents-{name}": name for name in ("ppo", "grpo", "rloo", "reinforce++", "scst")}
-"""Earlier names of the algorithms (``agents-ppo``), accepted everywhere a name is."""
+FALLBACK_MODEL = "tiny-lm"
+"""The starting model of an env that is not a built-in task (when ``--model`` is not given)."""
+
+SUITES = ("builtin",)
+"""``--suite`` names: ``builtin`` is every task of :data:`textenv.tasks.TASKS`."""
+
+RUNS_DIR = "runs"
+"""Where under ``--out`` each finished run is kept (``runs/<env id>/<algo>/seed-<seed>.json``)."""
+
+
+class SettingError(ValueError):
+    """A comparison setting that cannot run, found before any run starts.
+
+    Attributes:
+        flag: The ``textenv-compare`` flag that sets it (the command line's one-line error names it).
+    """
+
+    def __init__(self, message: str, *, flag: str) -> None:
+        super().__init__(message)
+        self.flag = flag
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What one training run gets; every algorithm of a comparison gets the same spec per seed.
+    """What one training run gets; every algorithm of a comparison gets the same spec per task and seed.
 
     Attributes:
         env_id: Registered textenv id.
@@ -149,74 +149,93 @@ class RunSpec:
         num_envs: Env rows stepped together.
         env_kwargs: Extra env keyword arguments (e.g. ``max_new_tokens``).
         device: Torch device.
-        learning_rate: Overrides :data:`HYPERPARAMETERS`' learning rates when set.
+        learning_rate: Overrides every algorithm's learning rate when set.
     """
 
     env_id: str
     episodes: int
     seed: int
-    model: str = "tiny-lm"
+    model: str = FALLBACK_MODEL
     num_envs: int = 16
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     learning_rate: float | None = None
 
     def hyperparameters(self, algo: str) -> dict[str, Any]:
-        """The algorithm's hyper-parameters with the learning-rate override applied."""
-        params = dict(HYPERPARAMETERS[algo])
-        if self.learning_rate is not None and "learning_rate" in params:
+        """The algorithm's comparison hyper-parameters (:attr:`agents.registry.Algorithm.comparison`) with
+        the learning-rate override applied."""
+        entry = registry.get(algo)
+        params = dict(entry.comparison)
+        if self.learning_rate is not None and entry.library != "none":
             params["learning_rate"] = self.learning_rate
         return params
 
 
-@dataclass
-class RunResult:
-    """One algorithm, one seed.
+@dataclass(frozen=True)
+class Comparison:
+    """A checked comparison (:func:`plan`): every run it makes and how it reports them.
 
     Attributes:
-        algo: Algorithm name.
-        seed: Seed.
-        rewards: Return of every episode, in the order the episodes finished (budget-long).
-        tokens: Generated tokens of every episode.
-        wall_time: Seconds of training (model and env construction excluded).
-        kls: KL to the reference of every episode (summed over its tokens), where the algorithm reports it.
+        envs: Env ids, in report order.
+        algos: Algorithm names as given (aliases kept), in report order.
+        seeds: Seeds.
+        episodes: Episode budget of every run.
+        window: Episodes per curve point.
+        out: Output directory.
+        runs: ``(algo, spec)`` of every run, in run order (task, then algorithm, then seed).
+        command: The command line, recorded in the reports.
     """
 
-    algo: str
-    seed: int
-    rewards: list[float]
-    tokens: list[int]
-    wall_time: float
-    kls: list[float] = field(default_factory=list)
+    envs: tuple[str, ...]
+    algos: tuple[str, ...]
+    seeds: tuple[int, ...]
+    episodes: int
+    window: int
+    out: str
+    runs: tuple[tuple[str, RunSpec], ...]
+    command: str | None = None
 
-    @property
-    def tokens_per_s(self) -> float:
-        """Generated tokens per second of training."""
-        return sum(self.tokens) / self.wall_time if self.wall_time > 0 else float("nan")
+    def task_dir(self, env: str) -> str:
+        """Where a task's curves and table go: ``out`` for a single task, ``out/<env id>`` for several."""
+        return self.out if len(self.envs) == 1 else os.path.join(self.out, env)
 
-    def final_reward(self, window: int) -> float:
-        """Mean return of the last ``FINAL_FRACTION`` of the episodes (at least ``window`` episodes)."""
-        n = max(window, math.ceil(FINAL_FRACTION * len(self.rewards)))
-        return float(np.mean(self.rewards[-n:]))
 
-    def final_kl(self, window: int) -> float:
-        """Mean KL per episode over the same last episodes as :meth:`final_reward`; NaN when not reported."""
-        if not self.kls:
-            return float("nan")
-        n = max(window, math.ceil(FINAL_FRACTION * len(self.kls)))
-        return float(np.mean(self.kls[-n:]))
+# --- tasks: starting model, threshold, untrained return -------------------------------------------
+def builtin_task(env: str) -> Task | None:
+    """The :class:`textenv.tasks.Task` of a registered id (through its Gymnasium spec), or ``None``."""
+    import gymnasium as gym
 
-    def episodes_to_threshold(self, window: int, threshold: float) -> int | None:
-        """Episodes seen at the end of the first window whose mean return reaches ``threshold``, or ``None``."""
-        for end in range(window, len(self.rewards) + 1, window):
-            if np.mean(self.rewards[end - window : end]) >= threshold:
-                return end
+    from textenv.tasks import TASKS
+
+    spec_id = gym.spec(env).id
+    return next((task for task in TASKS if task.id == spec_id), None)
+
+
+def suite(name: str) -> list[str]:
+    """The env ids of a ``--suite`` (``"builtin"``: :data:`textenv.tasks.TASKS`)."""
+    if name not in SUITES:
+        raise SettingError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}", flag="--suite")
+    from textenv.tasks import TASKS
+
+    return [task.id for task in TASKS]
+
+
+def default_model(env: str) -> str:
+    """A task's own starting model (``Task.model``), ``tiny-lm`` for other envs."""
+    task = builtin_task(env)
+    return task.model if task is not None else FALLBACK_MODEL
+
+
+def score_scale(env: str) -> Scale | None:
+    """``(untrained return, reward threshold)`` of an env, or ``None`` when it lacks either (then its scores
+    are reported raw and left out of the aggregate)."""
+    import gymnasium as gym
+
+    task = builtin_task(env)
+    threshold = gym.spec(env).reward_threshold
+    if task is None or task.untrained_return is None or threshold is None:
         return None
-
-
-Runner = Callable[
-    [RunSpec], tuple[list[float], list[int], float] | tuple[list[float], list[int], float, list[float]]
-]
+    return float(task.untrained_return), float(threshold)
 
 
 # --- runners -------------------------------------------------------------------------------------
@@ -226,31 +245,36 @@ def _resolve_model(name: str) -> str:
     return resolve_pretrained(name, argument="model")
 
 
-def run_agent(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float, list[float]]:
-    """An :mod:`agents` algorithm: ``num_envs`` episodes per iteration, two minibatches, the task's own KL
-    coefficient (fixed); returns the returns, tokens and KL of every episode and the wall time."""
-    import agents
+RunOutput = tuple[list[float], list[int], float, list[float]]
+"""What a runner returns: the return and tokens of every episode, the wall time and the episodes' KL
+(empty where the algorithm does not report it)."""
 
-    cls_name = {
-        "ppo": "PPO",
-        "grpo": "GRPO",
-        "rloo": "RLOO",
-        "reinforce++": "REINFORCE",
-        "scst": "REINFORCE",
-    }[algo]
-    cls = getattr(agents, cls_name)
-    config = cls.config_class(
+
+def agent_config(spec: RunSpec, algo: str, **fields: Any) -> Any:
+    """The config of an :mod:`agents` algorithm in the comparison: the registry's hyper-parameters,
+    ``num_envs`` episodes per iteration in two minibatches, then ``fields``.
+
+    Raises:
+        ValueError: A setting the config refuses (``group_size`` that does not divide ``num_envs``, ...).
+    """
+    return registry.get(algo).make_config(
         **spec.hyperparameters(algo),
         episodes_per_iteration=spec.num_envs,
         minibatch_size=max(spec.num_envs // 2, 1),
         kl_controller="fixed",
         seed=spec.seed,
         device=spec.device,
+        **fields,
     )
+
+
+def run_agent(spec: RunSpec, algo: str) -> RunOutput:
+    """An :mod:`agents` algorithm (:func:`agent_config`) with the task's own KL coefficient, fixed."""
+    cls = registry.get(algo).load()
     agent = cls(
         _resolve_model(spec.model),
         spec.env_id,
-        config,
+        agent_config(spec, algo),
         env_kwargs=spec.env_kwargs,
         verbose=0,
         progress_bar=False,
@@ -284,9 +308,8 @@ def _sb3_env(spec: RunSpec) -> Any:
     )
 
 
-def _run_sb3(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float]:
-    from stable_baselines3 import A2C, PPO
-
+def run_sb3(spec: RunSpec, algo: str) -> RunOutput:
+    """stable-baselines3 PPO or A2C (Adam) with :class:`agents.sb3.LMPolicy`; no KL reported."""
     from agents.sb3 import LMPolicy, bind_kl
     from agents.sb3.callbacks import EpisodeRecorder
 
@@ -299,12 +322,13 @@ def _run_sb3(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float]:
         "seed": spec.seed,
         "device": spec.device,
     }
-    if algo == "sb3-ppo":
+    cls = registry.get(algo).load()
+    if registry.resolve(algo) == "sb3-ppo":
         n_steps = max(max_new_tokens // 2, 1)
         batch_size = max(spec.num_envs * n_steps // 2, 2)  # SB3 refuses batch_size=1
-        model = PPO(LMPolicy, venv, n_steps=n_steps, batch_size=batch_size, **params, **common)
+        model = cls(LMPolicy, venv, n_steps=n_steps, batch_size=batch_size, **params, **common)
     else:
-        model = A2C(LMPolicy, venv, n_steps=max(max_new_tokens // 4, 1), **params, **common)
+        model = cls(LMPolicy, venv, n_steps=max(max_new_tokens // 4, 1), **params, **common)
     bind_kl(venv, model, required=False)
     recorder = EpisodeRecorder(max_episodes=spec.episodes)
     start = time.perf_counter()
@@ -314,20 +338,10 @@ def _run_sb3(spec: RunSpec, algo: str) -> tuple[list[float], list[int], float]:
     )
     elapsed = time.perf_counter() - start
     venv.close()
-    return recorder.returns, recorder.lengths, elapsed
+    return recorder.returns, recorder.lengths, elapsed, []
 
 
-def run_sb3_ppo(spec: RunSpec) -> tuple[list[float], list[int], float]:
-    """stable-baselines3 PPO with :class:`agents.sb3.LMPolicy`."""
-    return _run_sb3(spec, "sb3-ppo")
-
-
-def run_sb3_a2c(spec: RunSpec) -> tuple[list[float], list[int], float]:
-    """stable-baselines3 A2C with :class:`agents.sb3.LMPolicy` (Adam)."""
-    return _run_sb3(spec, "sb3-a2c")
-
-
-def run_base_lm(spec: RunSpec) -> tuple[list[float], list[int], float]:
+def run_base_lm(spec: RunSpec, algo: str = "base-lm") -> RunOutput:
     """No training: samples the starting model (KL bound to it) for the budget."""
     import torch
 
@@ -354,153 +368,278 @@ def run_base_lm(spec: RunSpec) -> tuple[list[float], list[int], float]:
                 tokens.append(int(info["episode"]["l"]))
     elapsed = time.perf_counter() - start
     venv.close()
-    return rewards[: spec.episodes], tokens[: spec.episodes], elapsed
+    return rewards[: spec.episodes], tokens[: spec.episodes], elapsed, []
 
 
-ALGORITHMS: dict[str, Runner] = {
-    **{
-        name: functools.partial(run_agent, algo=name)
-        for name in ("ppo", "grpo", "rloo", "reinforce++", "scst")
-    },
-    "sb3-ppo": run_sb3_ppo,
-    "sb3-a2c": run_sb3_a2c,
-    "base-lm": run_base_lm,
+RUNNERS: dict[str, Callable[[RunSpec, str], RunOutput]] = {
+    "agents": run_agent,
+    "sb3": run_sb3,
+    "none": run_base_lm,
 }
-"""Name -> runner. A runner takes a :class:`RunSpec` and returns ``(returns, tokens, wall_time)`` and,
-when it knows them, the episodes' KL."""
+"""The runner of each :attr:`agents.registry.Algorithm.library`."""
 
 
-# --- results ------------------------------------------------------------------------------------
-def learning_curves(results: Sequence[RunResult], window: int) -> list[dict[str, Any]]:
-    """The mean return of every window of ``window`` consecutive episodes of every run.
+# --- finished runs on disk (resuming) --------------------------------------------------------------
+def run_path(out: str | os.PathLike[str], algo: str, spec: RunSpec) -> str:
+    """``out/runs/<env id>/<algo>/seed-<seed>.json`` (the algorithm's own name, not an alias)."""
+    return os.path.join(out, RUNS_DIR, spec.env_id, registry.resolve(algo), f"seed-{spec.seed}.json")
 
-    Returns:
-        Rows ``{"algo", "seed", "episodes", "mean_reward"}``; ``episodes`` counts the episodes seen at
-        the end of the window (a last, shorter window is dropped).
+
+def run_settings(algo: str, spec: RunSpec) -> dict[str, Any]:
+    """Everything a run's outcome depends on, as JSON values: a stored run is reused only under the same."""
+    settings = {
+        "algo": registry.resolve(algo),
+        **dataclasses.asdict(spec),
+        "hyperparameters": _hyperparameters(algo, spec),
+    }
+    return json.loads(json.dumps(settings))  # the JSON form, as read back from disk
+
+
+def load_run(path: str, settings: dict[str, Any], algo: str) -> RunResult | None:
+    """The run stored at ``path`` (named ``algo``), or ``None`` if there is none.
+
+    Raises:
+        SettingError: The file is unreadable, or was made with other settings (``--out``).
     """
-    rows = []
-    for result in results:
-        for end in range(window, len(result.rewards) + 1, window):
-            chunk = result.rewards[end - window : end]
-            rows.append(
-                {
-                    "algo": result.algo,
-                    "seed": result.seed,
-                    "episodes": end,
-                    "mean_reward": float(np.mean(chunk)),
-                }
-            )
-    return rows
-
-
-def plot_learning_curves(
-    rows: Sequence[dict[str, Any]],
-    path: str,
-    *,
-    title: str = "",
-    ylabel: str = "mean episode reward",
-    threshold: float | None = None,
-) -> None:
-    """Mean return against episodes per algorithm: mean over seeds, min-max band over seeds.
-
-    Args:
-        rows: :func:`learning_curves` rows.
-        path: PNG file to write.
-        title: Plot title.
-        ylabel: Y-axis label.
-        threshold: Draws a dashed line there (the task's ``reward_threshold``), unless ``None``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for algo in dict.fromkeys(row["algo"] for row in rows):
-        by_x: dict[int, list[float]] = {}
-        for row in rows:
-            if row["algo"] == algo:
-                by_x.setdefault(row["episodes"], []).append(row["mean_reward"])
-        xs = sorted(by_x)
-        values = [np.asarray(by_x[x]) for x in xs]
-        seeds = max(len(v) for v in values)
-        (line,) = ax.plot(xs, [v.mean() for v in values], label=f"{algo} ({seeds} seed{'s' * (seeds > 1)})")
-        ax.fill_between(
-            xs, [v.min() for v in values], [v.max() for v in values], color=line.get_color(), alpha=0.2
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+        stored_settings = stored["settings"]
+        if not isinstance(stored_settings, dict):
+            raise TypeError(f"its settings are {type(stored_settings).__name__}, not an object")
+        result = RunResult(algo=algo, **stored["result"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SettingError(
+            f"cannot read the finished run {path}: {err}; delete it to run it again", flag="--out"
+        ) from None
+    if stored_settings != settings:
+        keys = sorted(k for k in {*settings, *stored_settings} if settings.get(k) != stored_settings.get(k))
+        diff = "; ".join(f"{k}: {stored_settings.get(k)!r} there, {settings.get(k)!r} now" for k in keys)
+        raise SettingError(
+            f"{path} is a run made with other settings ({diff}); rerun with its settings to resume, or "
+            "choose another --out",
+            flag="--out",
         )
-    if threshold is not None:
-        ax.axhline(
-            threshold, color="gray", linestyle="--", linewidth=1, label=f"reward threshold {threshold:g}"
-        )
-    ax.set_xlabel("episodes")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return result
 
 
-def _mean_std(values: Sequence[float], fmt: str) -> str:
-    array = np.asarray(values, dtype=float)
-    std = array.std(ddof=1) if len(array) > 1 else 0.0
-    return f"{format(array.mean(), fmt)} ± {format(std, fmt)}"
-
-
-def _to_threshold(runs: Sequence[RunResult], window: int, threshold: float | None) -> str:
-    if threshold is None:
-        return "n/a"
-    reached = [e for e in (r.episodes_to_threshold(window, threshold) for r in runs) if e is not None]
-    if not reached:
-        return f"not reached (0/{len(runs)})"
-    return f"{_mean_std(reached, '.0f')} ({len(reached)}/{len(runs)})"
-
-
-def results_table(results: Sequence[RunResult], window: int, threshold: float | None = None) -> str:
-    """Markdown table, one row per algorithm: episodes to ``threshold`` (mean over the seeds that reached
-    it, and how many did), final reward, first-window reward, final KL, wall time, tokens/s."""
-    lines = [
-        "| algorithm | seeds | episodes to threshold | final reward | first window | KL | wall time (s) | tokens/s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for algo in dict.fromkeys(r.algo for r in results):
-        runs = [r for r in results if r.algo == algo]
-        kls = [r.final_kl(window) for r in runs]
-        lines.append(
-            f"| {algo} | {len(runs)} "
-            f"| {_to_threshold(runs, window, threshold)} "
-            f"| {_mean_std([r.final_reward(window) for r in runs], '.3f')} "
-            f"| {_mean_std([float(np.mean(r.rewards[:window])) for r in runs], '.3f')} "
-            f"| {'n/a' if any(math.isnan(k) for k in kls) else _mean_std(kls, '.2f')} "
-            f"| {_mean_std([r.wall_time for r in runs], '.0f')} "
-            f"| {_mean_std([r.tokens_per_s for r in runs], '.0f')} |"
-        )
-    return "\n".join(lines)
-
-
-def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+def save_run(path: str, settings: dict[str, Any], result: RunResult) -> None:
+    """Writes a finished run atomically (an interrupted write leaves no partial file)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fields = {k: v for k, v in dataclasses.asdict(result).items() if k != "algo"}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"settings": settings, "result": fields}, f)
+    os.replace(tmp, path)
 
 
 # --- driver -------------------------------------------------------------------------------------
-def _check_int(name: str, value: object, minimum: int) -> int:
+def _count(value: object, name: str, flag: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise SettingError(f"{name} must be an int >= {minimum}, got {value!r}", flag=flag)
     return value
 
 
+def _check_envs(envs: Sequence[str]) -> tuple[str, ...]:
+    if not envs:
+        raise SettingError("no env given; name at least one textenv id", flag="--env")
+    for env in envs:
+        try:
+            env_id(env)
+        except argparse.ArgumentTypeError as err:
+            raise SettingError(str(err), flag="--env") from None
+    if len(set(envs)) < len(envs):
+        raise SettingError(f"an env is named twice in {list(envs)}", flag="--env")
+    return tuple(envs)
+
+
+def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    from agents.common.config import MAX_SEED
+
+    if not seeds:
+        raise SettingError("seeds is empty; give at least one seed", flag="--seeds")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+            raise SettingError(f"seeds must be ints in [0, 2**63), got {seed!r}", flag="--seeds")
+    if len(set(seeds)) < len(seeds):
+        raise SettingError(f"a seed is given twice in {list(seeds)}", flag="--seeds")
+    return tuple(seeds)
+
+
+def _check_algos(algos: Sequence[str]) -> tuple[str, ...]:
+    unknown = [a for a in algos if a not in ALGORITHMS and a not in ALIASES]
+    if unknown or not algos:
+        raise SettingError(
+            f"unknown algorithms {unknown or list(algos)}; choose from {sorted(ALGORITHMS)} (or {sorted(ALIASES)})",
+            flag="--algos",
+        )
+    canonical = [registry.resolve(a) for a in algos]
+    if len(set(canonical)) < len(canonical):
+        raise SettingError(f"an algorithm is named twice in {list(algos)}", flag="--algos")
+    return tuple(algos)
+
+
+def _check_window(window: int | None, episodes: int, num_envs: int) -> int:
+    if window is None:
+        window = max(num_envs, episodes // 16)
+        if window > episodes:
+            raise SettingError(
+                f"episodes={episodes} is less than one curve window: the window defaults to "
+                f"max(--num-envs, --episodes // 16) = {window}; raise --episodes, or lower --window or --num-envs",
+                flag="--episodes",
+            )
+        return window
+    window = _count(window, "window", "--window", 1)
+    if window > episodes:
+        raise SettingError(f"window={window} is larger than the budget episodes={episodes}", flag="--window")
+    return window
+
+
+def _check_num_envs_fit(spec: RunSpec, algos: Sequence[str]) -> None:
+    """Every :mod:`agents` algorithm accepts ``--num-envs`` episodes per iteration in two minibatches."""
+    for algo in algos:
+        entry = registry.get(algo)
+        if entry.library != "agents":
+            continue
+        try:
+            agent_config(spec, algo)
+        except ValueError as err:
+            group = getattr(entry.make_config(), "group_size", None)
+            hint = f"a multiple of {algo}'s group_size {group}" if group else "an even number"
+            raise SettingError(
+                f"num_envs={spec.num_envs} does not fit {algo}: {err} (each iteration is --num-envs episodes "
+                f"in two minibatches of --num-envs // 2); make --num-envs {hint}",
+                flag="--num-envs",
+            ) from None
+
+
+def plan(
+    envs: Sequence[str],
+    episodes: int,
+    seeds: Sequence[int],
+    algos: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    num_envs: int = 16,
+    window: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
+    learning_rate: float | None = None,
+    command: str | None = None,
+) -> Comparison:
+    """Checks a comparison's settings, and the runs already in ``out``, before anything runs.
+
+    Args: as :func:`compare` (``envs``: one id or several).
+
+    Raises:
+        SettingError: A setting that cannot run (its ``flag`` names the command-line flag), or a run in
+            ``out`` made with other settings.
+    """
+    from textenv.lm import resolve_device
+    from textenv.loading import resolve_pretrained
+
+    envs = _check_envs([envs] if isinstance(envs, str) else list(envs))
+    episodes = _count(episodes, "episodes", "--episodes", 1)
+    num_envs = _count(num_envs, "num_envs", "--num-envs", 1)
+    seeds = _check_seeds(list(seeds))
+    algos = _check_algos(list(algos))
+    window = _check_window(window, episodes, num_envs)
+    try:
+        out = output_dir(os.fspath(out))
+    except argparse.ArgumentTypeError as err:
+        raise SettingError(str(err), flag="--out") from None
+    if learning_rate is not None and not (
+        not isinstance(learning_rate, bool)
+        and isinstance(learning_rate, (int, float))
+        and math.isfinite(learning_rate)
+        and learning_rate > 0
+    ):
+        raise SettingError(
+            f"learning_rate must be a finite number > 0, got {learning_rate!r}", flag="--learning-rate"
+        )
+    if not isinstance(env_kwargs, (dict, type(None))):
+        raise SettingError(f"env_kwargs must be a dict, got {env_kwargs!r}", flag="--env-kwargs")
+    try:
+        resolve_device(device)
+    except (TypeError, ValueError) as err:
+        raise SettingError(str(err), flag="--device") from None
+    if model is not None:
+        try:
+            resolve_pretrained(model, argument="model")
+        except (TypeError, ValueError) as err:
+            raise SettingError(str(err), flag="--model") from None
+    runs = tuple(
+        (
+            algo,
+            RunSpec(
+                env_id=env,
+                episodes=episodes,
+                seed=seed,
+                model=model if model is not None else default_model(env),
+                num_envs=num_envs,
+                env_kwargs=dict(env_kwargs or {}),
+                device=device,
+                learning_rate=None if learning_rate is None else float(learning_rate),
+            ),
+        )
+        for env in envs
+        for algo in algos
+        for seed in seeds
+    )
+    _check_num_envs_fit(runs[0][1], algos)
+    for algo, spec in runs:
+        try:
+            settings = run_settings(algo, spec)
+        except (TypeError, ValueError) as err:
+            raise SettingError(
+                f"env_kwargs must hold JSON values (they are recorded): {err}", flag="--env-kwargs"
+            ) from None
+        load_run(run_path(out, algo, spec), settings, algo)  # refuses a run made with other settings
+    return Comparison(envs, algos, seeds, episodes, window, out, runs, command)
+
+
+def run_comparison(comparison: Comparison, log: Callable[[str], None] = print) -> list[RunResult]:
+    """Runs (or reads back, when ``out`` holds them) every run of a :func:`plan` and writes the reports.
+
+    Returns:
+        One :class:`RunResult` per (task, algorithm, seed), in run order.
+    """
+    results = []
+    for algo, spec in comparison.runs:
+        where = f"{algo} seed {spec.seed} on {spec.env_id}"
+        path, settings = run_path(comparison.out, algo, spec), run_settings(algo, spec)
+        result = load_run(path, settings, algo)
+        if result is not None:
+            log(f"[compare] {where}: finished earlier, read from {path}")
+            results.append(result)
+            continue
+        log(f"[compare] {where}: {spec.episodes} episodes from {spec.model} ...")
+        entry = registry.get(algo)
+        rewards, tokens, wall_time, kls = RUNNERS[entry.library](spec, entry.name)
+        result = RunResult(
+            algo, spec.seed, list(rewards), list(tokens), float(wall_time), list(kls), env=spec.env_id
+        )
+        save_run(path, settings, result)
+        results.append(result)
+        log(
+            f"[compare] {where}: final reward {result.final_reward(comparison.window):.3f}, "
+            f"{wall_time:.0f} s, {result.tokens_per_s:.0f} tokens/s"
+        )
+    write_outputs(comparison, results)
+    return results
+
+
 def compare(
-    env: str,
+    env: str | Sequence[str],
     episodes: int,
     seeds: Sequence[int] = (0,),
-    algos: Sequence[str] = ("ppo", "grpo", "rloo", "reinforce++", "scst", "sb3-ppo", "sb3-a2c"),
+    algos: Sequence[str] = DEFAULT_ALGOS,
     out: str | os.PathLike[str] = "runs/compare",
     *,
-    model: str = "tiny-lm",
+    model: str | None = None,
     num_envs: int = 16,
     window: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
@@ -509,143 +648,114 @@ def compare(
     command: str | None = None,
     log: Callable[[str], None] = print,
 ) -> list[RunResult]:
-    """Trains every algorithm with every seed on ``env`` and writes curves, CSVs and the table to ``out``.
+    """Trains every algorithm with every seed on every task and writes curves, CSVs, tables and the
+    aggregate to ``out``; runs already finished in ``out`` are read back, not run again.
 
     Args:
-        env: Registered textenv id, e.g. ``"TextGen-Sentiment-v0"``.
+        env: Registered textenv id, e.g. ``"TextGen-Sentiment-v0"``, or several.
         episodes: Episode budget of every run.
-        seeds: Seeds; each algorithm runs once per seed.
-        algos: Names from :data:`ALGORITHMS` (or :data:`ALIASES`).
+        seeds: Seeds; each algorithm runs once per task and seed.
+        algos: Names from :data:`agents.registry.ALGORITHMS` (or :data:`agents.registry.ALIASES`).
         out: Output directory (created).
-        model: Starting model: asset name (``"tiny-lm"``), local path or hub name.
+        model: Starting model of every task: asset name, local path or hub name; ``None``: each task's own.
         num_envs: Env rows stepped together (also the agents' episodes per iteration).
         window: Episodes per curve point (default ``max(num_envs, episodes // 16)``).
         env_kwargs: Extra env keyword arguments, e.g. ``{"max_new_tokens": 8}``.
         device: Torch device of models and envs.
         learning_rate: Overrides every algorithm's learning rate.
-        command: The command line, recorded in ``results.md``.
+        command: The command line, recorded in ``results.md`` and ``aggregate.md``.
         log: Where progress lines go.
 
     Returns:
-        One :class:`RunResult` per (algorithm, seed).
+        One :class:`RunResult` per (task, algorithm, seed).
 
     Raises:
-        ValueError: An unknown algorithm, an empty seed list or a bad count.
+        SettingError: (a ``ValueError``) a setting that cannot run, or a run in ``out`` made with other
+            settings; raised before anything runs.
     """
-    episodes = _check_int("episodes", episodes, 1)
-    num_envs = _check_int("num_envs", num_envs, 1)
-    unknown = [a for a in algos if ALIASES.get(a, a) not in ALGORITHMS]
-    if unknown or not algos:
-        raise ValueError(
-            f"unknown algorithms {unknown or list(algos)}; choose from {sorted(ALGORITHMS)} (or {sorted(ALIASES)})"
-        )
-    if not seeds:
-        raise ValueError("seeds is empty; give at least one seed")
-    window = max(num_envs, episodes // 16) if window is None else _check_int("window", window, 1)
-    if window > episodes:
-        raise ValueError(f"window={window} is larger than the budget episodes={episodes}")
-    os.makedirs(out, exist_ok=True)
-
-    results = []
-    for algo in algos:
-        for seed in seeds:
-            spec = RunSpec(
-                env_id=env,
-                episodes=episodes,
-                seed=int(seed),
-                model=model,
-                num_envs=num_envs,
-                env_kwargs=dict(env_kwargs or {}),
-                device=device,
-                learning_rate=learning_rate,
-            )
-            log(f"[compare] {algo} seed {seed}: {episodes} episodes on {env} ...")
-            rewards, tokens, wall_time, *kls = ALGORITHMS[ALIASES.get(algo, algo)](spec)  # named as given
-            result = RunResult(
-                algo, int(seed), list(rewards), list(tokens), float(wall_time), list(kls[0]) if kls else []
-            )
-            results.append(result)
-            log(
-                f"[compare] {algo} seed {seed}: final reward {result.final_reward(window):.3f}, "
-                f"{wall_time:.0f} s, {result.tokens_per_s:.0f} tokens/s"
-            )
-    _write_outputs(results, out, env=env, episodes=episodes, seeds=seeds, window=window, command=command)
-    return results
+    comparison = plan(
+        env,
+        episodes,
+        seeds,
+        algos,
+        out,
+        model=model,
+        num_envs=num_envs,
+        window=window,
+        env_kwargs=env_kwargs,
+        device=device,
+        learning_rate=learning_rate,
+        command=command,
+    )
+    return run_comparison(comparison, log)
 
 
-def _write_outputs(
-    results: Sequence[RunResult],
-    out: str | os.PathLike[str],
-    *,
-    env: str,
-    episodes: int,
-    seeds: Sequence[int],
-    window: int,
-    command: str | None,
-) -> None:
+def write_outputs(comparison: Comparison, results: Sequence[RunResult]) -> None:
+    """Each task's CSVs, curves and table; ``hyperparameters.json``, ``aggregate.md`` and the profiles."""
     import gymnasium as gym
 
-    import textenv  # noqa: F401  (registers the ids for gym.spec)
-
-    curves = learning_curves(results, window)
-    _write_csv(
-        os.path.join(out, "curves.csv"),
-        ["algo", "seed", "episodes", "mean_reward"],
-        [[r["algo"], r["seed"], r["episodes"], f"{r['mean_reward']:.6f}"] for r in curves],
-    )
-    _write_csv(
-        os.path.join(out, "episodes.csv"),
-        ["algo", "seed", "episode", "reward", "tokens", "kl"],
-        [
-            [r.algo, r.seed, i + 1, f"{reward:.6f}", n, f"{r.kls[i]:.6f}" if i < len(r.kls) else ""]
-            for r in results
-            for i, (reward, n) in enumerate(zip(r.rewards, r.tokens))
-        ],
-    )
-    threshold = gym.spec(env).reward_threshold
-    plot_learning_curves(
-        curves,
-        os.path.join(out, "learning_curves.png"),
-        title=f"{env} (mean over seeds, band: min-max)",
-        ylabel=f"mean episode reward (per {window} episodes)",
-        threshold=threshold,
-    )
-    final_n = max(window, math.ceil(FINAL_FRACTION * episodes))
-    header = [
-        f"# {env}: {episodes} episodes, seeds {', '.join(str(s) for s in seeds)}",
-        "",
-        f"Final reward: mean return of the last {final_n} episodes; first window: of the first {window}; "
-        "mean ± std over seeds. Episodes to threshold: end of the first window whose mean return reaches "
-        f"the task's threshold ({threshold}), over the seeds that reached it. KL: KL to the reference per "
-        "episode (nats, last episodes as the final reward; n/a where not reported). Wall time: training only. "
-        "Tokens/s: generated tokens per second of training.",
-        "",
-        "",
-    ]
-    if command:
-        header[1:1] = ["", f"`{command}`"]
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write("\n".join(header) + results_table(results, window, threshold) + "\n")
-    with open(os.path.join(out, "hyperparameters.json"), "w") as f:
-        json.dump(
-            {
-                algo: HYPERPARAMETERS[ALIASES.get(algo, algo)]
-                for algo in dict.fromkeys(r.algo for r in results)
-            },
-            f,
-            indent=2,
+    os.makedirs(comparison.out, exist_ok=True)
+    for env in comparison.envs:
+        task_dir = comparison.task_dir(env)
+        os.makedirs(task_dir, exist_ok=True)
+        write_task_report(
+            [r for r in results if r.env == env],
+            task_dir,
+            env=env,
+            episodes=comparison.episodes,
+            seeds=comparison.seeds,
+            window=comparison.window,
+            command=comparison.command,
+            threshold=gym.spec(env).reward_threshold,
         )
+    first: dict[str, RunSpec] = {}
+    for algo, spec in comparison.runs:
+        first.setdefault(algo, spec)
+    with open(os.path.join(comparison.out, "hyperparameters.json"), "w") as f:
+        json.dump({algo: _hyperparameters(algo, spec) for algo, spec in first.items()}, f, indent=2)
+    scales = {env: score_scale(env) for env in comparison.envs}
+    with open(os.path.join(comparison.out, "aggregate.md"), "w") as f:
+        f.write(aggregate_report(results, comparison.window, scales, command=comparison.command))
+    scores, included, _ = normalized_scores(results, comparison.window, scales)
+    if included:
+        plot_performance_profiles(scores, os.path.join(comparison.out, "performance_profiles.png"))
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """The ``textenv-compare`` command line."""
+def _hyperparameters(algo: str, spec: RunSpec) -> dict[str, Any]:
+    """An algorithm's presets, comparison values and batch shape (the :mod:`agents` configs' other
+    fields are their defaults): ``hyperparameters.json`` and the settings a stored run is checked by."""
+    entry = registry.get(algo)
+    params = {**entry.presets, **spec.hyperparameters(algo)}
+    if entry.library == "agents":
+        params.update(episodes_per_iteration=spec.num_envs, minibatch_size=max(spec.num_envs // 2, 1))
+    return params
+
+
+# --- command line ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The ``textenv-compare`` parser."""
     parser = argparse.ArgumentParser(
         prog="textenv-compare",
-        description="Train several RL algorithms on one textenv task with the same episode budget and seeds; "
-        "write learning curves (PNG, CSV) and a results table (markdown).",
+        description="Train several RL algorithms on textenv tasks with the same episode budget and seeds; "
+        "write learning curves (PNG, CSV) and a results table (markdown) per task, and the aggregate over "
+        "tasks and seeds (IQM and probability of improvement with 95%% stratified bootstrap intervals, "
+        "performance profiles). Finished runs in --out are reused when the command is run again.",
     )
-    parser.add_argument(
-        "--env", default="TextGen-Sentiment-v0", help="registered textenv id (default: %(default)s)"
+    tasks = parser.add_mutually_exclusive_group()
+    tasks.add_argument(
+        "--env",
+        "--envs",
+        dest="envs",
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help=f"registered textenv id(s) (default: {DEFAULT_ENV})",
+    )
+    tasks.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=None,
+        help="a task suite: builtin = every task of textenv.tasks.TASKS",
     )
     parser.add_argument(
         "--episodes", type=int, default=512, help="episode budget per run (default: %(default)s)"
@@ -654,14 +764,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--algos",
         nargs="+",
-        default=["ppo", "grpo", "rloo", "reinforce++", "scst", "sb3-ppo", "sb3-a2c"],
-        choices=sorted([*ALGORITHMS, *ALIASES]),
+        default=list(DEFAULT_ALGOS),
+        choices=[*ALGORITHMS, *ALIASES],
         metavar="ALGO",
         help=f"algorithms, of {', '.join(ALGORITHMS)} (old names {', '.join(ALIASES)} also work; default: "
-        "ppo grpo rloo reinforce++ scst sb3-ppo sb3-a2c)",
+        f"{' '.join(DEFAULT_ALGOS)})",
     )
     parser.add_argument("--out", default="runs/compare", help="output directory (default: %(default)s)")
-    parser.add_argument("--model", default="tiny-lm", help="starting model: asset name, path or hub name")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="starting model of every task: asset name, path or hub name (default: each task's own, "
+        f"textenv.tasks.Task.model; {FALLBACK_MODEL} for other envs)",
+    )
     parser.add_argument(
         "--num-envs", type=int, default=16, help="env rows stepped together (default: %(default)s)"
     )
@@ -670,40 +785,56 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--learning-rate", type=float, default=None, help="override every algorithm's learning rate"
     )
     parser.add_argument(
-        "--env-kwargs", type=json.loads, default={}, help="JSON env keywords, e.g. '{\"max_new_tokens\": 8}'"
+        "--env-kwargs", type=json_object, default={}, help="JSON env keywords, e.g. '{\"max_new_tokens\": 8}'"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads", type=int_at_least(1), default=None, help="torch CPU threads (default: torch's choice)"
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``textenv-compare`` command line; a bad flag is argparse's one-line error (exit code 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if not isinstance(args.env_kwargs, dict):
-        parser.error(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    envs = suite(args.suite) if args.suite else (args.envs or [DEFAULT_ENV])
+    command = shlex.join(["textenv-compare", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        comparison = plan(
+            envs,
+            args.episodes,
+            args.seeds,
+            args.algos,
+            args.out,
+            model=args.model,
+            num_envs=args.num_envs,
+            window=args.window,
+            env_kwargs=args.env_kwargs,
+            device=args.device,
+            learning_rate=args.learning_rate,
+            command=command,
+        )
+    except SettingError as err:
+        parser.error(f"argument {err.flag}: {err}")
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    command = shlex.join(["textenv-compare", *(sys.argv[1:] if argv is None else argv)])
-    compare(
-        args.env,
-        args.episodes,
-        args.seeds,
-        args.algos,
-        args.out,
-        model=args.model,
-        num_envs=args.num_envs,
-        window=args.window,
-        env_kwargs=args.env_kwargs,
-        device=args.device,
-        learning_rate=args.learning_rate,
-        command=command,
-    )
-    with open(os.path.join(args.out, "results.md")) as f:
+    try:
+        run_comparison(comparison)
+    except (ValueError, TypeError) as err:  # e.g. an env keyword the env refuses; finished runs are kept
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    for env in comparison.envs:
+        with open(os.path.join(comparison.task_dir(env), "results.md")) as f:
+            print(f.read())
+    with open(os.path.join(comparison.out, "aggregate.md")) as f:
         print(f.read())
     print(
-        f"[compare] wrote {os.path.join(args.out, 'learning_curves.png')}, curves.csv, episodes.csv, results.md"
+        f"[compare] wrote {comparison.out}: learning_curves.png, curves.csv, episodes.csv, results.md per task; aggregate.md"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

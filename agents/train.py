@@ -24,29 +24,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from agents import registry
+from agents.cli import env_id, float_above, int_at_least, json_object, output_dir
 from agents.common.config import field_docs
 
 DEFAULT_ENV = "TextGen-Sentiment-v0"
 DEFAULT_POLICY = "tiny-lm"
 DEFAULT_EPISODES = 4096
 SMALL_MODEL_PARAMETERS = 20_000_000
-
-ALGOS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    # --algo: (class, config class, preset config fields; presets are not flags)
-    "ppo": ("PPO", "PPOConfig", {}),
-    "grpo": ("GRPO", "GRPOConfig", {}),
-    "rloo": ("RLOO", "RLOOConfig", {}),
-    "reinforce++": ("REINFORCE", "REINFORCEConfig", {"baseline": "batch"}),
-    "scst": ("REINFORCE", "REINFORCEConfig", {"baseline": "greedy"}),
-}
-"""The algorithms of ``--algo``."""
 
 FLAG_ALIASES = {
     "learning_rate": ["--lr"],
@@ -62,23 +53,14 @@ checkpoints."""
 
 
 def algorithm(name: str) -> tuple[type, type, dict[str, Any]]:
-    """The class, config class and preset fields of an ``--algo`` name."""
-    import agents
-
-    cls_name, config_name, presets = ALGOS[name]
-    return getattr(agents, cls_name), getattr(agents, config_name), presets
+    """The class, config class and preset fields of an ``--algo`` name (from :mod:`agents.registry`)."""
+    algo = registry.get(name)
+    return algo.load(), algo.config_class, dict(algo.presets)
 
 
-def _env_id(value: str) -> str:
-    """argparse type of ``--env``: a registered textenv id (the error lists them, on one line)."""
-    import gymnasium as gym
-
-    import textenv  # noqa: F401  (registers the env ids)
-
-    ids = sorted(k for k in gym.registry if k.startswith("TextGen"))
-    if value not in ids:
-        raise argparse.ArgumentTypeError(f"unknown env {value!r}; registered textenv ids: {', '.join(ids)}")
-    return value
+def config_flags(name: str) -> list[str]:
+    """The flags of a config field: ``--field-name`` and its short spellings (:data:`FLAG_ALIASES`)."""
+    return [f"--{name.replace('_', '-')}", *FLAG_ALIASES.get(name, [])]
 
 
 def _field_type(annotation: str) -> tuple[Any, bool]:
@@ -106,7 +88,7 @@ def add_config_flags(group: argparse._ArgumentGroup, config_cls: type, skip: Seq
             continue
         kind, is_bool = _field_type(str(f.type))
         default = CLI_DEFAULTS.get(f.name, f.default)
-        flags = [f"--{f.name.replace('_', '-')}", *FLAG_ALIASES.get(f.name, [])]
+        flags = config_flags(f.name)
         help_text = docs.get(f.name, "").replace("%", "%%")
         if f.name in CLI_DEFAULTS:
             help_text += f" (command-line default {default}; the config's is {f.default})"
@@ -130,20 +112,32 @@ def build_parser(algo: str = "ppo") -> argparse.ArgumentParser:
         "chosen algorithm's config fields (python -m agents.train --algo grpo --help lists GRPO's).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="the algorithm")
-    p.add_argument("--env", type=_env_id, default=DEFAULT_ENV, help="textenv id")
+    p.add_argument("--algo", choices=registry.AGENTS, default="ppo", help="the algorithm")
+    p.add_argument("--env", type=env_id, default=DEFAULT_ENV, help="textenv id")
     p.add_argument("--policy", default=DEFAULT_POLICY, help="built-in asset name, local path or hub name")
     p.add_argument(
-        "--episodes", type=int, default=DEFAULT_EPISODES, help="episodes to train (in all, with --resume)"
+        "--episodes",
+        type=int_at_least(1),
+        default=DEFAULT_EPISODES,
+        help="episodes to train (in all, with --resume)",
     )
-    p.add_argument("--out", default=None, help="output directory (log_dir); default runs/<algo>")
+    p.add_argument(
+        "--out", type=output_dir, default=None, help="output directory (log_dir); default runs/<algo>"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="override the task's episode length")
-    p.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON dict of extra env arguments")
-    p.add_argument("--num-samples", type=int, default=6, help="prompts generated before/after training")
+    p.add_argument(
+        "--max-new-tokens", type=int_at_least(1), default=None, help="override the task's episode length"
+    )
+    p.add_argument("--env-kwargs", type=json_object, default=None, help="JSON object of extra env arguments")
+    p.add_argument(
+        "--num-samples",
+        type=int_at_least(0),
+        default=6,
+        help="prompts generated before/after training (0: none)",
+    )
     p.add_argument(
         "--threads",
-        type=int,
+        type=int_at_least(1),
         default=None,
         help="torch CPU threads (default: 1 for models under 20M parameters, which run fastest on one "
         "thread and do not slow down when other processes share the cores; else torch's default)",
@@ -160,9 +154,12 @@ def add_lora_arguments(p: argparse.ArgumentParser) -> None:
     """``--lora-r/--lora-alpha/--lora-target-modules/--export-merged`` (LoRA through PEFT)."""
     group = p.add_argument_group("LoRA (needs peft: pip install 'textenv[peft]')")
     group.add_argument(
-        "--lora-r", type=int, default=None, help="train LoRA adapters of this rank instead of every weight"
+        "--lora-r",
+        type=int_at_least(1),
+        default=None,
+        help="train LoRA adapters of this rank instead of every weight",
     )
-    group.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: 2 * r)")
+    group.add_argument("--lora-alpha", type=float_above(0), default=None, help="LoRA alpha (default: 2 * r)")
     group.add_argument(
         "--lora-target-modules",
         nargs="+",
@@ -182,20 +179,58 @@ def make_peft_config(args: argparse.Namespace) -> Any:
         if getattr(args, "lora_alpha", None) is not None or getattr(args, "lora_target_modules", None):
             raise ValueError("--lora-alpha and --lora-target-modules need --lora-r")
         return None
+    if args.lora_target_modules is not None and not all(m.strip() for m in args.lora_target_modules):
+        raise ValueError(f"--lora-target-modules holds a blank module name: {args.lora_target_modules}")
     from agents.common.lora import lora_config
 
     return lora_config(args.lora_r, args.lora_alpha, args.lora_target_modules)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parses ``--algo`` first, then the full command line with that algorithm's config flags."""
+    """Parses ``--algo`` first, then the full command line with that algorithm's config flags.
+
+    Every mistake the flags can hold is found here, before anything is written: a bad value, a config the
+    algorithm refuses (named by its flag), a blank or misspelled ``--policy``, an unavailable ``--device``,
+    LoRA flags without ``--lora-r``, ``--resume`` without a checkpoint. Each is argparse's one-line error
+    (``SystemExit(2)``).
+    """
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algo", choices=sorted(ALGOS), default="ppo")
+    pre.add_argument("--algo", choices=registry.AGENTS, default="ppo")
     known, _ = pre.parse_known_args(argv)
     parser = build_parser(known.algo)
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = os.path.join("runs", args.algo.replace("+", "p"))
+    check_args(parser, args)
+    return args
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checks of :func:`parse_args` that span flags; each failure is ``parser.error`` (exit code 2)."""
+    from textenv.lm import resolve_device
+    from textenv.loading import resolve_pretrained
+
+    try:
+        config = make_config(args)
+    except (TypeError, ValueError) as err:
+        # The config names the field first ("minibatch_size must be ..."): name its flag too.
+        field = str(err).split(" ", 1)[0]
+        flags = config_flags(field) if hasattr(args, field) else []
+        parser.error(f"argument {'/'.join(flags)}: {err}" if flags else str(err))
+    try:
+        resolve_device(config.device)
+    except ValueError as err:
+        parser.error(f"argument --device: {err}")
+    try:
+        resolve_pretrained(args.policy, argument="policy")
+    except ValueError as err:
+        parser.error(f"argument --policy: {err}")
+    try:
+        make_peft_config(args)
+    except ValueError as err:  # its messages name the flags
+        parser.error(str(err))
+    except ImportError as err:
+        parser.error(f"argument --lora-r: {err}")
     if args.resume:
         from agents.common import checkpoint as ckpt
 
@@ -203,7 +238,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(
                 f"--resume: no checkpoint in {args.out!r} (expected {args.out}/checkpoints/checkpoint-*)"
             )
-    return args
 
 
 def make_config(args: argparse.Namespace) -> Any:
@@ -214,8 +248,10 @@ def make_config(args: argparse.Namespace) -> Any:
 
 
 def sample_prompts(agent: Any, n: int) -> list[str]:
-    """The first ``n`` distinct prompt texts of the env."""
+    """The first ``n`` distinct prompt texts of the env (none for ``n=0``)."""
     seen: list[str] = []
+    if n < 1:
+        return seen
     for prompt in agent.spec.prompts:
         if prompt.text not in seen:
             seen.append(prompt.text)
@@ -278,7 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is None and agent.device.type == "cpu" and small:
         torch.set_num_threads(1)
     prompts = sample_prompts(agent, args.num_samples)
-    before = agent.generate(prompts, seed=config.seed)
+    before = agent.generate(prompts, seed=config.seed) if prompts else []
     main_process = agent.dist.is_main  # under accelerate launch / torchrun only process 0 prints and writes
     where = f"{agent.device}" + (
         f" ({torch.get_num_threads()} threads)" if agent.device.type == "cpu" else ""
@@ -293,7 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     agent.learn(args.episodes, resume=args.resume)
     elapsed = time.perf_counter() - start
-    after = agent.generate(prompts, seed=config.seed)
+    after = agent.generate(prompts, seed=config.seed) if prompts else []
     final_dir = agent.save(os.path.join(args.out, "final"))  # every process (a collective), one writer
     if not main_process:
         agent.close()

@@ -28,9 +28,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from agents import registry
 from benchmarks import fixture
 
-ALGOS = ("ppo", "grpo", "rloo", "reinforce++", "scst")
+ALGOS = registry.AGENTS
+"""``--algo``: the :mod:`agents` algorithms of :mod:`agents.registry`."""
 
 
 def count_good(prompts: list[str], texts: list[str], refs: list, metas: list) -> list[float]:
@@ -40,7 +42,6 @@ def count_good(prompts: list[str], texts: list[str], refs: list, metas: list) ->
 
 def build(args: argparse.Namespace) -> Any:
     """The agent of ``args.algo`` on a fixture env of ``args.batch`` rows."""
-    import agents
     from textenv.scorers import Callable
     from textenv.scorers.kl import KLPenalty
     from textenv.vector import TextGenVectorEnv
@@ -71,17 +72,16 @@ def build(args: argparse.Namespace) -> Any:
         "seed": 0,
         "mixed_precision": "bf16" if args.bf16 else "no",
     }
+    algo = registry.get(args.algo)
+    cls = algo.load()
+    # One update per rollout: PPO's epochs, the critic-free methods' passes (TRL's num_iterations=1).
     if args.algo == "ppo":
-        config: Any = agents.PPOConfig(**common, ppo_epochs=1, init_kl_coef=args.beta)
-        cls: Any = agents.PPO
+        extra: dict[str, Any] = {"ppo_epochs": 1, "init_kl_coef": args.beta}
     else:
-        cls = {"grpo": agents.GRPO, "rloo": agents.RLOO}.get(args.algo, agents.REINFORCE)
-        extra: dict[str, Any] = {"num_iterations": 1, "beta": args.beta}
-        if args.algo in ("grpo", "rloo"):
+        extra = {"num_iterations": 1, "beta": args.beta}
+        if "group_size" in algo.config_fields():
             extra["group_size"] = args.group
-        if args.algo in ("reinforce++", "scst"):
-            extra["baseline"] = "batch" if args.algo == "reinforce++" else "greedy"
-        config = cls.config_class(**common, **extra)
+    config = algo.make_config(**common, **extra)
     return cls(model, env, config, min_new_tokens=args.new_tokens, verbose=0, progress_bar=False)
 
 

@@ -10,7 +10,7 @@ model (for tasks with a KL term in their reward; PPO adds none of its own). The 
 usage: python benchmarks/learning.py [--tasks all | ID ...] [--minutes 10] [--threads 1] [--window 5]
        [--set field=value ...] [--keep-going]
 
-Uses only the agents package's public API (``from agents import PPO, PPOConfig``).
+Uses only the agents package's public API (``agents.registry``'s ``ppo``: ``agents.PPO`` and its config).
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-# PPOConfig fields whose `python -m agents.train` flag is not the field name with dashes.
-FLAGS = {"learning_rate": "lr", "init_kl_coef": "kl-coef", "gradient_accumulation_steps": "grad-accum"}
-
-
 def command(task) -> str:
-    """The ``python -m agents.train`` command line of a task's recipe."""
+    """The ``python -m agents.train`` command line of a task's recipe (each field's shortest flag)."""
+    from agents.train import config_flags
+
     parts = [f"python -m agents.train --env {task.id} --policy {task.model}"]
     for key, value in task.recipe.items():
-        parts.append(f"--{FLAGS.get(key, key.replace('_', '-'))} {value}")
+        flag = "--episodes" if key == "episodes" else min(config_flags(key), key=len)
+        parts.append(f"{flag} {value}")
     return " ".join(parts)
 
 
@@ -54,13 +53,14 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
 
 def run(task, args: argparse.Namespace) -> dict[str, Any]:
     """Trains one task with its recipe; returns the figures of its row."""
-    from agents import PPO, PPOConfig
+    from agents import registry
 
+    ppo_entry = registry.get("ppo")
     task_id, threshold = task.id, task.reward_threshold
     recipe = {k: v for k, v in task.recipe.items() if k != "episodes"}
-    config = PPOConfig(**{"device": "cpu", **recipe, **parse_overrides(args.set)})
+    config = ppo_entry.make_config(**{"device": "cpu", **recipe, **parse_overrides(args.set)})
     cpu0 = time.process_time()
-    ppo = PPO(task.model, task_id, config, verbose=int(args.verbose), progress_bar=False)
+    ppo = ppo_entry.load()(task.model, task_id, config, verbose=int(args.verbose), progress_bar=False)
     reached: dict[str, float] = {}
 
     def recent(key: str) -> float:

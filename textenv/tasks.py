@@ -127,6 +127,9 @@ class Task:
         recipe: How the project's PPO learns the task from ``model``: ``episodes`` (the budget) and
             ``agents.PPOConfig`` fields (the rest are PPOConfig's defaults); measured by
             ``benchmarks/learning.py`` (figures in ``benchmarks/RESULTS.md``).
+        untrained_return: Mean episode return of ``model`` untrained (see the module docstring), or
+            ``None`` if unknown. ``textenv-compare`` normalises a score to 0 there and to 1 at
+            ``reward_threshold``.
     """
 
     id: str
@@ -137,6 +140,7 @@ class Task:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     model: str = "tiny-lm"
     recipe: Mapping[str, Any] = field(default_factory=dict)
+    untrained_return: float | None = None
 
     def kwargs(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The env keyword arguments: defaults, then ``overrides``; a new reward unless one is given.
@@ -179,6 +183,7 @@ SENTIMENT = Task(
     prompts="review-prompts",
     reward=sentiment_reward,
     reward_threshold=0.8,
+    untrained_return=0.47,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
     recipe={"episodes": 4096, "learning_rate": 5e-5, "mixed_precision": "no"},
 )
@@ -188,6 +193,7 @@ KEYWORD = Task(
     prompts="keyword-prompts",
     reward=keyword_reward,
     reward_threshold=0.8,
+    untrained_return=0.16,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 20},
     recipe={"episodes": 12000, "learning_rate": 1e-4, "mixed_precision": "no"},
 )
@@ -197,6 +203,7 @@ COPY = Task(
     prompts="copy-prompts",
     reward=copy_reward,
     reward_threshold=0.85,
+    untrained_return=0.68,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 24},
     # Near the ROUGE ceiling the signal is one wrong word in a sentence: the value head must learn at
     # its own, higher rate (a fresh head is noise of the rewards' size), Monte-Carlo advantages
@@ -219,6 +226,7 @@ ARITHMETIC = Task(
     prompts="arithmetic-prompts",
     reward=arithmetic_reward,
     reward_threshold=ARITHMETIC_THRESHOLD,
+    untrained_return=0.355,
     env_kwargs={"max_prompt_tokens": 12, "max_new_tokens": 6},
     model="tiny-solver",
     recipe={
@@ -235,6 +243,7 @@ REVERSE = Task(
     prompts="reverse-prompts",
     reward=reverse_reward,
     reward_threshold=REVERSE_THRESHOLD,
+    untrained_return=0.50,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 12},
     model="tiny-solver-early",
     recipe={

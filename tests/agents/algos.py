@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import GRPO, REINFORCE, RLOO, GRPOConfig, REINFORCEConfig, RLOOConfig
+from agents import registry
 from tests.agents.tiny import PROMPTS, P, T, good_fraction, tiny_lm, tiny_tokenizer
 from textenv.scorers import Callable
 from textenv.scorers.kl import KLPenalty
 from textenv.vector import TextGenVectorEnv
 
-ALGOS: dict[str, tuple[type, type, dict[str, Any]]] = {
-    "grpo": (GRPO, GRPOConfig, {}),
-    "rloo": (RLOO, RLOOConfig, {}),
-    "reinforce++": (REINFORCE, REINFORCEConfig, {"baseline": "batch"}),
-    "scst": (REINFORCE, REINFORCEConfig, {"baseline": "greedy"}),
-}
+ALGOS = ("grpo", "rloo", "reinforce++", "scst")
+"""The critic-free algorithms of :mod:`agents.registry`."""
 
 
 def make_env(num_envs: int = 8, kl: bool = False) -> TextGenVectorEnv:
@@ -37,17 +33,16 @@ def make_env(num_envs: int = 8, kl: bool = False) -> TextGenVectorEnv:
 
 
 def make_algo(name: str, *, env: Any = None, log_dir: Any = None, **config: Any) -> Any:
-    cls, config_cls, defaults = ALGOS[name]
-    cfg = config_cls(
+    entry = registry.get(name)
+    cfg = entry.make_config(
         **{
             "episodes_per_iteration": 8,
             "device": "cpu",
             "seed": 0,
             "learning_rate": 3e-3,
             "log_dir": None if log_dir is None else str(log_dir),
-            **defaults,
             **config,
         }
     )
     env = make_env() if env is None else env
-    return cls(tiny_lm(len(tiny_tokenizer()), seed=1), env, cfg, verbose=0, progress_bar=False)
+    return entry.load()(tiny_lm(len(tiny_tokenizer()), seed=1), env, cfg, verbose=0, progress_bar=False)

@@ -97,11 +97,126 @@ def test_cli_trains_and_writes_curve_csv_checkpoint_and_samples(tmp_path):
     assert "8 episodes in" in proc.stdout and "(24 in all, resumed)" in proc.stdout
 
 
-def test_cli_reports_bad_arguments(tmp_path, capsys):
-    assert main(["--episodes", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "--episodes" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--kl-controller"])
+def _error(argv, capsys, call=main) -> str:
+    """The one-line error of ``python -m agents.train argv``: argparse's, exit code 2, no traceback."""
+    with pytest.raises(SystemExit) as info:
+        call(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_cli_mistakes_are_one_line_errors_naming_the_flag(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "x")]
+    assert _error(["--episodes", "0", *out], capsys).endswith(
+        "error: argument --episodes: expected an int >= 1, got '0'"
+    )
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    assert f"argument --out: '{file}' is a file, not a directory" in _error(["--out", str(file)], capsys)
+    assert "argument --threads: expected an int >= 1, got '0'" in _error(["--threads", "0", *out], capsys)
+    line = _error(["--env-kwargs", "[1, 2]", *out], capsys)
+    assert "argument --env-kwargs: expected a JSON object such as" in line and "got '[1, 2]'" in line
+    assert "argument --num-samples: expected an int >= 0, got '-1'" in _error(
+        ["--num-samples", "-1", *out], capsys
+    )
+    line = _error(["--episodes-per-iteration", "12", "--minibatch-size", "8", *out], capsys)
+    assert (
+        "argument --minibatch-size: minibatch_size must be a divisor of episodes_per_iteration=12, got 8"
+        in line
+    )
+    line = _error(["--kl-coef", "-1", *out], capsys)
+    assert "argument --init-kl-coef/--kl-coef: init_kl_coef must be >= 0 or None, got -1.0" in line
+    assert "did you mean 'tiny-lm'" in _error(["--policy", "tiny_lm", *out], capsys)
+    assert "--lora-alpha and --lora-target-modules need --lora-r" in _error(
+        ["--lora-alpha", "4", *out], capsys
+    )
+    assert "argument --kl-controller: expected one argument" in _error(["--kl-controller"], capsys)
+    assert not os.path.exists(tmp_path / "x")  # nothing was written
+
+
+RUN_FLAG_BAD_VALUES = {
+    "--algo": ["", "dqn", "sb3-ppo"],
+    "--env": ["", "TextGen-Nope-v0"],
+    "--policy": ["", "tiny_lm"],
+    "--episodes": ["0", "-1", "abc", ""],
+    "--out": ["", "FILE", "FILE/sub"],
+    "--max-new-tokens": ["0", "-1", "abc", ""],
+    "--env-kwargs": ["", "[1]", "{", "null", "3"],
+    "--num-samples": ["-1", "abc", "", "1.5"],
+    "--threads": ["0", "-1", "abc", ""],
+    "--lora-r": ["0", "-1", "abc", ""],
+    "--lora-alpha": ["0", "-1", "abc", "nan"],
+    "--lora-target-modules": [""],
+}
+"""Bad values of the run's own flags (``FILE``: a file where a directory belongs)."""
+
+SWITCHES = ("--resume", "--no-progress", "--quiet", "--export-merged")
+"""Flags without a value: ``--quiet=1`` is the mistake they can hold."""
+
+BAD_VALUES_BY_TYPE = {
+    "int": ["-1", "abc", "", "1.5"],
+    "float": ["-1", "abc", "", "nan", "inf"],
+    "str": ["", "nope"],
+}
+"""Bad values of a config field's flag, by the field's type (every int and float field refuses -1)."""
+
+
+def _bad_argvs(algo: str, file: str) -> dict[str, list[list[str]]]:
+    """Every flag of ``--algo algo --help`` with its bad command lines."""
+    import dataclasses
+
+    from agents.train import algorithm, config_flags
+
+    _, config_cls, presets = algorithm(algo)
+    table = {
+        flag: [[flag, v.replace("FILE", file)] for v in values]
+        for flag, values in RUN_FLAG_BAD_VALUES.items()
+    }
+    table.update({flag: [[f"{flag}=1"]] for flag in SWITCHES})
+    for f in dataclasses.fields(config_cls):
+        if f.name == "log_dir" or f.name in presets:
+            continue
+        kind = str(f.type).removesuffix("| None").strip()
+        for flag in config_flags(f.name):
+            if kind == "bool":
+                table[flag] = [[f"{flag}=1"]]
+                table[f"--no-{flag[2:]}"] = [[f"--no-{flag[2:]}=1"]]
+            else:
+                table[flag] = [[flag, v] for v in BAD_VALUES_BY_TYPE[kind]]
+    return table
+
+
+def test_cli_fuzz_every_flag_with_bad_values(tmp_path, capsys):
+    import re
+
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    tested: set[str] = set()
+    for algo in ("ppo", "grpo", "rloo", "reinforce++", "scst"):
+        table = _bad_argvs(algo, str(file))
+        help_text = build_parser(algo).format_help()
+        assert set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text)) - {"--help"} == set(table), algo
+        for flag, argvs in table.items():
+            if flag in tested:
+                continue
+            tested.add(flag)
+            for argv in argvs:
+                # parse_args finds every mistake; a value wrongly accepted returns instead of training.
+                line = _error(["--algo", algo, "--out", str(tmp_path / "x"), *argv], capsys, call=parse_args)
+                assert flag in line or flag.replace("--no-", "--") in line, (algo, argv, line)
+    assert {"--group-size", "--num-iterations", "--ppo-epochs", "--lr"} <= tested
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_cli_error_in_a_subprocess_is_one_line_and_exit_code_2(tmp_path):
+    cmd = [sys.executable, "-m", "agents.train", "--threads", "0", "--out", str(tmp_path / "x")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "python -m agents.train: error: argument --threads: expected an int >= 1, got '0'"
+    )
 
 
 @pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo", "reinforce++", "scst"])
@@ -172,13 +287,16 @@ def test_cli_trains_a_critic_free_algorithm(tmp_path, capsys):
         "--max-new-tokens",
         "4",
         "--num-samples",
-        "1",
+        "0",
         "--no-progress",
         "--device",
         "cpu",
     ]
     assert main([*argv, "--threads", "1"]) == 0
-    assert "it 1 | ep 8 | score" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "it 1 | ep 8 | score" in stdout
+    # --num-samples 0: no prompt is generated before or after.
+    assert "before |" not in stdout and "prompt:" not in (out / "samples.txt").read_text()
     from agents import RLOO
 
     agent = RLOO.load(out / "final", verbose=0, progress_bar=False)
@@ -186,7 +304,7 @@ def test_cli_trains_a_critic_free_algorithm(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not _assets_built(), reason="built-in assets missing (python -m textenv.assets.build)")
-def test_cli_trains_lora_with_the_adapters_off_reference_and_exports_merged(tmp_path):
+def test_cli_trains_lora_with_the_adapters_off_reference_and_exports_merged(tmp_path, capsys):
     pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM
 
@@ -201,4 +319,4 @@ def test_cli_trains_lora_with_the_adapters_off_reference_and_exports_merged(tmp_
     files = os.listdir(out / "final" / ckpt.MODEL_DIR)
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     assert AutoModelForCausalLM.from_pretrained(out / "merged").config.n_layer >= 1
-    assert main([*argv[:2], "--lora-alpha", "4"]) == 2  # --lora-alpha needs --lora-r
+    assert "need --lora-r" in _error([*argv[:2], "--lora-alpha", "4"], capsys)

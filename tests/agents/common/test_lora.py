@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from agents import PPO, GRPOConfig, PPOConfig
+from agents import GRPOConfig, registry
 from agents.common import checkpoint as ckpt
 from agents.common.lora import is_peft_model, lora_config
 from agents.common.on_policy import TIME_METRICS
@@ -37,11 +37,10 @@ def make_agent(name: str, *, env=None, policy=None, log_dir=None, peft_config="d
     common["mixed_precision"] = "no"
     common["log_dir"] = None if log_dir is None else str(log_dir)
     if name == "ppo":
-        cls, cfg = PPO, PPOConfig(minibatch_size=4, **common, **config)
-    else:
-        cls, config_cls, defaults = ALGOS[name]
-        cfg = config_cls(**{**common, **defaults, **config})
-    return cls(policy, env, cfg, verbose=0, progress_bar=False, peft_config=peft_config)
+        common["minibatch_size"] = 4
+    entry = registry.get(name)
+    cfg = entry.make_config(**common, **config)
+    return entry.load()(policy, env, cfg, verbose=0, progress_bar=False, peft_config=peft_config)
 
 
 def comparable(history):

@@ -302,4 +302,3 @@ def test_scorer_errors_name_scorer_term_value_and_prompt(tokenizer, kind, match)
     bad.kind = "ok"
     _, info = force_episode(env, " great fun")  # the next reset works
     assert info["reward_terms"]["bad"] == 2.0
-
