@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from textenv.conversation import Conversations, TurnPlan
+from textenv.multiturn import POLICY_ROLE, Turn
 from textenv.options import TextOptions
 from textenv.prompts import Prompt
 from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, ScorerError, call_scorer, check_scores
@@ -33,12 +35,20 @@ class StepOutput:
         infos: End-of-episode info of each row that finished, by row index.
         kl: (B,) float64 KL(policy || reference) of each row's token on this step, summed over the
             env's ``KLPenalty`` terms (0 for inactive rows); ``None`` when the reward has no KL term.
+        turn_ended: (B,) bool, rows whose policy turn ended on this step (multi-turn; else ``None``).
+        inserted: (B,) int, how many tokens the env appended after each row's token (multi-turn; else ``None``).
     """
 
     rewards: np.ndarray
     terminated: np.ndarray
     infos: dict[int, dict[str, Any]] = field(default_factory=dict)
     kl: np.ndarray | None = None
+    turn_ended: np.ndarray | None = None
+    inserted: np.ndarray | None = None
+
+
+RESPONDER_TERM = "responder"
+"""The name under which ``info["reward_terms"]`` reports a multi-turn env's responder rewards."""
 
 
 def _as_prompt(choice: object) -> Prompt:
@@ -70,6 +80,8 @@ class TextGenCore:
         self.reward = as_scorer(options.reward)
         self.terms = self.reward.terms()
         self.kl_terms: list[KLPenalty] = [s for _, _, s in self.terms if isinstance(s, KLPenalty)]
+        # A multi-turn env's responder rewards count as one more term of every episode's return.
+        self.term_names = [n for n, _, _ in self.terms] + ([RESPONDER_TERM] if self.spec.multi_turn else [])
         spec = self.spec
         self.reward.attach(
             ScorerContext(
@@ -86,10 +98,14 @@ class TextGenCore:
         B, L = self.num_rows, spec.length
         self.input_ids = torch.full((B, L), spec.pad_token_id, dtype=torch.long, device=self.device)
         self.attention_mask = torch.zeros((B, L), dtype=torch.long, device=self.device)
-        self.num_generated = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
+        self.policy_mask = torch.zeros((B, L), dtype=torch.long, device=self.device)  # 1: the policy's tokens
+        self.num_generated = torch.zeros(
+            B, dtype=torch.long, device=self.device
+        )  # (B,) positions used after P
         self.done = torch.ones(B, dtype=torch.bool, device=self.device)  # (B,) no episode yet
         self.row_prompts: list[Prompt | None] = [None] * B
-        self.term_totals = torch.zeros(len(self.terms), B, dtype=torch.float64, device=self.device)
+        self.term_totals = torch.zeros(len(self.term_names), B, dtype=torch.float64, device=self.device)
+        self.conversations = Conversations(self, options.responder) if self.spec.multi_turn else None
 
     # The spec's fields the core's own code reads most (read-only views).
     @property
@@ -132,10 +148,14 @@ class TextGenCore:
         ]
         records = [self.prompts[c] if isinstance(c, int) else _as_prompt(c) for c in choices]
         ids, mask = self._prompt_tensors(choices, records)  # (R, P)
+        if self.conversations is not None:
+            self.conversations.check_reset(list(rows), records)
+            self.conversations.reset(list(rows))
         row_index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
         P = self.max_prompt_tokens
         self.input_ids[row_index] = self.spec.pad_token_id
         self.attention_mask[row_index] = 0
+        self.policy_mask[row_index] = 0
         self.input_ids[row_index, :P] = ids
         self.attention_mask[row_index, :P] = mask
         self.num_generated[row_index] = 0
@@ -168,49 +188,107 @@ class TextGenCore:
     def step(self, actions: torch.Tensor, active: torch.Tensor) -> StepOutput:
         """Appends ``actions`` (B,) to the active rows (B,) bool and returns their rewards.
 
-        A step happens whole or not at all: if a scorer raises (or returns an unusable value) the
-        rows, their totals and every dense scorer are left exactly as before the call.
+        In a multi-turn env, a row whose policy turn ends on this step gets the responder's reward, and its
+        reply's tokens are appended after the action (or its episode ends).
+
+        A step happens whole or not at all: if a scorer or the responder raises (or returns an unusable
+        value) the rows, their totals, their conversations and every dense scorer are left exactly as
+        before the call.
 
         Raises:
             ScorerError: A term raised or returned something other than one finite float per row.
+            ResponderError: The responder raised or returned something that is not a reply.
         """
         actions = actions.to(self.device, torch.long)
         active = active.to(self.device, torch.bool) & ~self.done
         # Every row writes at its next free position; inactive rows write back what is there. No
-        # row indexing by a nonzero() mask, so the only host sync of a step is reading `terminated`.
+        # row indexing by a nonzero() mask, so the only host sync of a single-turn step is reading
+        # `terminated`.
         pos = (self.max_prompt_tokens + self.num_generated).clamp_(max=self.length - 1).unsqueeze(1)  # (B, 1)
-        before = (self.input_ids.gather(1, pos), self.attention_mask.gather(1, pos))  # (B, 1) each
+        before = [x.gather(1, pos) for x in (self.input_ids, self.attention_mask, self.policy_mask)]  # (B, 1)
         num_generated, done = self.num_generated.clone(), self.done.clone()
         self.input_ids.scatter_(1, pos, torch.where(active.unsqueeze(1), actions.unsqueeze(1), before[0]))
         self.attention_mask.scatter_(1, pos, before[1] | active.unsqueeze(1))
+        self.policy_mask.scatter_(1, pos, before[2] | active.unsqueeze(1))
         self.num_generated += active
-        is_eos = torch.isin(actions, self._eos) & active
-        terminated = is_eos | (active & (self.num_generated >= self.max_new_tokens))
-        self.done |= terminated
+        budget_full = active & (self.num_generated >= self.max_new_tokens)
         try:
+            plan = self._plan(actions, active, budget_full)
+            terminated = torch.zeros_like(active)
+            terminated[list(plan.finish)] = True
+            self.done |= terminated
             dense = self._dense_rewards(actions, active)  # (K, B), no scorer advanced yet
-            terminated_np = terminated.cpu().numpy()
-            finished = np.flatnonzero(terminated_np).tolist()
-            batch = self.episode_batch(finished, is_eos) if finished else None
-            step_terms = dense.clone()  # (K, B) every term's weighted reward on this step
+            finished = sorted(plan.finish)
+            batch = self.episode_batch(finished, plan) if finished else None
+            step_terms = torch.cat([dense, plan.rewards[None]]) if self.conversations else dense  # (K', B)
             if batch is not None:
-                step_terms[:, torch.as_tensor(finished, device=self.device)] += self._score(batch, finished)
+                index = torch.as_tensor(finished, device=self.device)
+                step_terms[: len(self.terms), index] += self._score(batch, finished)
             self._check_sums(step_terms, active)
         except BaseException:
             # Undo the token writes: a failed step leaves no trace.
-            self.input_ids.scatter_(1, pos, before[0])
-            self.attention_mask.scatter_(1, pos, before[1])
+            for x, old in zip((self.input_ids, self.attention_mask, self.policy_mask), before):
+                x.scatter_(1, pos, old)
             self.num_generated.copy_(num_generated)
             self.done.copy_(done)
             raise
         for _, _, scorer in self.terms:
             if scorer.dense:
                 scorer.advance_rows(actions, active)
+        inserted = self._insert(plan.inserts)
+        if self.conversations is not None:
+            self.conversations.commit(plan, finished)
         self.term_totals += step_terms
         rewards = step_terms.sum(0)  # (B,)
         infos = self._end_infos(batch, finished) if batch is not None else {}
         kl = torch.stack([t.step_kl() for t in self.kl_terms]).sum(0).cpu().numpy() if self.kl_terms else None
-        return StepOutput(rewards=rewards.cpu().numpy(), terminated=terminated_np, infos=infos, kl=kl)
+        return StepOutput(
+            rewards=rewards.cpu().numpy(),
+            terminated=terminated.cpu().numpy(),
+            infos=infos,
+            kl=kl,
+            turn_ended=None if self.conversations is None else plan.turn_ended.cpu().numpy(),
+            inserted=inserted,
+        )
+
+    def _plan(self, actions: torch.Tensor, active: torch.Tensor, budget_full: torch.Tensor) -> TurnPlan:
+        """Which rows end their episode (or turn) on this step, and what the responder replies."""
+        if self.conversations is not None:
+            return self.conversations.plan(actions, active, budget_full)
+        is_eos = torch.isin(actions, self._eos) & active
+        plan = TurnPlan(
+            turn_ended=is_eos, rewards=torch.zeros(self.num_rows, dtype=torch.float64, device=self.device)
+        )
+        ended = (is_eos | budget_full).nonzero().flatten().tolist()
+        eos = is_eos.tolist() if ended else []
+        plan.finish = {r: "eos" if eos[r] else "length" for r in ended}
+        return plan
+
+    def _insert(self, inserts: dict[int, list[int]]) -> np.ndarray | None:
+        """Appends each row's reply ids after its token (the policy mask stays 0 there) and tells the dense
+        scorers (a KL reference reads them); returns how many tokens each row got, ``None`` single-turn."""
+        if self.conversations is None:
+            return None
+        counts = np.zeros(self.num_rows, dtype=np.int64)
+        if not inserts:
+            return counts
+        rows = sorted(inserts)
+        S = max(len(inserts[r]) for r in rows)
+        span = torch.full((len(rows), S), self.spec.pad_token_id, dtype=torch.long, device=self.device)
+        lengths = torch.tensor([len(inserts[r]) for r in rows], dtype=torch.long, device=self.device)
+        for i, r in enumerate(rows):
+            n = len(inserts[r])
+            span[i, :n] = torch.tensor(inserts[r], dtype=torch.long)
+            start = self.max_prompt_tokens + int(self.num_generated[r])
+            self.input_ids[r, start : start + n] = span[i, :n]
+            self.attention_mask[r, start : start + n] = 1
+            counts[r] = n
+        row_index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        self.num_generated[row_index] += lengths
+        for _, _, scorer in self.terms:
+            if scorer.dense:
+                scorer.insert_rows(row_index, span, lengths)
+        return counts
 
     def _check_sums(self, step_terms: torch.Tensor, active: torch.Tensor) -> None:
         """Every term is finite (checked by each term's own check); their weighted sum on this step and each
@@ -223,7 +301,7 @@ class TextGenCore:
         r = int(bad.nonzero()[0, 0])
         parts = ", ".join(
             f"{name} = {float(step_terms[k, r])!r} (episode total {float(totals[k, r])!r})"
-            for k, (name, _, _) in enumerate(self.terms)
+            for k, name in enumerate(self.term_names)
         )
         prompt = self.row_prompts[r]
         raise ScorerError(
@@ -283,17 +361,25 @@ class TextGenCore:
             yield DeferredKL(deferred)  # type: ignore[arg-type]
 
     def generated_ids(self, row: int) -> list[int]:
-        """Token ids generated so far in ``row`` (EOS included)."""
+        """Token ids after the prompt in ``row`` so far: the policy's (EOS included) and inserted ones."""
         P = self.max_prompt_tokens
         return self.input_ids[row, P : P + int(self.num_generated[row])].tolist()
 
-    def episode_batch(self, rows: Sequence[int], is_eos: torch.Tensor) -> EpisodeBatch:
-        """The finished episodes of ``rows`` as scorers see them."""
-        token_ids = [self.generated_ids(r) for r in rows]
-        eos = is_eos[torch.as_tensor(list(rows), device=self.device)].tolist()
+    def episode_batch(self, rows: Sequence[int], plan: TurnPlan) -> EpisodeBatch:
+        """The finished episodes of ``rows`` as terminal scorers see them (``plan`` has not been committed)."""
+        if self.conversations is not None:
+            conversations = self.conversations
+            turns = [conversations.episode_turns(r, plan) for r in rows]
+        else:
+            turns = [(Turn(POLICY_ROLE, "", tuple(self.generated_ids(r))),) for r in rows]
+        finish = [plan.finish[r] for r in rows]
+        # The text is the policy's last turn's, without the EOS that ended it (and special tokens).
+        token_ids = [list(next(t for t in reversed(ts) if t.role == POLICY_ROLE).token_ids) for ts in turns]
         texts = self.tokenizer.batch_decode(
-            [ids[:-1] if e else ids for ids, e in zip(token_ids, eos)], skip_special_tokens=True
+            [ids[:-1] if f == "eos" else ids for ids, f in zip(token_ids, finish)], skip_special_tokens=True
         )
+        if self.conversations is None:
+            turns = [(Turn(POLICY_ROLE, text, tuple(ids)),) for text, ids in zip(texts, token_ids)]
         prompts = [self.row_prompts[r] for r in rows]
         P = self.max_prompt_tokens
         return EpisodeBatch(
@@ -303,7 +389,8 @@ class TextGenCore:
             token_ids=token_ids,
             references=[list(p.references) for p in prompts],  # type: ignore[union-attr]
             metadata=[dict(p.metadata) for p in prompts],  # type: ignore[union-attr]
-            finish_reasons=["eos" if e else "length" for e in eos],
+            finish_reasons=finish,
+            turns=[tuple(ts) for ts in turns],
         )
 
     def _score(self, batch: EpisodeBatch, rows: list[int]) -> torch.Tensor:
@@ -326,20 +413,25 @@ class TextGenCore:
         return out
 
     def _end_infos(self, batch: EpisodeBatch, rows: list[int]) -> dict[int, dict[str, Any]]:
-        totals = self.term_totals[:, torch.as_tensor(rows, device=self.device)].cpu().numpy()  # (K, R)
-        return {
-            r: {
+        """Each finished row's end-of-episode info (read after the step's totals were added)."""
+        totals = self.term_totals[:, torch.as_tensor(rows, device=self.device)].cpu().numpy()  # (K', R)
+        policy_tokens = self.policy_mask[torch.as_tensor(rows, device=self.device)].sum(1).tolist()
+        infos = {}
+        for i, r in enumerate(rows):
+            info = {
                 "prompt": batch.prompts[i],
                 "text": batch.texts[i],
                 "finish_reason": batch.finish_reasons[i],
-                "num_tokens": len(batch.token_ids[i]),
-                "reward_terms": {name: float(totals[k, i]) for k, (name, _, _) in enumerate(self.terms)},
+                "num_tokens": int(policy_tokens[i]),
+                "reward_terms": {name: float(totals[k, i]) for k, name in enumerate(self.term_names)},
             }
-            for i, r in enumerate(rows)
-        }
+            if self.conversations is not None:
+                info["turns"] = [t.as_dict() for t in batch.turns[i]]
+            infos[r] = info
+        return infos
 
     def render_row(self, row: int) -> str:
-        """Prompt and generation so far of ``row`` as text."""
+        """Prompt and everything after it so far in ``row``, as text (``│`` after the prompt)."""
         prompt = self.row_prompts[row]
         if prompt is None:
             return ""

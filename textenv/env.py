@@ -17,13 +17,22 @@ from textenv.prompts import Prompt, load_prompts
 
 
 def observation_space(vocab_size: int, length: int) -> spaces.Dict:
-    """The fixed-length integer observation space shared by the single and the vector env."""
+    """The fixed-length integer observation space shared by the single and the vector env.
+
+    ``policy_mask`` is 1 where the policy chose the token: 0 on the prompt, padding and (in a multi-turn
+    env) the tokens the env inserted. It is the loss mask a trainer needs.
+    """
     return spaces.Dict(
         {
             "input_ids": spaces.Box(0, vocab_size - 1, shape=(length,), dtype=np.int64),
             "attention_mask": spaces.Box(0, 1, shape=(length,), dtype=np.int64),
+            "policy_mask": spaces.Box(0, 1, shape=(length,), dtype=np.int64),
         }
     )
+
+
+OBSERVATION_KEYS = ("input_ids", "attention_mask", "policy_mask")
+"""The keys of an observation, in order."""
 
 
 RESET_OPTIONS = ("prompt", "prompt_index", "reset_mask")
@@ -157,9 +166,10 @@ class TextGenEnv(TextEnvAPI, gym.Env[dict[str, np.ndarray], int]):
         self._active = torch.ones(1, dtype=torch.bool, device=self.core.device)
 
     def _obs(self) -> dict[str, np.ndarray]:
+        core = self.core
         return {
-            "input_ids": self.core.input_ids[0].cpu().numpy().copy(),
-            "attention_mask": self.core.attention_mask[0].cpu().numpy().copy(),
+            key: tensor[0].cpu().numpy().copy()
+            for key, tensor in zip(OBSERVATION_KEYS, (core.input_ids, core.attention_mask, core.policy_mask))
         }
 
     def reset(
@@ -204,6 +214,8 @@ class TextGenEnv(TextEnvAPI, gym.Env[dict[str, np.ndarray], int]):
         info = out.infos.get(0, {})
         if out.kl is not None:  # the KL channel: KL of this step's token (see set_policy_logprobs)
             info = {**info, "kl": float(out.kl[0])}
+        if out.turn_ended is not None and out.inserted is not None:  # multi-turn: what the env did
+            info = {**info, "turn_ended": bool(out.turn_ended[0]), "inserted": int(out.inserted[0])}
         return self._obs(), float(out.rewards[0]), bool(out.terminated[0]), False, info
 
     def _check_action(self, action: object) -> int:

@@ -218,19 +218,23 @@ class _Slots:
 
     Attributes:
         write: (B,) slot index row ``b`` writes its new key/value to (the row's slot count).
-        width: Slots ``[0, width)`` every row attends over (masked per row), the written one included.
+        width: Slots ``[0, width)`` every row attends over (masked per row), the written ones included.
+        rows: ``None`` for a step of every row; for a span (:meth:`IncrementalLM.extend`), the ``(R,)``
+            rows the forward runs on, which write slots ``write[rows] + j`` for the span's ``j``.
     """
 
     def __init__(self, write: torch.Tensor):
         self.write = write
         self.width = 0
+        self.rows: torch.Tensor | None = None
 
 
 class _SlotLayer(CacheLayerMixin):
     """One attention layer's keys and values in preallocated ``(B, H, capacity, D)`` buffers.
 
     A one-token forward scatters each row's new key/value into slot ``slots.write[b]`` (in place,
-    no reallocation) and returns views of the first ``slots.width`` slots.
+    no reallocation) and returns views of the first ``slots.width`` slots. A span forward of some rows
+    (``slots.rows``) writes each row's ``S`` new keys/values into its next ``S`` slots.
     """
 
     is_sliding = False
@@ -249,18 +253,31 @@ class _SlotLayer(CacheLayerMixin):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if key_states.shape[-2] != 1:
-            raise RuntimeError(f"IncrementalLM feeds one token per forward, got {key_states.shape[-2]}")
         if key_states.dtype != self.keys.dtype:
             # A prefill under bf16 autocast and steps outside it (or the reverse) give keys of another
             # dtype: the buffers follow the forwards that step them (one cast, when the dtype changes).
             self.keys, self.values = self.keys.to(key_states.dtype), self.values.to(value_states.dtype)
             self.dtype = self.keys.dtype
-        index = self.slots.write.view(-1, 1, 1, 1)
-        self.keys.scatter_(2, index.expand_as(key_states), key_states)
-        self.values.scatter_(2, index.expand_as(value_states), value_states)
-        width = self.slots.width
-        return self.keys[:, :, :width], self.values[:, :, :width]
+        width, rows = self.slots.width, self.slots.rows
+        if rows is None:
+            if key_states.shape[-2] != 1:
+                raise RuntimeError(f"IncrementalLM feeds one token per forward, got {key_states.shape[-2]}")
+            index = self.slots.write.view(-1, 1, 1, 1)
+            self.keys.scatter_(2, index.expand_as(key_states), key_states)
+            self.values.scatter_(2, index.expand_as(value_states), value_states)
+            return self.keys[:, :, :width], self.values[:, :, :width]
+        S = key_states.shape[-2]
+        slots = self.slots.write[rows].view(-1, 1, 1, 1) + torch.arange(S, device=rows.device).view(
+            1, 1, -1, 1
+        )
+        out = []
+        for name, new in (("keys", key_states), ("values", value_states)):
+            buffer = getattr(self, name)
+            part = buffer.index_select(0, rows)  # (R, H, C, D)
+            part.scatter_(2, slots.expand_as(new), new)
+            buffer.index_copy_(0, rows, part)
+            out.append(part[:, :, :width])
+        return out[0], out[1]
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.slots.width, 0
@@ -439,6 +456,78 @@ class IncrementalLM:
             self._used += active
             self.next_position += active
             self.logits = torch.where(active.view(-1, 1), logits, self.logits)
+        return self.logits
+
+    @torch.no_grad()
+    def extend(self, rows: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Feeds a span of tokens to some rows in one forward and returns every row's next-token logits.
+
+        Row ``rows[i]`` reads ``tokens[i, :lengths[i]]`` (the rest is padding), as if stepped one token at a
+        time: each token attends to the row's episode so far and to the span's tokens before it. Rows
+        not in ``rows`` keep their state. A multi-turn env's inserted reply goes in this way.
+
+        Args:
+            rows: ``(R,)`` distinct row indices.
+            tokens: ``(R, S)`` token ids.
+            lengths: ``(R,)`` how many of each row's ``S`` tokens are real (>= 1).
+
+        Returns:
+            ``(B, V)`` float32 next-token logits of every row.
+        """
+        if self.cache is None or self.logits is None:
+            raise RuntimeError("IncrementalLM.extend() called before reset_rows()")
+        rows = rows.to(self.device).long()
+        tokens = tokens.to(self.device).long()
+        lengths = lengths.to(self.device).long()
+        R, S = tokens.shape
+        if self._attn not in ("sdpa", "eager"):
+            # Other attention implementations build their own masks: one token at a time is exact there.
+            for k in range(S):
+                active = torch.zeros(self.num_rows, dtype=torch.bool, device=self.device)
+                active[rows] = lengths > k
+                column = torch.zeros(self.num_rows, dtype=torch.long, device=self.device)
+                column[rows] = tokens[:, k]
+                self.step(column, active)
+            return self.logits
+        slots = self._slots
+        start = self._used[rows]  # (R,) the first slot each row writes
+        width = int((start + S).max())
+        self._ensure_capacity(width)
+        slots.width = max(slots.width, width)
+        j = torch.arange(S, device=self.device)
+        real = j[None, :] < lengths[:, None]  # (R, S) the span's real tokens
+        # Query j of row r attends the row's episode so far and the span's slots up to its own; a padding
+        # query attends its own slot only (its output is dropped).
+        slot = torch.arange(slots.width, device=self.device)
+        offset = slot[None, None, :] - start[:, None, None]  # (R, 1, W) slot relative to the span
+        own = (offset >= 0) & (offset <= j[None, :, None])  # (R, S, W)
+        allowed = torch.where(
+            real[:, :, None], self._mask[rows, None, : slots.width] | own, offset == j[None, :, None]
+        )
+        dtype = next(self.model.parameters()).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill_(
+            ~allowed, torch.finfo(dtype).min
+        )
+        positions = self.next_position[rows, None] + j[None, :]  # (R, S)
+        slots.rows = rows
+        try:
+            kwargs: dict[str, Any] = {"logits_to_keep": 0} if self._keep_last else {}
+            kwargs[self._cache_kwarg] = self.cache
+            out = self.model(
+                input_ids=tokens,
+                attention_mask=mask[:, None],
+                position_ids=positions,
+                use_cache=True,
+                **kwargs,
+            )
+        finally:
+            slots.rows = None
+        last = out.logits[torch.arange(R, device=self.device), (lengths - 1).clamp(min=0)].float()  # (R, V)
+        written = (slot[None, :] >= start[:, None]) & (slot[None, :] < (start + lengths)[:, None])  # (R, W)
+        self._mask[rows, : slots.width] |= written
+        self._used[rows] += lengths
+        self.next_position[rows] += lengths
+        self.logits[rows] = last
         return self.logits
 
     def _step_mask(self, width: int) -> torch.Tensor:

@@ -67,6 +67,23 @@ class TextOptions:
     observation holds the template's token ids), ``True`` every prompt (a plain one as a single user
     message), ``False`` none; scorers always get the plain prompt text."""
 
+    responder: object = None
+    """The environment's side of a multi-turn conversation: a callable ``responder(episode) -> Reply``
+    (or an object with ``respond`` and optionally ``reset``), called when the policy's turn ends; its
+    reply's tokens are appended to the observation (:mod:`textenv.multiturn`). ``None``: single-turn,
+    the episode ends at EOS or the length cap."""
+
+    max_turns: int | None = None
+    """With a responder: the episode ends after this many policy turns (``None``: when the responder or
+    the token budget ends it)."""
+
+    end_of_turn: int | Sequence[int] | None = None
+    """With a responder: the token ids that end the policy's turn (default: the EOS ids). An empty list
+    leaves turn ends to ``stop_strings``; EOS ids that are not end-of-turn ids end the episode."""
+
+    stop_strings: Sequence[str] = ()
+    """With a responder: the policy's turn also ends when its text ends with one of these (``"</call>"``)."""
+
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any], *, owner: str = "TextGenEnv") -> TextOptions:
         """Options from keyword arguments, refusing unknown names.

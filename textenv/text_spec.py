@@ -23,6 +23,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from textenv.lm import resolve_device
+from textenv.multiturn import check_responder
 from textenv.options import TextOptions
 from textenv.prompts import Prompt, load_prompts
 from textenv.tokenization import load_tokenizer, resolve_eos_ids, resolve_pad_id
@@ -56,6 +57,11 @@ class TextSpec:
         prompts: The prompt source, as records (``reset(options={"prompt_index": i})`` picks ``prompts[i]``).
         chat_template: ``"auto"``, ``True`` or ``False``: which prompts the tokenizer's chat template renders.
         device: Where the env's tensors live.
+        multi_turn: Whether the env has a responder (the environment speaks between the policy's turns:
+            observations then hold inserted tokens, which ``policy_mask`` leaves out).
+        max_turns: The most policy turns of an episode (``None``: no limit).
+        end_of_turn_ids: The ids that end a policy turn (multi-turn; ``()`` in a single-turn env).
+        stop_strings: Texts that end a policy turn (multi-turn).
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -67,6 +73,10 @@ class TextSpec:
     prompts: tuple[Prompt, ...]
     chat_template: bool | str
     device: torch.device
+    multi_turn: bool = False
+    max_turns: int | None = None
+    end_of_turn_ids: tuple[int, ...] = ()
+    stop_strings: tuple[str, ...] = ()
 
     @classmethod
     def from_options(cls, options: TextOptions) -> TextSpec:
@@ -90,6 +100,7 @@ class TextSpec:
         eos = resolve_eos_ids(tokenizer, options.eos_token_id, vocab_size)
         source = assets.path("review-prompts") if options.prompts is None else options.prompts
         prompts = tuple(load_prompts(source, column=options.prompt_column))
+        multi_turn = check_responder(options.responder) is not None
         return cls(
             tokenizer=tokenizer,
             vocab_size=vocab_size,
@@ -100,6 +111,8 @@ class TextSpec:
             prompts=prompts,
             chat_template=chat_template,
             device=device,
+            multi_turn=multi_turn,
+            **_turn_options(options, multi_turn, eos, vocab_size),
         )
 
     @property
@@ -190,6 +203,42 @@ class TextSpec:
             list(messages), tokenize=True, add_generation_prompt=True, return_dict=False
         )
         return [int(t) for t in rendered]
+
+
+def _turn_options(
+    options: TextOptions, multi_turn: bool, eos: tuple[int, ...], vocab_size: int
+) -> dict[str, Any]:
+    """``max_turns``, ``end_of_turn_ids`` and ``stop_strings``, checked (they need a responder)."""
+    given = [n for n in ("max_turns", "end_of_turn") if getattr(options, n) is not None]
+    given += ["stop_strings"] if options.stop_strings else []
+    if not multi_turn:
+        if given:
+            raise ValueError(f"{given} only apply with a responder= (a multi-turn env); got no responder")
+        return {}
+    max_turns = None if options.max_turns is None else check_positive_int("max_turns", options.max_turns)
+    if options.end_of_turn is None:
+        end_of_turn = eos
+    elif (
+        isinstance(options.end_of_turn, Sequence)
+        and not isinstance(options.end_of_turn, str)
+        and not options.end_of_turn
+    ):
+        end_of_turn = ()
+    else:
+        end_of_turn = resolve_eos_ids(None, options.end_of_turn, vocab_size, argument="end_of_turn")  # type: ignore[arg-type]
+    stops = options.stop_strings
+    if (
+        isinstance(stops, str)
+        or not isinstance(stops, Sequence)
+        or not all(isinstance(t, str) and t for t in stops)
+    ):
+        raise TypeError(f"stop_strings must be a list of non-empty strings, got {stops!r}")
+    if not end_of_turn and not stops:
+        raise ValueError(
+            "end_of_turn=[] and no stop_strings: the policy's turns would never end, so the responder would never "
+            "speak; give end-of-turn ids or stop strings"
+        )
+    return {"max_turns": max_turns, "end_of_turn_ids": tuple(end_of_turn), "stop_strings": tuple(stops)}
 
 
 def _vocab_size(tokenizer: PreTrainedTokenizerBase, vocab_size: int | None) -> int:

@@ -32,7 +32,11 @@ def load_tokenizer(
 
 
 def resolve_eos_ids(
-    tokenizer: PreTrainedTokenizerBase, eos_token_id: int | Sequence[int] | None, vocab_size: int
+    tokenizer: PreTrainedTokenizerBase | None,
+    eos_token_id: int | Sequence[int] | None,
+    vocab_size: int,
+    *,
+    argument: str = "eos_token_id",
 ) -> tuple[int, ...]:
     """The EOS ids of an env: ``eos_token_id`` if given (int or list), else the tokenizer's.
 
@@ -40,7 +44,7 @@ def resolve_eos_ids(
         ValueError: no EOS anywhere, or an id outside ``[0, vocab_size)``.
         TypeError: an id that is not an integer.
     """
-    if eos_token_id is None:
+    if eos_token_id is None and tokenizer is not None:
         eos_token_id = tokenizer.eos_token_id
         if eos_token_id is None:
             raise ValueError(
@@ -51,15 +55,15 @@ def resolve_eos_ids(
     elif isinstance(eos_token_id, Sequence) and not isinstance(eos_token_id, str):
         raw = list(eos_token_id)
     else:
-        raise TypeError(f"eos_token_id must be an int or a list of ints, got {eos_token_id!r}")
+        raise TypeError(f"{argument} must be an int or a list of ints, got {eos_token_id!r}")
     if not raw:
-        raise ValueError("eos_token_id is an empty list; expected at least one id")
+        raise ValueError(f"{argument} is an empty list; expected at least one id")
     ids = []
     for i in raw:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"eos_token_id must be an int or a list of ints, got {eos_token_id!r}")
+            raise TypeError(f"{argument} must be an int or a list of ints, got {eos_token_id!r}")
         if not 0 <= int(i) < vocab_size:
-            raise ValueError(f"eos_token_id {i} is outside [0, vocab_size={vocab_size})")
+            raise ValueError(f"{argument} {i} is outside [0, vocab_size={vocab_size})")
         ids.append(int(i))
     return tuple(ids)
 

@@ -21,12 +21,12 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from textenv.core import TextEnvAPI, TextGenCore
-from textenv.env import check_seed, fixed_prompt, observation_space
+from textenv.env import OBSERVATION_KEYS, check_seed, fixed_prompt, observation_space
 from textenv.options import TextOptions
 from textenv.prompts import Prompt
 
 ObsType = dict[str, Any]
-"""``{"input_ids": (B, L) int64, "attention_mask": (B, L) int64}``, numpy arrays or torch tensors."""
+"""``{"input_ids", "attention_mask", "policy_mask"}``: ``(B, L)`` int64 numpy arrays or torch tensors."""
 
 OBSERVATION_FORMATS = ("numpy", "torch")
 
@@ -317,8 +317,12 @@ class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray
             for r in sorted([*restarted, *out.infos]):
                 infos = self._add_info(infos, out.infos[r] if r in out.infos else {"prompt": restarted[r]}, r)
             obs = self._observations()
+        every_row = np.ones(self.num_envs, dtype=bool)
         if out.kl is not None:  # the KL channel: every row's KL on this step (see set_policy_logprobs)
-            infos["kl"], infos["_kl"] = out.kl, np.ones(self.num_envs, dtype=bool)
+            infos["kl"], infos["_kl"] = out.kl, every_row
+        if out.turn_ended is not None:  # multi-turn: whose turn ended, how many tokens each row got
+            infos["turn_ended"], infos["_turn_ended"] = out.turn_ended, every_row
+            infos["inserted"], infos["_inserted"] = out.inserted, every_row
         if self.render_mode == "human":
             self.render()
         return obs, out.rewards, terminated, truncated, infos
@@ -369,10 +373,11 @@ class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray
         raise ValueError(f"actions[{row}] = {array[row]} is outside the action space [0, {vocab})")
 
     def _observations(self) -> ObsType:
-        ids, mask = self.core.input_ids, self.core.attention_mask
+        core = self.core
+        tensors = (core.input_ids, core.attention_mask, core.policy_mask)
         if self.observation_format == "torch":
-            return {"input_ids": ids.clone(), "attention_mask": mask.clone()}
-        return {"input_ids": _to_numpy(ids), "attention_mask": _to_numpy(mask)}
+            return {key: t.clone() for key, t in zip(OBSERVATION_KEYS, tensors)}
+        return {key: _to_numpy(t) for key, t in zip(OBSERVATION_KEYS, tensors)}
 
     # --- the rest of the VectorEnv API ------------------------------------------------------------------
     def render(self) -> tuple[str | None, ...]:  # type: ignore[override]

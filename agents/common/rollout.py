@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -74,6 +75,31 @@ def _is_vector_env(env: Any) -> bool:
     return isinstance(getattr(env, "unwrapped", env), gym.vector.VectorEnv)
 
 
+@dataclass
+class EnvStep:
+    """What one step of every row gave, as tensors on the driver's device and host arrays.
+
+    Attributes:
+        input_ids: ``(B, L)`` observations after the step (a multi-turn env's replies included).
+        attention_mask: ``(B, L)``.
+        policy_mask: ``(B, L)`` 1 where the policy chose the token.
+        rewards: ``(B,)`` float64.
+        terminated: ``(B,)`` bool, rows whose episode ended (terminated or truncated).
+        infos: The end-of-episode info of each row that ended, by row.
+        kl: ``(B,)`` the KL of this step's token (``info["kl"]``), or ``None`` without a KL term.
+        inserted: ``(B,)`` how many tokens the env appended after each row's token (multi-turn), else ``None``.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    policy_mask: torch.Tensor
+    rewards: np.ndarray
+    terminated: np.ndarray
+    infos: dict[int, dict[str, Any]]
+    kl: np.ndarray | None
+    inserted: np.ndarray | None
+
+
 class EnvDriver:
     """Batched access to a textenv env through its public API: ``reset`` all rows, ``step`` all rows.
 
@@ -102,12 +128,14 @@ class EnvDriver:
                     "the env with autoreset_mode=AutoresetMode.DISABLED)"
                 )
 
-    def _tensors(self, obs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.as_tensor(obs["input_ids"], device=self.device).long()
-        mask = torch.as_tensor(obs["attention_mask"], device=self.device).long()
+    def _tensors(self, obs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids, mask, policy = (
+            torch.as_tensor(obs[key], device=self.device).long()
+            for key in ("input_ids", "attention_mask", "policy_mask")
+        )
         if not self.vector:
-            ids, mask = ids.view(1, -1), mask.view(1, -1)
-        return ids, mask
+            ids, mask, policy = ids.view(1, -1), mask.view(1, -1), policy.view(1, -1)
+        return ids, mask, policy
 
     def reset(
         self, seed: int | None = None, prompt_indices: Sequence[int] | np.ndarray | None = None
@@ -127,7 +155,8 @@ class EnvDriver:
                 )
             options = {"prompt_index": indices if self.vector else indices[0]}
         obs, _ = self.env.reset(seed=seed, options=options)
-        return self._tensors(obs)
+        ids, mask, _ = self._tensors(obs)
+        return ids, mask
 
     @property
     def num_prompts(self) -> int:
@@ -138,22 +167,13 @@ class EnvDriver:
         """The env's KL terms scored after the episodes (``env.unwrapped.defer_kl()``)."""
         return self.env.unwrapped.defer_kl()
 
-    def step(
-        self, actions: torch.Tensor, logprobs: torch.Tensor | None = None
-    ) -> tuple[
-        torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None
-    ]:
+    def step(self, actions: torch.Tensor, logprobs: torch.Tensor | None = None) -> EnvStep:
         """Steps every row with ``actions`` (B,); finished rows ignore theirs.
 
         Args:
             actions: ``(B,)`` token ids on the driver's device (a vector env takes them as they are).
             logprobs: ``(B, V)`` the policy's log-probs of this step, handed to the env's KL channel when
                 it has KL terms.
-
-        Returns:
-            ``(input_ids, attention_mask, rewards (B,) float64, terminated (B,) bool, {row: info}, kl)``,
-            the info only for rows that terminated on this step, ``kl`` the ``(B,)`` KL of this step's
-            tokens from ``info["kl"]`` (``None`` without KL terms).
         """
         if self.has_kl and logprobs is not None:
             self.env.unwrapped.set_policy_logprobs(logprobs)
@@ -162,15 +182,25 @@ class EnvDriver:
             terminated = np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool)
             ended = {int(r): row_info(infos, int(r)) for r in np.flatnonzero(terminated)}
             rewards = np.asarray(rewards, dtype=np.float64)
-            kl = infos.get("kl")
+            kl, inserted = infos.get("kl"), infos.get("inserted")
         else:
             obs, reward, term, trunc, info = self.env.step(int(actions[0]))
             terminated = np.array([bool(term or trunc)])
             ended = {0: info} if terminated[0] else {}
             rewards = np.array([float(reward)])
             kl = np.array([info["kl"]]) if "kl" in info else None
-        ids, mask = self._tensors(obs)
-        return ids, mask, rewards, terminated, ended, None if kl is None else np.asarray(kl, dtype=np.float64)
+            inserted = np.array([info["inserted"]]) if "inserted" in info else None
+        ids, mask, policy = self._tensors(obs)
+        return EnvStep(
+            input_ids=ids,
+            attention_mask=mask,
+            policy_mask=policy,
+            rewards=rewards,
+            terminated=terminated,
+            infos=ended,
+            kl=None if kl is None else np.asarray(kl, dtype=np.float64),
+            inserted=None if inserted is None else np.asarray(inserted, dtype=np.int64),
+        )
 
     def env_rng_state(self) -> list[dict[str, Any]] | None:
         """The env's prompt-drawing RNG states (one per row of a vector env), JSON-able, for checkpoints."""
@@ -294,68 +324,106 @@ class RolloutCollector:
     def _wave(
         self, seed: int | None, prompt_indices: Sequence[int] | np.ndarray | None, deterministic: bool
     ) -> RolloutBatch:
-        """One wave: reset every row, step until every row has terminated."""
+        """One wave: reset every row, step until every row has terminated.
+
+        A row's token after the prompt goes to column ``pos[row]`` of ``(B, T)`` per-token arrays; a
+        multi-turn env's replies take columns too (they leave ``policy_mask`` at 0), and the policy's KV
+        cache reads each reply span in one forward for the rows that got one.
+        """
         B, P, T, device = self.driver.num_rows, self.prompt_len, self.max_new_tokens, self.driver.device
         ids, mask = self.driver.reset(seed, prompt_indices)  # (B, L)
-        final_ids, final_mask = ids.clone(), mask.clone()
+        final = (ids.clone(), mask.clone(), torch.zeros_like(mask))
         logits = self._cache.reset_rows(torch.arange(B, device=device), ids[:, :P], mask[:, :P])  # (B, V)
-        tokens = torch.full((B, T), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros(B, T, device=device)
         rewards = np.zeros((B, T), dtype=np.float64)
         kl = np.zeros(B, dtype=np.float64) if self.driver.has_kl else None
         active = torch.ones(B, dtype=torch.bool, device=device)
+        rows = torch.arange(B, device=device)
+        pos = np.zeros(B, dtype=np.int64)  # each row's next column; equal to the step in a single-turn env
+        multi_turn = self.driver.spec.multi_turn
         infos: dict[int, dict[str, Any]] = {}
         for t in range(T):
-            logp_all = self.sampling.logprobs(logits, step=t)  # (B, V)
+            column = torch.as_tensor(pos, device=device) if multi_turn else t
+            logp_all = self.sampling.logprobs(logits, step=column)  # (B, V)
             action = logp_all.argmax(-1) if deterministic else sample_tokens(logp_all, self.generator)  # (B,)
             logp = logp_all.gather(1, action[:, None]).squeeze(1)  # (B,)
             with torch.autocast(device.type, enabled=False):  # the env's scorers run as they are
-                obs_ids, obs_mask, step_rewards, terminated, ended, step_kl = self.driver.step(
-                    action, logp_all
-                )
-            tokens[:, t] = torch.where(active, action, tokens[:, t])
-            logprobs[:, t] = torch.where(active, logp, logprobs[:, t])
-            rewards[:, t] = step_rewards
-            if kl is not None and step_kl is not None:
-                kl += step_kl  # idle rows have KL 0
-            done_now = torch.as_tensor(terminated, device=device) & active
-            final_ids = torch.where(done_now[:, None], obs_ids, final_ids)
-            final_mask = torch.where(done_now[:, None], obs_mask, final_mask)
-            infos.update(ended)
+                out = self.driver.step(action, logp_all)
+            at = torch.as_tensor(pos.clip(max=T - 1), device=device)
+            logprobs[rows, at] = torch.where(active, logp, logprobs[rows, at])
+            rewards[np.arange(B), pos.clip(max=T - 1)] += out.rewards  # idle rows get 0
+            if kl is not None and out.kl is not None:
+                kl += out.kl  # idle rows have KL 0
+            done_now = torch.as_tensor(out.terminated, device=device) & active
+            final = (
+                torch.where(done_now[:, None], out.input_ids, final[0]),
+                torch.where(done_now[:, None], out.attention_mask, final[1]),
+                torch.where(done_now[:, None], out.policy_mask, final[2]),
+            )
+            infos.update(out.infos)
             active = active & ~done_now
             if not bool(active.any()):
                 break
-            logits = self._cache.step(action, active)  # (B, V)
+            running = active.cpu().numpy()
+            inserted = np.zeros(B, dtype=np.int64) if out.inserted is None else out.inserted * running
+            logits = self._feed(action, active, inserted, out.input_ids, pos)
+            pos += running + inserted
         if bool(active.any()):
             raise RuntimeError(
                 f"rows {active.nonzero().flatten().tolist()} did not terminate within T={T} steps"
             )
-        return self._episodes(final_ids, final_mask, tokens, logprobs, rewards, kl, infos)
+        return self._episodes(*final, logprobs, rewards, kl, infos)
+
+    def _feed(
+        self,
+        action: torch.Tensor,
+        active: torch.Tensor,
+        inserted: np.ndarray,
+        obs_ids: torch.Tensor,
+        pos: np.ndarray,
+    ) -> torch.Tensor:
+        """Feeds the step's tokens to the policy's cache: one token per running row, and for the rows the
+        env answered, the token and the reply's span in one forward; returns the next logits ``(B, V)``."""
+        if not inserted.any():
+            return self._cache.step(action, active)
+        got = torch.as_tensor(inserted > 0, device=active.device)
+        logits = (
+            self._cache.step(action, active & ~got) if bool((active & ~got).any()) else self._cache.logits
+        )
+        rows = np.flatnonzero(inserted > 0)
+        n = inserted[rows]
+        span = torch.full((len(rows), 1 + int(n.max())), self.pad_id, dtype=torch.long, device=action.device)
+        for i, r in enumerate(rows.tolist()):
+            start = self.prompt_len + int(pos[r])  # the action's column; the reply follows it
+            span[i, : 1 + n[i]] = obs_ids[r, start : start + 1 + n[i]]
+        index = torch.as_tensor(rows, device=action.device)
+        logits = self._cache.extend(index, span, torch.as_tensor(1 + n, device=action.device))
+        return logits
 
     def _episodes(
         self,
         ids: torch.Tensor,
         mask: torch.Tensor,
-        tokens: torch.Tensor,
+        policy_mask: torch.Tensor,
         logprobs: torch.Tensor,
         rewards: np.ndarray,
         kl: np.ndarray | None,
         infos: dict[int, dict[str, Any]],
     ) -> RolloutBatch:
-        B, P = tokens.shape[0], self.prompt_len
-        gen_mask = mask[:, P:].bool()  # (B, T)
+        B, P = ids.shape[0], self.prompt_len
+        policy = policy_mask[:, P:].bool()  # (B, T) the policy's tokens
         row_infos = [infos.get(r, {}) for r in range(B)]
         names = list(row_infos[0].get("reward_terms", {}))
         terms = {
             n: np.array([float(i.get("reward_terms", {}).get(n, np.nan)) for i in row_infos]) for n in names
         }
-        rewards_t = torch.where(gen_mask, torch.as_tensor(rewards, device=tokens.device), 0.0)  # float64
+        rewards_t = torch.where(policy, torch.as_tensor(rewards, device=ids.device), 0.0)  # float64
         return RolloutBatch(
             input_ids=ids,
             attention_mask=mask,
-            tokens=tokens,
-            mask=gen_mask,
-            logprobs=logprobs * gen_mask,
+            tokens=torch.where(mask[:, P:].bool(), ids[:, P:], self.pad_id),
+            mask=policy,
+            logprobs=logprobs * policy,
             rewards=rewards_t,
             prompt_len=P,
             scores=rewards.sum(1),

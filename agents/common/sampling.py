@@ -149,13 +149,14 @@ class SamplingParams:
     eos_token_ids: tuple[int, ...] = ()
     min_new_tokens: int = 0
 
-    def logprobs(self, logits: torch.Tensor, step: int | None = None) -> torch.Tensor:
+    def logprobs(self, logits: torch.Tensor, step: int | torch.Tensor | None = None) -> torch.Tensor:
         """Log-probs of the sampling distribution.
 
         Args:
-            logits: ``(B, V)`` logits of one step (then ``step`` is its index) or ``(B, T, V)`` logits of
-                steps ``0 .. T-1`` (``step=None``).
-            step: Index of the generated token of 2-D logits.
+            logits: ``(B, V)`` logits of one step (then ``step`` is its column after the prompt) or
+                ``(B, T, V)`` logits of columns ``0 .. T-1`` (``step=None``).
+            step: The column after the prompt of 2-D logits: one int, or ``(B,)`` per row (a multi-turn
+                env's rows stand at different columns).
 
         Returns:
             Log-probs, same shape as ``logits``, float32 or wider.
@@ -165,7 +166,17 @@ class SamplingParams:
         return sampling_logprobs(logits, self.temperature, self.top_k, self.top_p)
 
 
-def _mask_eos(logits: torch.Tensor, eos: Sequence[int], min_new: int, step: int | None) -> torch.Tensor:
+def _mask_eos(
+    logits: torch.Tensor, eos: Sequence[int], min_new: int, step: int | torch.Tensor | None
+) -> torch.Tensor:
+    if isinstance(step, torch.Tensor):
+        early = step.to(logits.device) < min_new  # (B,)
+        if not bool(early.any()):
+            return logits
+        logits = logits.clone()
+        columns = logits[:, list(eos)]  # (B, E)
+        logits[:, list(eos)] = torch.where(early[:, None], float("-inf"), columns)
+        return logits
     if step is not None:
         if step >= min_new:
             return logits

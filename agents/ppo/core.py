@@ -38,7 +38,9 @@ def compute_gae(
         rewards: ``(B, T)`` per-token rewards (terminal reward on the last valid token, dense and
             KL-penalty terms on every token).
         values: ``(B, T)`` value estimates of the state in which token ``t`` was chosen.
-        mask: ``(B, T)`` valid generated tokens, a prefix of each row.
+        mask: ``(B, T)`` the policy's tokens; a prefix of each row in a single-turn episode. Where it is not
+            (a multi-turn episode), GAE runs over the masked tokens in order, as if the others were absent:
+            ``V_{t+1}`` is the value at the next policy token.
         gamma: Discount factor in ``(0, 1]``.
         lam: GAE lambda in ``[0, 1]``.
 
@@ -47,8 +49,7 @@ def compute_gae(
         (float32 for float32 inputs), 0 outside the mask.
 
     Raises:
-        ValueError: On mismatched shapes, a non-2-D input, a mask that is not a prefix of each row, or
-            ``gamma``/``lam`` out of range.
+        ValueError: On mismatched shapes, a non-2-D input, or ``gamma``/``lam`` out of range.
     """
     if rewards.dim() != 2 or values.shape != rewards.shape:
         raise ValueError(
@@ -60,7 +61,11 @@ def compute_gae(
         raise ValueError(f"lam must be in [0, 1], got {lam!r}")
     m = as_bool_mask(mask, rewards)
     if bool((m[:, 1:] & ~m[:, :-1]).any()):
-        raise ValueError("mask must be a prefix of each row (valid tokens first, then padding)")
+        # A multi-turn episode's policy tokens are not a prefix (the env's replies lie between them): GAE
+        # steps from policy token to policy token, so it runs on them packed to the left, in order.
+        order = torch.sort(m.to(torch.int8), dim=1, descending=True, stable=True).indices  # (B, T)
+        packed = compute_gae(rewards.gather(1, order), values.gather(1, order), m.gather(1, order), gamma, lam)
+        return tuple(torch.zeros_like(x).scatter(1, order, x) for x in packed)  # type: ignore[return-value]
 
     dtype = torch.promote_types(torch.promote_types(rewards.dtype, values.dtype), torch.float32)
     zero = torch.zeros((), dtype=dtype, device=rewards.device)

@@ -84,7 +84,8 @@ class TokenBatch(NamedTuple):
 
 
 def check_token_observation_space(observation_space: spaces.Space) -> int:
-    """Checks that ``observation_space`` is textenv's ``Dict(input_ids, attention_mask)`` of 1-D boxes.
+    """Checks that ``observation_space`` is textenv's ``Dict(input_ids, attention_mask, ...)`` of 1-D boxes
+    (``policy_mask`` and any other key are left to the env: the policy reads the tokens and their mask).
 
     Returns:
         The observation length ``L = P + T``.
@@ -93,9 +94,9 @@ def check_token_observation_space(observation_space: spaces.Space) -> int:
         TypeError: The space is not a ``Dict`` of 1-D ``Box`` spaces with the two keys.
         ValueError: The two boxes have different lengths.
     """
-    if not isinstance(observation_space, spaces.Dict) or set(observation_space.spaces) != set(OBS_KEYS):
+    if not isinstance(observation_space, spaces.Dict) or not set(OBS_KEYS) <= set(observation_space.spaces):
         raise TypeError(
-            f"LMPolicy needs textenv's observation space Dict(input_ids=Box, attention_mask=Box), "
+            f"LMPolicy needs textenv's observation space Dict(input_ids=Box, attention_mask=Box, ...), "
             f"got {observation_space!r}"
         )
     shapes = {}

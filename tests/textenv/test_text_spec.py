@@ -25,6 +25,10 @@ def test_every_env_takes_the_same_options_and_refuses_others():
         "device",
         "prompt_column",
         "chat_template",
+        "responder",
+        "max_turns",
+        "end_of_turn",
+        "stop_strings",
     }
     for make in (TextGenEnv, TextGenVectorEnv, lambda **kw: gym.make("TextGen-Copy-v0", **kw)):
         with pytest.raises(

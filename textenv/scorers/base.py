@@ -23,6 +23,7 @@ import torch
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from textenv.multiturn import Turn
     from textenv.prompts import Prompt
 
 
@@ -36,11 +37,17 @@ class EpisodeBatch:
     Attributes:
         prompts: Prompt texts.
         prompt_ids: Prompt token ids (after truncation to ``max_prompt_tokens``).
-        texts: Generated texts, decoded without special tokens (EOS is not part of the text).
-        token_ids: Generated token ids, including the final EOS id when the episode ended on one.
+        texts: Generated texts (of the policy's last turn), decoded without special tokens (EOS is not
+            part of the text).
+        token_ids: Generated token ids (of the policy's last turn), including the final EOS id when the
+            episode ended on one.
         references: Reference texts per episode (empty lists when the prompt has none).
         metadata: Extra keys of the prompt record (for example ``keywords``).
-        finish_reasons: ``"eos"`` or ``"length"`` per episode.
+        finish_reasons: Why each episode ended: ``"eos"``, ``"length"`` (the token budget) and, in a
+            multi-turn env, ``"responder"`` (the responder ended it) or ``"max_turns"``.
+        turns: Every turn of each episode (:class:`~textenv.multiturn.Turn`: role, text, token ids,
+            the responder's reward): the whole conversation of a multi-turn episode, one policy turn
+            otherwise. ``texts`` and ``token_ids`` are the policy's last turn.
     """
 
     prompts: list[str]
@@ -50,6 +57,7 @@ class EpisodeBatch:
     references: list[list[str]]
     metadata: list[dict[str, Any]]
     finish_reasons: list[str]
+    turns: list[tuple[Turn, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -113,6 +121,14 @@ class Scorer:
         """Dense scorers: the step whose rewards :meth:`step_rows` computed happened; record its tokens.
 
         Called once per successful step, after every term has scored it.
+        """
+
+    def insert_rows(self, rows: torch.Tensor, token_ids: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Dense scorers of a multi-turn env: the env appended tokens that the policy did not choose (a
+        responder's reply) after this step's token in ``rows``: ``token_ids[i, :lengths[i]]`` for row
+        ``rows[i]``. They are not scored; a scorer that follows the text (the KL reference) reads them.
+
+        Called after :meth:`advance_rows`, on the steps that insert.
         """
 
     def terms(self) -> list[tuple[str, float, Scorer]]:

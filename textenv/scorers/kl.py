@@ -215,6 +215,19 @@ class _Follower:
         self.pending = torch.where(active, actions, self.pending)
         self.pending_active |= active
 
+    def insert(self, rows: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Feeds ``rows`` a span of tokens the env inserted (after their pending action, fed first)."""
+        pending = self.pending_active[rows]  # (R,) the turn's last token has not been fed yet
+        R, S = tokens.shape
+        span = torch.zeros(R, S + 1, dtype=torch.long, device=tokens.device)
+        span[:, 0] = self.pending[rows]
+        span[:, 1:] = tokens
+        # Rows without a pending token start at the span: shift them left by one column.
+        shifted = torch.where(pending[:, None], span, torch.cat([span[:, 1:], span[:, :1]], 1))
+        logits = self.lm.extend(rows, shifted, lengths + pending.long())
+        self.logp = torch.log_softmax(logits, dim=-1).to(self.device)
+        self.pending_active[rows] = False
+
     def logprobs(self) -> torch.Tensor:
         if self.pending_active.any():
             logits = self.lm.step(self.pending, self.pending_active)
@@ -607,6 +620,27 @@ class KLPenalty(Scorer):
             self._ref_stale[rows] = False
         if self._policy is not None and self._policy is not self._ref and not self._policy_stale:
             self._policy.reset_rows(rows, input_ids, attention_mask)
+
+    def insert_rows(self, rows: torch.Tensor, token_ids: torch.Tensor, lengths: torch.Tensor) -> None:
+        """The env inserted tokens after this step's (a reply): the reference reads them, batched, in one
+        forward for the rows that got one; they are never scored."""
+        if self._rows is None or self._ref is None:
+            raise RuntimeError(f"{self!r} must be attached to an env before insert_rows()")
+        device = self._rows.ids.device
+        rows, token_ids, lengths = rows.to(device), token_ids.to(device), lengths.to(device)
+        for i, r in enumerate(rows.tolist()):
+            n, start = int(lengths[i]), self._rows.prompt_len + int(self._rows.length[r])
+            self._rows.ids[r, start : start + n] = token_ids[i, :n]
+            self._rows.mask[r, start : start + n] = 1
+        self._rows.length[rows] += lengths
+        if self._deferred:
+            self._mark_stale(rows)
+            return
+        self._ref.insert(rows, token_ids, lengths)
+        if self._policy is not None and self._policy is not self._ref:
+            if self._policy_stale:
+                return  # rebuilt from the rows' tokens (these included) when it is needed
+            self._policy.insert(rows, token_ids, lengths)
 
     def _mark_stale(self, rows: torch.Tensor) -> None:
         """``rows`` changed without the reference (or a bound policy) following them."""
