@@ -64,7 +64,9 @@ def compute_gae(
         # A multi-turn episode's policy tokens are not a prefix (the env's replies lie between them): GAE
         # steps from policy token to policy token, so it runs on them packed to the left, in order.
         order = torch.sort(m.to(torch.int8), dim=1, descending=True, stable=True).indices  # (B, T)
-        packed = compute_gae(rewards.gather(1, order), values.gather(1, order), m.gather(1, order), gamma, lam)
+        packed = compute_gae(
+            rewards.gather(1, order), values.gather(1, order), m.gather(1, order), gamma, lam
+        )
         return tuple(torch.zeros_like(x).scatter(1, order, x) for x in packed)  # type: ignore[return-value]
 
     dtype = torch.promote_types(torch.promote_types(rewards.dtype, values.dtype), torch.float32)
