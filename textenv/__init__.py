@@ -8,6 +8,7 @@ Example:
 
 from textenv import assets
 from textenv.env import TextGenEnv
+from textenv.multiturn import Episode, Reply, ResponderError, Turn
 from textenv.options import TextOptions
 from textenv.prompts import Prompt, load_prompts
 from textenv.registration import register_envs
