@@ -175,6 +175,14 @@ class BaseAlgorithm:
                 "actions; use a policy of the env's tokenizer or build the env with "
                 f"vocab_size={width} (env_kwargs={{'vocab_size': {width}}})"
             )
+        config = getattr(lm, "config", None)
+        positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions < self.spec.length:
+            raise ValueError(
+                f"the policy reads at most {positions} positions (its config's n_positions / "
+                f"max_position_embeddings), but the env's observations are max_prompt_tokens + max_new_tokens = "
+                f"{self.spec.length} tokens long; lower them (env_kwargs) or use a model with more positions"
+            )
         if self.config.gradient_checkpointing:
             cast(Any, lm).gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}

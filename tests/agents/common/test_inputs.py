@@ -9,6 +9,7 @@ import torch
 
 from agents import GRPOConfig, PPOConfig, REINFORCEConfig, RLOOConfig
 from tests.agents.algos import make_algo
+from tests.agents.tiny import tiny_tokenizer
 
 CONFIGS = [PPOConfig, GRPOConfig, RLOOConfig, REINFORCEConfig]
 
@@ -90,3 +91,53 @@ def test_generate_rejects_bad_prompts(agent):
     with pytest.raises(TypeError, match="non-empty"):
         agent.generate([])
     assert len(agent.generate("a cat", max_new_tokens=2)) == 1
+
+
+def test_a_config_in_use_cannot_change_and_names_the_field():
+    import dataclasses
+
+    from agents import GRPOConfig
+
+    cfg = GRPOConfig(episodes_per_iteration=8, device="cpu")
+    agent = make_algo("grpo")
+    agent_config = agent.config
+    with pytest.raises(
+        dataclasses.FrozenInstanceError, match=r"GRPOConfig.group_size cannot change: .* in use by GRPO"
+    ):
+        agent_config.group_size = 3
+    assert agent.config.group_size == 4
+    assert dataclasses.replace(agent_config, group_size=2).group_size == 2  # a new config is free
+    cfg.group_size = 2  # one no algorithm uses yet changes freely
+    assert cfg.group_size == 2
+
+
+@pytest.mark.parametrize("config_cls", CONFIGS)
+def test_an_empty_log_dir_is_refused_where_it_is_written(config_cls):
+    with pytest.raises(ValueError, match="log_dir must be a directory path or None"):
+        config_cls(log_dir="")
+    with pytest.raises(ValueError, match="log_dir must be a directory path or None"):
+        config_cls(log_dir="   ")
+
+
+def test_learn_takes_numpy_integers_and_refuses_other_counts():
+    import numpy as np
+
+    agent = make_algo("grpo")
+    agent.learn(np.int64(8))
+    assert agent.num_episodes == 8
+    for bad in (8.0, -1, True, "8"):
+        with pytest.raises(ValueError, match="total_episodes must be an int >= 0"):
+            agent.learn(bad)
+
+
+def test_a_policy_with_fewer_positions_than_the_env_is_refused():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from agents import GRPO, GRPOConfig
+    from tests.agents.algos import make_env
+
+    lm = GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tiny_tokenizer()), n_positions=8)
+    )
+    with pytest.raises(ValueError, match=r"reads at most 8 positions .* 10 tokens long"):
+        GRPO(lm, make_env(), GRPOConfig(episodes_per_iteration=8, device="cpu"), verbose=0)
