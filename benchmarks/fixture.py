@@ -12,6 +12,8 @@ Sizes (``n_layer``, ``n_embd``, ``n_head``, ``vocab``):
 * ``gpt2``: (12, 768, 12, 50257), the shape of GPT-2 small
 * ``gpt2-large``: (36, 1280, 20, 50257) and ``gpt2-xl``: (48, 1600, 25, 50257), 774M and 1.5B parameters,
   for memory figures on a GPU (``benchmarks/gpu.sh``)
+* ``wide-vocab``: (2, 896, 14, 151936), Qwen2.5-0.5B's width and vocabulary with 2 layers, where the
+  ``(B, T, V)`` logits dominate training memory (``benchmarks/memory.py``)
 
 The tokenizer has at most 600 tokens; a model's vocabulary is wider, so envs built on this
 fixture pass ``vocab_size=model.config.vocab_size`` and ``eos_token_id=EOS_ID``.
@@ -45,6 +47,8 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
     "gpt2": (12, 768, 12, 50257),
     "gpt2-large": (36, 1280, 20, 50257),
     "gpt2-xl": (48, 1600, 25, 50257),
+    # Qwen2.5-0.5B's width and vocabulary with 2 layers: where the (B, T, V) logits dominate memory
+    "wide-vocab": (2, 896, 14, 151936),
 }
 
 PAD_ID = 0
