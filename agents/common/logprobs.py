@@ -35,9 +35,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
-from agents.common.policies import logits_width
 from agents.common.sampling import SamplingParams, entropy_from_logprobs
-from textenv.lm import accepts_kwarg
+from textenv.lm import accepts_kwarg, logits_width
 
 AUTO_CHUNK_LOGITS = 2**24
 """``chunk_size="auto"``: the fewest positions per chunk that give one chunk's logits at least this many
