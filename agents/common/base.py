@@ -116,7 +116,11 @@ class BaseAlgorithm:
             min_new_tokens=min_new_tokens,
         )
         self.policy = self.policy_class.load(
-            policy, self.sampling, peft_config=peft_config, mixed_precision=self.mixed_precision
+            policy,
+            self.sampling,
+            peft_config=peft_config,
+            mixed_precision=self.mixed_precision,
+            logits_chunk_size=self.config.logits_chunk_size,
         ).to(self.device)
         self._prepare_lm()
 

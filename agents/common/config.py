@@ -132,6 +132,13 @@ class OnPolicyConfig:
     precision (the reference runs in float32 either way). ``False``: the env steps the reference."""
 
     # --- the update ---------------------------------------------------------------------------------
+    logits_chunk_size: int | None = None
+    """Positions per chunk when the training forward computes the log-probs: the LM head runs on a chunk of
+    positions at a time, recomputed in the backward, so the ``(B, T, V)`` logits never exist (large
+    vocabularies: a fraction of the memory, the same values and gradients). ``None``: automatic (chunks
+    of about 2**24 logits, and one plain forward when the full logits are smaller); ``0``: always the full
+    logits. Must be >= 0."""
+
     clip_range: float = 0.2
     """Clip epsilon of the surrogate: ratios are clipped to ``[1 - clip_range, 1 + clip_range]`` (the
     critic-free algorithms: ``1 + clip_range_high`` above). Must be > 0."""
@@ -227,6 +234,9 @@ class OnPolicyConfig:
         self._require("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "> 0 or None")
         self._require("init_kl_coef", self.init_kl_coef is None or self.init_kl_coef >= 0, ">= 0 or None")
         self._require("clip_range", self.clip_range > 0, "> 0")
+        self._require(
+            "logits_chunk_size", self.logits_chunk_size is None or self.logits_chunk_size >= 0, ">= 0 or None"
+        )
         self._require(
             "log_dir", self.log_dir is None or self.log_dir.strip() != "", "a directory path or None"
         )

@@ -208,8 +208,9 @@ def token_logprobs(
         entropy_grad: Keep the entropy in the autograd graph (an entropy bonus); else it is a statistic.
         return_hidden: Also return the final hidden states ``(B, P + T, H)`` (for a value head).
         chunk_size: Positions per chunk; ``"auto"``: the fewest that give a chunk's logits at least
-            :data:`AUTO_CHUNK_LOGITS` elements (all of ``T`` for small vocabularies); ``None``: no chunking,
-            exactly the plain computation (the whole model, ``logits_to_keep=T + 1``, the ``(B, T, V)`` logits).
+            :data:`AUTO_CHUNK_LOGITS` elements, and the plain computation when one such chunk would hold
+            every position (small vocabularies: the same values, cheaper); ``None``: no chunking, exactly the
+            plain computation (the whole model, ``logits_to_keep=T + 1``, the ``(B, T, V)`` logits).
 
     Returns:
         :class:`TokenScores` ``(logprobs (B, T), entropy (B, T) or None, hidden or None)``.
@@ -227,7 +228,12 @@ def token_logprobs(
         raise TypeError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}")
     if _is_int(chunk_size) and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}")
+    chunk = None
     if chunk_size is not None:
+        chunk = _chunk_positions(chunk_size, tokens.shape[0], logits_width(_unwrap_peft(model)))
+        if chunk_size == "auto" and chunk >= tokens.shape[1]:
+            chunk = None  # one chunk would hold every position: the plain forward is the same, and cheaper
+    if chunk is not None:
         try:
             trunk, head = split_lm_head(model)
         except UnsupportedHeadError as err:
@@ -244,7 +250,7 @@ def token_logprobs(
                 with_entropy=with_entropy,
                 entropy_grad=entropy_grad,
                 return_hidden=return_hidden,
-                chunk=_chunk_positions(chunk_size, tokens.shape[0], logits_width(_unwrap_peft(model))),
+                chunk=chunk,
             )
     return _plain(
         model,

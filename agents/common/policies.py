@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from agents.common.inference import generate_tokens, next_tokens
+from agents.common.logprobs import token_logprobs
 from agents.common.lora import (
     apply_lora,
     is_adapter_dir,
@@ -29,9 +30,9 @@ from agents.common.lora import (
     load_adapter_weights,
     read_adapter_weights,
 )
-from agents.common.sampling import SamplingParams, entropy_from_logprobs
+from agents.common.sampling import SamplingParams
 from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead
-from textenv.lm import accepts_kwarg, causal_lm_of
+from textenv.lm import causal_lm_of
 
 
 def set_global_seed(seed: int) -> None:
@@ -202,6 +203,8 @@ class CausalLMPolicy(nn.Module):
         sampling: The sampling transform (the env's EOS ids and the run's temperature, top-k, top-p).
         mixed_precision: ``"bf16"`` runs the forwards under bf16 autocast (where the device has it),
             ``"no"`` in float32.
+        logits_chunk_size: Positions per chunk of the LM head in :meth:`forward` (``None``: automatic,
+            ``0``: the full logits); see ``OnPolicyConfig.logits_chunk_size``.
 
     Example:
         >>> policy = CausalLMPolicy.load("tiny-lm", SamplingParams(eos_token_ids=(0,)))  # doctest: +SKIP
@@ -212,12 +215,22 @@ class CausalLMPolicy(nn.Module):
     has_value_head: ClassVar[bool] = False
     """Whether :meth:`forward` returns values."""
 
-    def __init__(self, model: nn.Module, sampling: SamplingParams, *, mixed_precision: str = "no"):
+    def __init__(
+        self,
+        model: nn.Module,
+        sampling: SamplingParams,
+        *,
+        mixed_precision: str = "no",
+        logits_chunk_size: int | None = None,
+    ):
         super().__init__()
         self.model = model
         self.sampling = sampling
         self.mixed_precision = mixed_precision
-        self._logits_to_keep = accepts_kwarg(causal_lm_of(model), "logits_to_keep")
+        # None: "auto" (chunks once the full logits would be large); 0: never; n: n positions per chunk.
+        self.chunk_size: int | Literal["auto"] | None = (
+            "auto" if logits_chunk_size is None else (logits_chunk_size or None)
+        )
 
     @classmethod
     def load(
@@ -227,6 +240,7 @@ class CausalLMPolicy(nn.Module):
         *,
         peft_config: Any = None,
         mixed_precision: str = "no",
+        logits_chunk_size: int | None = None,
     ) -> CausalLMPolicy:
         """A policy from a built-in asset name, a path or hub name, or a module (used as it is, not copied).
 
@@ -234,7 +248,7 @@ class CausalLMPolicy(nn.Module):
             TypeError: ``source`` is none of these.
         """
         model = load_policy(source, value_head=cls.has_value_head, peft_config=peft_config)
-        return cls(model, sampling, mixed_precision=mixed_precision)
+        return cls(model, sampling, mixed_precision=mixed_precision, logits_chunk_size=logits_chunk_size)
 
     @property
     def lm(self) -> nn.Module:
@@ -260,6 +274,10 @@ class CausalLMPolicy(nn.Module):
         """Evaluates whole episodes in one forward: the log-prob (and entropy, values) of each token after
         the prompt.
 
+        The LM head runs in chunks of positions when the full ``(B, T, V)`` logits would be large
+        (:func:`agents.common.logprobs.token_logprobs`, ``logits_chunk_size``): the same values and
+        gradients without that tensor.
+
         Args:
             input_ids: ``(B, P + T)`` left-padded prompts, then the episodes' tokens.
             attention_mask: ``(B, P + T)``.
@@ -272,20 +290,25 @@ class CausalLMPolicy(nn.Module):
         """
         T = tokens.shape[1]
         P = input_ids.shape[1] - T
-        kwargs = {"logits_to_keep": T + 1} if self._logits_to_keep else {}
         with self.autocast():
-            out = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
-        logits = out.logits[:, -(T + 1) : -1].float()  # (B, T, V)
-        logp_all = self.sampling.logprobs(logits)  # (B, T, V)
-        logprobs = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
-        ent = None
-        if entropy != "none":
-            with torch.set_grad_enabled(torch.is_grad_enabled() and entropy == "grad"):
-                ent = entropy_from_logprobs(logp_all)  # (B, T)
-        return PolicyOutput(logprobs, ent, self._values(out, P, T))
+            scores = token_logprobs(
+                self.lm,
+                input_ids,
+                attention_mask,
+                position_ids,
+                tokens,
+                sampling=self.sampling,
+                with_entropy=entropy != "none",
+                entropy_grad=entropy == "grad",
+                return_hidden=self.has_value_head,
+                chunk_size=self.chunk_size,
+            )
+        values = None if scores.hidden is None else self._values(scores.hidden[:, P - 1 : P + T - 1])
+        return PolicyOutput(scores.logprobs, scores.entropy, values)
 
-    def _values(self, out: Any, P: int, T: int) -> torch.Tensor | None:
-        """``(B, T)`` values of the states the tokens were chosen in; ``None`` without a value head."""
+    def _values(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """``(B, T)`` values of the states the tokens were chosen in (hidden ``(B, T, H)``); ``None``
+        without a value head."""
         return None
 
     @torch.no_grad()
@@ -368,8 +391,8 @@ class ActorCriticPolicy(CausalLMPolicy):
         """The critic: ``Linear(hidden_size, 1)`` in float32."""
         return self.model.value_head
 
-    def _values(self, out: Any, P: int, T: int) -> torch.Tensor | None:
-        return out.values[:, P - 1 : P + T - 1].float()  # (B, T)
+    def _values(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        return self.model.values_of(hidden)  # (B, T) float32
 
     def read_weights(self, directory: str | os.PathLike[str]) -> dict[str, Any]:
         """The LM's weights (or its adapters) and ``value_head.safetensors``.

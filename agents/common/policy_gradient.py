@@ -114,6 +114,7 @@ class PolicyGradientAlgorithm(OnPolicyAlgorithm):
                     copy.deepcopy(self.lm).eval().requires_grad_(False),
                     self.sampling,
                     mixed_precision=self.mixed_precision,
+                    logits_chunk_size=self.config.logits_chunk_size,
                 )
             )
 
@@ -218,6 +219,7 @@ class AdaptersOffPolicy(CausalLMPolicy):
 
     def __init__(self, policy: CausalLMPolicy):
         super().__init__(policy.model, policy.sampling, mixed_precision=policy.mixed_precision)
+        self.chunk_size = policy.chunk_size
 
     def forward(self, *args: Any, **kwargs: Any) -> PolicyOutput:  # type: ignore[override]
         with adapters_off(self.lm):

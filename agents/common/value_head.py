@@ -225,6 +225,12 @@ class CausalLMWithValueHead(nn.Module):
         self.value_head.float()
         return self
 
+    def values_of(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(..., )`` float32 values of final hidden states ``(..., H)`` (of any dtype)."""
+        # Autocast would run the Linear in bf16; the head is meant to be float32 end to end.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.value_head(hidden.to(self.value_head.weight.device, torch.float32)).squeeze(-1)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -258,13 +264,8 @@ class CausalLMWithValueHead(nn.Module):
             return_dict=True,
             **lm_kwargs,
         )
-        hidden = out.hidden_states[-1]  # (B, T, H), LM dtype
-        # Autocast would run the Linear in bf16; the head is meant to be float32 end to end.
-        with torch.autocast(device_type=hidden.device.type, enabled=False):
-            head_in = hidden.to(self.value_head.weight.device, torch.float32)
-            values = self.value_head(head_in).squeeze(-1)  # (B, T) float32
         return ValueHeadOutput(
             logits=out.logits,
-            values=values,
+            values=self.values_of(out.hidden_states[-1]),  # (B, T) float32
             past_key_values=getattr(out, self._cache_kwarg) if use_cache else None,
         )

@@ -30,6 +30,7 @@ BAD_VALUES = [
     ("reward_scale", 0.0),
     ("reward_clip", -1.0),
     ("clip_range", 0.0),
+    ("logits_chunk_size", -1),
     ("clip_range_value", -0.2),
     ("vf_coef", -0.5),
     ("ent_coef", -0.01),
