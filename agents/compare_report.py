@@ -215,7 +215,7 @@ def normalized_scores(
     Args:
         results: The runs (``RunResult.env`` says the task).
         window: As :meth:`RunResult.final_reward`.
-        scales: Every task (in report order) with its :data:`Scale`, or ``None`` to leave it out.
+        scales: Every task (in report order) with its ``Scale``, or ``None`` to leave it out.
 
     Returns:
         ``(scores, included, left_out)``: ``scores[algo]`` holds one list per included task (in the order

@@ -15,7 +15,7 @@ reinforce++    :class:`agents.REINFORCE`  ``baseline="batch"``        ``num_iter
 scst           :class:`agents.REINFORCE`  ``baseline="greedy"``       ``num_iterations=4``
 sb3-ppo        ``stable_baselines3.PPO``  (LMPolicy)                  SB3 keyword arguments
 sb3-a2c        ``stable_baselines3.A2C``  (LMPolicy)                  SB3 keyword arguments
-base-lm        nothing (samples the starting model)
+base-lm        nothing                                                samples the starting model
 =============  =========================  ==========================  =====================================
 
 ``agents-ppo``, ``agents-grpo``, ... are earlier names of the first five (:data:`ALIASES`).

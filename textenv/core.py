@@ -1,4 +1,4 @@
-"""The batched episode state and scoring shared by :class:`TextGenEnv` and :class:`TextGenVectorEnv`.
+"""The batched episode state and scoring shared by :class:`~textenv.env.TextGenEnv` and :class:`~textenv.vector.TextGenVectorEnv`.
 
 Both envs are thin Gymnasium shells around :class:`TextGenCore`, so a single env and a row of the
 vector env behave identically by construction.

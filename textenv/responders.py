@@ -54,7 +54,7 @@ def calculator(expression: str) -> int | float:
     """The value of an arithmetic expression of numbers, ``+ - * /`` and parentheses (never ``eval``).
 
     Raises:
-        ValueError: Anything else, an expression longer than :data:`MAX_EXPRESSION`, or a division by 0.
+        ValueError: Anything else, an expression longer than ``MAX_EXPRESSION``, or a division by 0.
 
     Example:
         >>> calculator("37*48")

@@ -119,7 +119,7 @@ def read_adapter_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_adapter_weights(lm: nn.Module, weights: str | os.PathLike[str] | dict[str, Any]) -> None:
-    """Loads adapter weights (a directory, or what :func:`read_adapter_weights` read) into the PEFT model
+    """Loads adapter weights (a directory, or what ``read_adapter_weights`` read) into the PEFT model
     ``lm`` (in place, exactly).
 
     Raises:

@@ -18,7 +18,7 @@ IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 def aggregate_loss(
     per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, max_tokens: int
 ) -> torch.Tensor:
-    """Reduces ``(B, T)`` token losses to one number as ``loss_type`` says (see :class:`PolicyGradientConfig`).
+    """Reduces ``(B, T)`` token losses to one number as ``loss_type`` says (see :class:`~agents.common.policy_gradient.PolicyGradientConfig`).
 
     Args:
         per_token: ``(B, T)`` token losses.

@@ -202,8 +202,6 @@ class LMPolicy(ActorCriticPolicy):
 
     Attributes:
         model: The :class:`~agents.CausalLMWithValueHead` (LM + value head) being trained.
-        lm: The transformers causal LM (``model.lm``); bind a KL penalty to it (see
-            :func:`agents.sb3.bind_kl`) or ``save_pretrained`` it after training.
 
     Args:
         observation_space: textenv's observation space.
@@ -305,7 +303,8 @@ class LMPolicy(ActorCriticPolicy):
 
     @property
     def lm(self) -> nn.Module:
-        """The transformers causal LM (shared with ``self.model``)."""
+        """The transformers causal LM (``model.lm``, shared with ``self.model``); bind a KL penalty to it (see
+        :func:`agents.sb3.bind_kl`) or ``save_pretrained`` it after training."""
         return self.model.lm
 
     # -- forward passes ----------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def parse_spec(spec: str) -> Scorer:
             ``"rouge + 0.5*keyword:great"``.
 
     Returns:
-        A new scorer (a :class:`CompositeScorer` for several terms).
+        A new scorer (a :class:`~textenv.scorers.base.CompositeScorer` for several terms).
 
     Raises:
         ValueError: An empty spec, an unknown name (the message lists the valid ones) or bad arguments.
