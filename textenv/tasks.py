@@ -118,7 +118,8 @@ class Task:
 
     Attributes:
         id: Gymnasium id.
-        key: Short name; the entry points are ``textenv.tasks:make_<key>`` and ``make_<key>_vector``.
+        key: Short name; the registry's entry points ``textenv.tasks:make`` and ``make_vector`` get it as
+            ``task=<key>``.
         prompts: Built-in prompt asset name.
         reward: Builds a new reward scorer; its keyword arguments may be given to ``gymnasium.make``.
         reward_threshold: Mean episode return a competent policy reaches (see the module docstring).
@@ -259,57 +260,29 @@ TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
 """Every task of the suite, in documentation order."""
 
 
-# Entry points named in the registry (textenv.registration); each call builds new scorers.
-def make_sentiment(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Sentiment-v0``: see the module docstring."""
-    return SENTIMENT.make(**kwargs)
+TASKS_BY_KEY: dict[str, Task] = {task.key: task for task in TASKS}
 
 
-def make_sentiment_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Sentiment-v0`` as a ``TextGenVectorEnv``."""
-    return SENTIMENT.make_vector(num_envs, **kwargs)
+# The entry points of the registry (textenv.registration): gymnasium passes the spec's `task` keyword.
+def make(task: str, **kwargs: Any) -> TextGenEnv:
+    """A new single env of the task ``task`` (its key): what ``gymnasium.make(id)`` calls.
+
+    Raises:
+        ValueError: An unknown task key.
+    """
+    return _task(task).make(**kwargs)
 
 
-def make_keyword(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Keyword-v0``: see the module docstring."""
-    return KEYWORD.make(**kwargs)
+def make_vector(task: str, num_envs: int = 1, **kwargs: Any):
+    """A new :class:`textenv.vector.TextGenVectorEnv` of the task ``task``: what ``gymnasium.make_vec`` calls."""
+    return _task(task).make_vector(num_envs, **kwargs)
 
 
-def make_keyword_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Keyword-v0`` as a ``TextGenVectorEnv``."""
-    return KEYWORD.make_vector(num_envs, **kwargs)
-
-
-def make_copy(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Copy-v0``: see the module docstring."""
-    return COPY.make(**kwargs)
-
-
-def make_copy_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Copy-v0`` as a ``TextGenVectorEnv``."""
-    return COPY.make_vector(num_envs, **kwargs)
-
-
-def make_arithmetic(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Arithmetic-v0``: see the module docstring."""
-    return ARITHMETIC.make(**kwargs)
-
-
-def make_arithmetic_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Arithmetic-v0`` as a ``TextGenVectorEnv``."""
-    return ARITHMETIC.make_vector(num_envs, **kwargs)
-
-
-def make_reverse(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Reverse-v0``: see the module docstring."""
-    return REVERSE.make(**kwargs)
-
-
-def make_reverse_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Reverse-v0`` as a ``TextGenVectorEnv``."""
-    return REVERSE.make_vector(num_envs, **kwargs)
+def _task(key: str) -> Task:
+    if key not in TASKS_BY_KEY:
+        raise ValueError(f"unknown task {key!r}; the tasks are {sorted(TASKS_BY_KEY)}")
+    return TASKS_BY_KEY[key]
 
 
 # gymnasium.make reads an entry point's metadata to validate render_mode.
-for _make in (make_sentiment, make_keyword, make_copy, make_arithmetic, make_reverse):
-    _make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]
+make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]

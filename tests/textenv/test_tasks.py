@@ -27,8 +27,8 @@ def test_suite_ids_are_registered_with_thresholds_and_both_entry_points():
     for task in tasks.TASKS:
         spec = gym.spec(task.id)
         assert spec.reward_threshold == task.reward_threshold
-        assert spec.entry_point == f"textenv.tasks:make_{task.key}"
-        assert spec.vector_entry_point == f"textenv.tasks:make_{task.key}_vector"
+        assert spec.entry_point == "textenv.tasks:make" and spec.kwargs == {"task": task.key}
+        assert spec.vector_entry_point == "textenv.tasks:make_vector"
         assert f"{task.id}" in tasks.__doc__ and f"{task.reward_threshold:g}" in tasks.__doc__
     assert gym.spec("TextGen-v0").vector_entry_point == "textenv.vector:TextGenVectorEnv"
     textenv.register_envs()  # idempotent
