@@ -22,7 +22,7 @@ follow; ``"Repeat: <sentence> =>"``; ``"Q: 23+48= A:"``; ``"Reverse: plot dull g
 Each task has a built-in starting model (``Task.model``): ``tiny-lm`` for the first three,
 ``tiny-solver`` (trained until right on 35% of the additions) for arithmetic and
 ``tiny-solver-early`` (the same run, saved when its reverse similarity first reached 0.5) for
-reversal; and a PPO recipe (``Task.recipe``, measured by ``benchmarks/learning.py``).
+reversal; and recipes for PPO and GRPO (``Task.recipes``, measured over seeds by ``benchmarks/learning.py``).
 
 ``reward_threshold`` (also ``gymnasium.spec(id).reward_threshold``) is the mean episode return
 over the task's prompts that a competent policy reaches and the untrained starting model does not.
@@ -125,9 +125,10 @@ class Task:
         reward_threshold: Mean episode return a competent policy reaches (see the module docstring).
         env_kwargs: Other :class:`TextGenEnv` defaults.
         model: The built-in starting model (asset name) that the threshold and recipe are measured from.
-        recipe: How the project's PPO learns the task from ``model``: ``episodes`` (the budget) and
-            ``agents.PPOConfig`` fields (the rest are PPOConfig's defaults); measured by
-            ``benchmarks/learning.py`` (figures in ``benchmarks/RESULTS.md``).
+        recipes: How the project's algorithms learn the task from ``model``, by algorithm name
+            (``agents.registry``: ``"ppo"``, ``"grpo"``): ``episodes`` (the budget) and config fields (the
+            rest are the config's defaults); measured over seeds by ``benchmarks/learning.py`` (figures in
+            ``benchmarks/RESULTS.md``).
         untrained_return: Mean episode return of ``model`` untrained (see the module docstring), or
             ``None`` if unknown. ``textenv-compare`` normalises a score to 0 there and to 1 at
             ``reward_threshold``.
@@ -140,7 +141,7 @@ class Task:
     reward_threshold: float
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     model: str = "tiny-lm"
-    recipe: Mapping[str, Any] = field(default_factory=dict)
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     untrained_return: float | None = None
 
     def kwargs(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,7 +187,16 @@ SENTIMENT = Task(
     reward_threshold=0.8,
     untrained_return=0.47,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
-    recipe={"episodes": 4096, "learning_rate": 5e-5, "mixed_precision": "no"},
+    recipes={
+        "ppo": {"episodes": 4096, "learning_rate": 5e-5, "mixed_precision": "no"},
+        "grpo": {
+            "episodes": 4096,
+            "learning_rate": 1e-4,
+            "num_iterations": 4,
+            "minibatch_size": 8,
+            "mixed_precision": "no",
+        },
+    },
 )
 KEYWORD = Task(
     id="TextGen-Keyword-v0",
@@ -196,7 +206,17 @@ KEYWORD = Task(
     reward_threshold=0.8,
     untrained_return=0.16,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 20},
-    recipe={"episodes": 12000, "learning_rate": 1e-4, "mixed_precision": "no"},
+    recipes={
+        "ppo": {"episodes": 12000, "learning_rate": 1e-4, "mixed_precision": "no"},
+        "grpo": {
+            "episodes": 12000,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "mixed_precision": "no",
+        },
+    },
 )
 COPY = Task(
     id="TextGen-Copy-v0",
@@ -209,16 +229,27 @@ COPY = Task(
     # Near the ROUGE ceiling the signal is one wrong word in a sentence: the value head must learn at
     # its own, higher rate (a fresh head is noise of the rewards' size), Monte-Carlo advantages
     # (gae_lambda 1) keep its remaining error from biasing them, and one epoch keeps the steps small.
-    recipe={
-        "episodes": 32768,
-        "learning_rate": 1e-4,
-        "value_learning_rate": 1e-3,
-        "gae_lambda": 1.0,
-        "ppo_epochs": 1,
-        "episodes_per_iteration": 64,
-        "minibatch_size": 32,
-        "temperature": 0.7,
-        "mixed_precision": "no",
+    recipes={
+        "ppo": {
+            "episodes": 32768,
+            "learning_rate": 1e-4,
+            "value_learning_rate": 1e-3,
+            "gae_lambda": 1.0,
+            "ppo_epochs": 1,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
     },
 )
 ARITHMETIC = Task(
@@ -230,12 +261,22 @@ ARITHMETIC = Task(
     untrained_return=0.355,
     env_kwargs={"max_prompt_tokens": 12, "max_new_tokens": 6},
     model="tiny-solver",
-    recipe={
-        "episodes": 16384,
-        "learning_rate": 5e-5,
-        "episodes_per_iteration": 64,
-        "minibatch_size": 32,
-        "mixed_precision": "no",
+    recipes={
+        "ppo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 49152,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 128,
+            "minibatch_size": 64,
+            "group_size": 16,
+            "mixed_precision": "no",
+        },
     },
 )
 REVERSE = Task(
@@ -247,13 +288,24 @@ REVERSE = Task(
     untrained_return=0.50,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 12},
     model="tiny-solver-early",
-    recipe={
-        "episodes": 16384,
-        "learning_rate": 5e-5,
-        "episodes_per_iteration": 64,
-        "minibatch_size": 32,
-        "temperature": 0.7,
-        "mixed_precision": "no",
+    recipes={
+        "ppo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
     },
 )
 TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
