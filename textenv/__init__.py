@@ -17,10 +17,14 @@ from textenv.text_spec import TextSpec, text_spec
 register_envs()
 
 __all__ = [
+    "Episode",
     "Prompt",
+    "Reply",
+    "ResponderError",
     "TextGenEnv",
     "TextOptions",
     "TextSpec",
+    "Turn",
     "assets",
     "load_prompts",
     "register_envs",

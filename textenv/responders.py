@@ -36,11 +36,16 @@ from typing import Any
 
 from textenv.multiturn import Episode, Reply
 
-CALL = re.compile(r"<call>(?P<name>[A-Za-z_]\w*)\((?P<args>.*)\)</call>", re.DOTALL)
+CALL = re.compile(r"<call>(?P<name>[A-Za-z_]\w*)\((?P<args>.*?)\)</call>", re.DOTALL)
 """A call in the policy's turn: ``<call>name(arguments)</call>`` (the last one counts)."""
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 MAX_EXPRESSION = 200
 """The longest expression :func:`calculator` evaluates (characters)."""
 
@@ -65,7 +70,12 @@ def calculator(expression: str) -> int | float:
         raise ValueError(f"not an arithmetic expression: {expression!r}") from None
 
     def value(node: ast.AST) -> int | float:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        # Numbers only (bool is an int subclass: True + 1 is not arithmetic here).
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool)
+        ):
             return node.value
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = value(node.left), value(node.right)
@@ -129,9 +139,8 @@ class Tools:
 
     def respond(self, episode: Episode) -> Reply:
         """Runs the last call of the policy's turn; a turn without one ends the episode."""
-        match = None
-        for match in CALL.finditer(episode.last.text):
-            pass
+        found = list(CALL.finditer(episode.last.text))
+        match = found[-1] if found else None
         if match is None:
             return Reply(done=True, role=self.role)
         calls = sum(bool(CALL.search(t.text)) for t in episode.turns if t.role == "assistant")
