@@ -223,9 +223,15 @@ class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray
         Returns the rows' prompts.
         """
         n = len(self.core.spec.prompts)
+        states = [self._rng(int(r)).bit_generator.state for r in rows]
         choices = [int(self._rng(int(r)).integers(n)) if fixed is None else fixed[r] for r in rows]
         row_list = rows.tolist()
-        self.core.reset_rows(row_list, choices)
+        try:
+            self.core.reset_rows(row_list, choices)  # a multi-turn env's responder may refuse the episodes
+        except BaseException:
+            for r, state in zip(row_list, states):  # a reset that fails draws nothing
+                self._rng(r).bit_generator.state = state
+            raise
         self._started[rows] = True
         self._ended[rows] = False
         self._steps[rows] = 0

@@ -853,3 +853,33 @@ def test_handed_over_kl_equals_a_full_forward_and_score_episodes_and_the_deferre
     scores = deferred.score(ids_, attn, torch.as_tensor(later["logp"]), torch.as_tensor(mask))
     np.testing.assert_allclose(scores.rewards.numpy(), out["rewards"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(scores.terms["kl"].numpy(), out["rewards"].sum(1), atol=1e-5, rtol=0)
+
+
+def test_a_reset_the_responder_refuses_draws_no_prompt():
+    # The env's prompt draws after a refused reset are those of an env whose reset never failed.
+    class Moody:
+        def __init__(self):
+            self.refuse = False
+
+        def reset(self, episode):
+            if self.refuse:
+                raise RuntimeError("not now")
+
+        def respond(self, episode):
+            return Reply(done=True)
+
+    prompts = [f"prompt {i}" for i in range(50)]
+    moody, calm = Moody(), Moody()
+    envs = [
+        TextGenEnv(prompts=prompts, responder=r, max_new_tokens=4, reward=lambda p, t, r_, m: 0.0)
+        for r in (moody, calm)
+    ]
+    for env in envs:
+        env.reset(seed=3)
+    moody.refuse = True
+    with pytest.raises(ResponderError, match="not now"):
+        envs[0].reset()
+    moody.refuse = False
+    assert [envs[0].reset()[1]["prompt"] for _ in range(5)] == [
+        envs[1].reset()[1]["prompt"] for _ in range(5)
+    ]
