@@ -32,6 +32,7 @@ def register_envs() -> None:
     for hub in HUB_TASKS:
         _register_task(hub.id, "textenv.hub_tasks", hub.key, hub.reward_threshold, disable_env_checker=False)
     _register_reasoning_gym()
+    _register_textarena()
 
 
 def _register_task(
@@ -57,5 +58,17 @@ def _register_reasoning_gym() -> None:
             id="TextGen-ReasoningGym-v0",
             entry_point="textenv.reasoning_gym:make",
             vector_entry_point="textenv.reasoning_gym:make_vector",
+            disable_env_checker=DISABLE_ENV_CHECKER,
+        )
+
+
+def _register_textarena() -> None:
+    """``TextGen-TextArena-v0`` (:mod:`textenv.textarena`): registered whether or not textarena is installed;
+    without it ``gym.make`` says how to install it."""
+    if "TextGen-TextArena-v0" not in gym.registry:
+        gym.register(
+            id="TextGen-TextArena-v0",
+            entry_point="textenv.textarena:make",
+            vector_entry_point="textenv.textarena:make_vector",
             disable_env_checker=DISABLE_ENV_CHECKER,
         )
