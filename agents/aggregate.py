@@ -44,6 +44,7 @@ __all__ = [
     "Interval",
     "iqm",
     "iqm_interval",
+    "mean_interval",
     "normalized_score",
     "performance_profile",
     "performance_profile_interval",
@@ -144,6 +145,23 @@ def iqm_interval(
     tasks = _tasks(scores_by_task, "scores_by_task", minimum_runs=2)
     low, high = _bootstrap(tasks, _pooled_iqm, confidence, n_resamples, seed)
     return Interval(float(_pooled_iqm(*tasks)), float(low), float(high))
+
+
+def mean_interval(
+    scores: ArrayLike, *, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> Interval:
+    """The mean of one task's run scores and its bootstrap (percentile) interval.
+
+    Raises:
+        ValueError: Fewer than two scores, or a score that is not finite.
+
+    Example:
+        >>> mean_interval([0.5, 0.7, 0.6]).point
+        0.6
+    """
+    (x,) = _tasks([scores], "scores", minimum_runs=2)
+    low, high = _bootstrap([x], lambda a, axis=-1: np.mean(a, axis=axis), confidence, n_resamples, seed)
+    return Interval(float(np.mean(x)), float(low), float(high))
 
 
 def probability_of_improvement_interval(

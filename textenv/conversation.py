@@ -76,8 +76,9 @@ class Conversations:
         self._warned_prefix = False
 
     def _stop_string_tokens(self) -> torch.Tensor | None:
-        """A ``(V,)`` bool mask of the tokens whose text holds the last character of a stop string: only a
-        turn whose last token is one of them can end with a stop string, so only those are decoded."""
+        """A ``(V,)`` bool mask of the tokens whose text holds the last character of a stop string (or part of
+        a character: a byte-level token of a multi-byte one decodes alone to U+FFFD): only a turn whose last
+        token is one of them can end with a stop string, so only those are decoded."""
         stops = self.core.spec.stop_strings
         if not stops:
             return None
@@ -87,7 +88,7 @@ class Conversations:
         decoded = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in texts]
         mask = torch.zeros(V, dtype=torch.bool, device=self.core.device)
         for i, text in enumerate(decoded):
-            mask[i] = any(c in text for c in last)
+            mask[i] = any(c in text for c in last) or "\ufffd" in text
         return mask
 
     # --- resets ----------------------------------------------------------------------------------------
@@ -127,7 +128,8 @@ class Conversations:
         )
         for r in (eos | (active & budget_full)).nonzero().flatten().tolist():
             plan.finish[r] = "eos" if bool(eos[r]) else "length"
-        for r in (turn_end & ~budget_full).nonzero().flatten().tolist():
+        # A turn that ends on the budget's last token is answered too: its reward counts, its reply is recorded.
+        for r in turn_end.nonzero().flatten().tolist():
             self._respond(r, plan)
         return plan
 
@@ -152,10 +154,16 @@ class Conversations:
             call_responder(self.responder, episode), self.responder, episode, core.spec.vocab_size
         )
         ids = self._reply_ids(row, episode, reply)
+        # A reply given as ids is recorded with their text, so later turns and scorers see what it said.
+        text = (
+            reply.text
+            if reply.token_ids is None
+            else core.spec.tokenizer.decode(ids, skip_special_tokens=True)
+        )
         plan.rewards[row] = float(reply.reward)
         plan.turns[row] = [
             policy,
-            Turn(role=reply.role, text=reply.text or "", token_ids=tuple(ids), reward=float(reply.reward)),
+            Turn(role=reply.role, text=str(text or ""), token_ids=tuple(ids), reward=float(reply.reward)),
         ]
         room = core.spec.max_new_tokens - int(core.num_generated[row])
         if reply.done:
@@ -195,7 +203,11 @@ class Conversations:
             messages[:-1], tokenize=False, add_generation_prompt=False
         )
         after: Any = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        tail = after[len(before) :] if after.startswith(before) else reply.text
+        # The template's text goes on where the policy's turn ends in it (the observation holds the turn up
+        # to its end-of-turn token, not what the template writes after that, e.g. a newline).
+        turn = str(tokenizer.decode(self._turn_ids(row)))
+        end = before.rfind(turn) + len(turn) if turn and turn in before else len(before)
+        tail = after[end:] if after.startswith(before[:end]) else reply.text
         return list(tokenizer(tail, add_special_tokens=False)["input_ids"])
 
     def _observation_ids(self, row: int) -> list[int]:

@@ -189,10 +189,19 @@ class TextGenEnv(TextEnvAPI, gym.Env[dict[str, np.ndarray], int]):
         """
         seed = check_seed(seed)
         choice = fixed_prompt(options, len(self.core.spec.prompts), column=self.core.options.prompt_column)
+        # A reset that fails (a multi-turn env's responder may refuse the episode) draws nothing.
+        rng, rng_seed = self._np_random, self._np_random_seed
+        rng_state = None if rng is None else rng.bit_generator.state
         super().reset(seed=seed)
-        if choice is None:
-            choice = int(self.np_random.integers(len(self.core.spec.prompts)))
-        self.core.reset_rows([0], [choice])
+        try:
+            if choice is None:
+                choice = int(self.np_random.integers(len(self.core.spec.prompts)))
+            self.core.reset_rows([0], [choice])
+        except BaseException:
+            self._np_random, self._np_random_seed = rng, rng_seed
+            if rng is not None and rng_state is not None:
+                rng.bit_generator.state = rng_state
+            raise
         if self.render_mode == "human":
             self.render()
         return self._obs(), {"prompt": self.core.row_prompts[0].text}  # type: ignore[union-attr]

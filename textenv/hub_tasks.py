@@ -225,7 +225,7 @@ class HubTask:
 
     Attributes:
         id: Gymnasium id.
-        key: Entry points are ``textenv.hub_tasks:make_<key>`` and ``make_<key>_vector``.
+        key: The registry's entry points ``textenv.hub_tasks:make`` and ``make_vector`` get it as ``task=<key>``.
         build: ``build(**overrides) -> TextGenEnv`` keyword arguments.
         reward_threshold: ``None``: it depends on the model.
     """
@@ -370,26 +370,19 @@ HUB_TASKS: tuple[HubTask, ...] = (GSM8K, IMDB)
 """The tasks of this module, registered by :mod:`textenv.registration`."""
 
 
-def make_gsm8k(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-GSM8K-v0``: see :func:`gsm8k_kwargs`."""
-    return GSM8K.make(**kwargs)
+HUB_TASKS_BY_KEY: dict[str, HubTask] = {task.key: task for task in HUB_TASKS}
 
 
-def make_gsm8k_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-GSM8K-v0`` as a ``TextGenVectorEnv``."""
-    return GSM8K.make_vector(num_envs, **kwargs)
+# The entry points of the registry (textenv.registration): gymnasium passes the spec's `task` keyword.
+def make(task: str, **kwargs: Any) -> TextGenEnv:
+    """A new single env of the hub task ``task`` (its key): what ``gymnasium.make(id)`` calls."""
+    return HUB_TASKS_BY_KEY[task].make(**kwargs)
 
 
-def make_imdb(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-IMDB-v0``: see :func:`imdb_kwargs`."""
-    return IMDB.make(**kwargs)
-
-
-def make_imdb_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-IMDB-v0`` as a ``TextGenVectorEnv``."""
-    return IMDB.make_vector(num_envs, **kwargs)
+def make_vector(task: str, num_envs: int = 1, **kwargs: Any):
+    """A new vector env of the hub task ``task``: what ``gymnasium.make_vec`` calls."""
+    return HUB_TASKS_BY_KEY[task].make_vector(num_envs, **kwargs)
 
 
 # gymnasium.make reads an entry point's metadata to validate render_mode.
-for _make in (make_gsm8k, make_imdb):
-    _make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]
+make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]

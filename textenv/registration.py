@@ -23,21 +23,31 @@ def register_envs() -> None:
             vector_entry_point=VECTOR_ENTRY_POINT,
             disable_env_checker=DISABLE_ENV_CHECKER,
         )
+    from textenv.hub_tasks import HUB_TASKS
     from textenv.tasks import TASKS
 
+    # A factory given the task's key, never a reward in the kwargs: each env builds its own (dense, stateful) scorers.
     for task in TASKS:
-        if task.id in gym.registry:
-            continue
-        # Factories, not kwargs: each env must get its own (dense, stateful) scorers.
-        gym.register(
-            id=task.id,
-            entry_point=f"textenv.tasks:make_{task.key}",
-            vector_entry_point=f"textenv.tasks:make_{task.key}_vector",
-            reward_threshold=task.reward_threshold,
-            disable_env_checker=DISABLE_ENV_CHECKER,
-        )
-    _register_hub_tasks()
+        _register_task(task.id, "textenv.tasks", task.key, task.reward_threshold, DISABLE_ENV_CHECKER)
+    for hub in HUB_TASKS:
+        _register_task(hub.id, "textenv.hub_tasks", hub.key, hub.reward_threshold, disable_env_checker=False)
     _register_reasoning_gym()
+    _register_textarena()
+
+
+def _register_task(
+    env_id: str, module: str, key: str, reward_threshold: float | None, disable_env_checker: bool
+) -> None:
+    """One task of ``module``: its ``make`` / ``make_vector`` entry points, given ``task=key``."""
+    if env_id not in gym.registry:
+        gym.register(
+            id=env_id,
+            entry_point=f"{module}:make",
+            vector_entry_point=f"{module}:make_vector",
+            kwargs={"task": key},
+            reward_threshold=reward_threshold,
+            disable_env_checker=disable_env_checker,
+        )
 
 
 def _register_reasoning_gym() -> None:
@@ -52,16 +62,13 @@ def _register_reasoning_gym() -> None:
         )
 
 
-def _register_hub_tasks() -> None:
-    """The tasks that load datasets and models by name (:mod:`textenv.hub_tasks`)."""
-    from textenv.hub_tasks import HUB_TASKS
-
-    for task in HUB_TASKS:
-        if task.id not in gym.registry:
-            gym.register(
-                id=task.id,
-                entry_point=f"textenv.hub_tasks:make_{task.key}",
-                vector_entry_point=f"textenv.hub_tasks:make_{task.key}_vector",
-                reward_threshold=task.reward_threshold,
-                disable_env_checker=False,
-            )
+def _register_textarena() -> None:
+    """``TextGen-TextArena-v0`` (:mod:`textenv.textarena`): registered whether or not textarena is installed;
+    without it ``gym.make`` says how to install it."""
+    if "TextGen-TextArena-v0" not in gym.registry:
+        gym.register(
+            id="TextGen-TextArena-v0",
+            entry_point="textenv.textarena:make",
+            vector_entry_point="textenv.textarena:make_vector",
+            disable_env_checker=DISABLE_ENV_CHECKER,
+        )

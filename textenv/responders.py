@@ -36,16 +36,16 @@ from typing import Any
 
 from textenv.multiturn import Episode, Reply
 
-CALL = re.compile(r"<call>(?P<name>[A-Za-z_]\w*)\((?P<args>.*)\)</call>", re.DOTALL)
+CALL = re.compile(r"<call>(?P<name>[A-Za-z_]\w*)\((?P<args>.*?)\)</call>", re.DOTALL)
 """A call in the policy's turn: ``<call>name(arguments)</call>`` (the last one counts)."""
 
-_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-_UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 MAX_EXPRESSION = 200
 """The longest expression :func:`calculator` evaluates (characters)."""
 
@@ -70,6 +70,7 @@ def calculator(expression: str) -> int | float:
         raise ValueError(f"not an arithmetic expression: {expression!r}") from None
 
     def value(node: ast.AST) -> int | float:
+        # Numbers only (bool is an int subclass: True + 1 is not arithmetic here).
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, (int, float))
@@ -138,13 +139,14 @@ class Tools:
 
     def respond(self, episode: Episode) -> Reply:
         """Runs the last call of the policy's turn; a turn without one ends the episode."""
-        matches = list(CALL.finditer(episode.last.text))
-        if not matches:
+        found = list(CALL.finditer(episode.last.text))
+        match = found[-1] if found else None
+        if match is None:
             return Reply(done=True, role=self.role)
         calls = sum(bool(CALL.search(t.text)) for t in episode.turns if t.role == "assistant")
         done = self.max_calls is not None and calls >= self.max_calls
         try:
-            value = self._run(matches[-1].group("name"), matches[-1].group("args"))
+            value = self._run(match.group("name"), match.group("args"))
         except Exception as err:  # the policy's mistake, answered in the conversation
             return Reply(self.error_template.format(_message(err)), role=self.role, done=done)
         return Reply(self.template.format(value), role=self.role, done=done)

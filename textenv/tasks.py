@@ -22,7 +22,7 @@ follow; ``"Repeat: <sentence> =>"``; ``"Q: 23+48= A:"``; ``"Reverse: plot dull g
 Each task has a built-in starting model (``Task.model``): ``tiny-lm`` for the first three,
 ``tiny-solver`` (trained until right on 35% of the additions) for arithmetic and
 ``tiny-solver-early`` (the same run, saved when its reverse similarity first reached 0.5) for
-reversal; and a PPO recipe (``Task.recipe``, measured by ``benchmarks/learning.py``).
+reversal; and recipes for PPO and GRPO (``Task.recipes``, measured over seeds by ``benchmarks/learning.py``).
 
 ``reward_threshold`` (also ``gymnasium.spec(id).reward_threshold``) is the mean episode return
 over the task's prompts that a competent policy reaches and the untrained starting model does not.
@@ -118,15 +118,17 @@ class Task:
 
     Attributes:
         id: Gymnasium id.
-        key: Short name; the entry points are ``textenv.tasks:make_<key>`` and ``make_<key>_vector``.
+        key: Short name; the registry's entry points ``textenv.tasks:make`` and ``make_vector`` get it as
+            ``task=<key>``.
         prompts: Built-in prompt asset name.
         reward: Builds a new reward scorer; its keyword arguments may be given to ``gymnasium.make``.
         reward_threshold: Mean episode return a competent policy reaches (see the module docstring).
         env_kwargs: Other :class:`TextGenEnv` defaults.
         model: The built-in starting model (asset name) that the threshold and recipe are measured from.
-        recipe: How the project's PPO learns the task from ``model``: ``episodes`` (the budget) and
-            ``agents.PPOConfig`` fields (the rest are PPOConfig's defaults); measured by
-            ``benchmarks/learning.py`` (figures in ``benchmarks/RESULTS.md``).
+        recipes: How the project's algorithms learn the task from ``model``, by algorithm name
+            (``agents.registry``: ``"ppo"``, ``"grpo"``): ``episodes`` (the budget) and config fields (the
+            rest are the config's defaults); measured over seeds by ``benchmarks/learning.py`` (figures in
+            ``benchmarks/RESULTS.md``).
         untrained_return: Mean episode return of ``model`` untrained (see the module docstring), or
             ``None`` if unknown. ``textenv-compare`` normalises a score to 0 there and to 1 at
             ``reward_threshold``.
@@ -139,7 +141,7 @@ class Task:
     reward_threshold: float
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     model: str = "tiny-lm"
-    recipe: Mapping[str, Any] = field(default_factory=dict)
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     untrained_return: float | None = None
 
     def kwargs(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,7 +187,16 @@ SENTIMENT = Task(
     reward_threshold=0.8,
     untrained_return=0.47,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 20},
-    recipe={"episodes": 4096, "learning_rate": 5e-5, "mixed_precision": "no"},
+    recipes={
+        "ppo": {"episodes": 4096, "learning_rate": 5e-5, "mixed_precision": "no"},
+        "grpo": {
+            "episodes": 4096,
+            "learning_rate": 1e-4,
+            "num_iterations": 4,
+            "minibatch_size": 8,
+            "mixed_precision": "no",
+        },
+    },
 )
 KEYWORD = Task(
     id="TextGen-Keyword-v0",
@@ -195,7 +206,17 @@ KEYWORD = Task(
     reward_threshold=0.8,
     untrained_return=0.16,
     env_kwargs={"max_prompt_tokens": 24, "max_new_tokens": 20},
-    recipe={"episodes": 12000, "learning_rate": 1e-4, "mixed_precision": "no"},
+    recipes={
+        "ppo": {"episodes": 12000, "learning_rate": 1e-4, "mixed_precision": "no"},
+        "grpo": {
+            "episodes": 12000,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "mixed_precision": "no",
+        },
+    },
 )
 COPY = Task(
     id="TextGen-Copy-v0",
@@ -208,16 +229,27 @@ COPY = Task(
     # Near the ROUGE ceiling the signal is one wrong word in a sentence: the value head must learn at
     # its own, higher rate (a fresh head is noise of the rewards' size), Monte-Carlo advantages
     # (gae_lambda 1) keep its remaining error from biasing them, and one epoch keeps the steps small.
-    recipe={
-        "episodes": 32768,
-        "learning_rate": 1e-4,
-        "value_learning_rate": 1e-3,
-        "gae_lambda": 1.0,
-        "ppo_epochs": 1,
-        "episodes_per_iteration": 64,
-        "minibatch_size": 32,
-        "temperature": 0.7,
-        "mixed_precision": "no",
+    recipes={
+        "ppo": {
+            "episodes": 32768,
+            "learning_rate": 1e-4,
+            "value_learning_rate": 1e-3,
+            "gae_lambda": 1.0,
+            "ppo_epochs": 1,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
     },
 )
 ARITHMETIC = Task(
@@ -229,12 +261,22 @@ ARITHMETIC = Task(
     untrained_return=0.355,
     env_kwargs={"max_prompt_tokens": 12, "max_new_tokens": 6},
     model="tiny-solver",
-    recipe={
-        "episodes": 16384,
-        "learning_rate": 5e-5,
-        "episodes_per_iteration": 64,
-        "minibatch_size": 32,
-        "mixed_precision": "no",
+    recipes={
+        "ppo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 49152,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 128,
+            "minibatch_size": 64,
+            "group_size": 16,
+            "mixed_precision": "no",
+        },
     },
 )
 REVERSE = Task(
@@ -246,70 +288,53 @@ REVERSE = Task(
     untrained_return=0.50,
     env_kwargs={"max_prompt_tokens": 16, "max_new_tokens": 12},
     model="tiny-solver-early",
-    recipe={
-        "episodes": 16384,
-        "learning_rate": 5e-5,
-        "episodes_per_iteration": 64,
-        "minibatch_size": 32,
-        "temperature": 0.7,
-        "mixed_precision": "no",
+    recipes={
+        "ppo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 16384,
+            "learning_rate": 5e-5,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "temperature": 0.7,
+            "mixed_precision": "no",
+        },
     },
 )
 TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
 """Every task of the suite, in documentation order."""
 
 
-# Entry points named in the registry (textenv.registration); each call builds new scorers.
-def make_sentiment(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Sentiment-v0``: see the module docstring."""
-    return SENTIMENT.make(**kwargs)
+TASKS_BY_KEY: dict[str, Task] = {task.key: task for task in TASKS}
 
 
-def make_sentiment_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Sentiment-v0`` as a ``TextGenVectorEnv``."""
-    return SENTIMENT.make_vector(num_envs, **kwargs)
+# The entry points of the registry (textenv.registration): gymnasium passes the spec's `task` keyword.
+def make(task: str, **kwargs: Any) -> TextGenEnv:
+    """A new single env of the task ``task`` (its key): what ``gymnasium.make(id)`` calls.
+
+    Raises:
+        ValueError: An unknown task key.
+    """
+    return _task(task).make(**kwargs)
 
 
-def make_keyword(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Keyword-v0``: see the module docstring."""
-    return KEYWORD.make(**kwargs)
+def make_vector(task: str, num_envs: int = 1, **kwargs: Any):
+    """A new :class:`textenv.vector.TextGenVectorEnv` of the task ``task``: what ``gymnasium.make_vec`` calls."""
+    return _task(task).make_vector(num_envs, **kwargs)
 
 
-def make_keyword_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Keyword-v0`` as a ``TextGenVectorEnv``."""
-    return KEYWORD.make_vector(num_envs, **kwargs)
-
-
-def make_copy(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Copy-v0``: see the module docstring."""
-    return COPY.make(**kwargs)
-
-
-def make_copy_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Copy-v0`` as a ``TextGenVectorEnv``."""
-    return COPY.make_vector(num_envs, **kwargs)
-
-
-def make_arithmetic(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Arithmetic-v0``: see the module docstring."""
-    return ARITHMETIC.make(**kwargs)
-
-
-def make_arithmetic_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Arithmetic-v0`` as a ``TextGenVectorEnv``."""
-    return ARITHMETIC.make_vector(num_envs, **kwargs)
-
-
-def make_reverse(**kwargs: Any) -> TextGenEnv:
-    """``TextGen-Reverse-v0``: see the module docstring."""
-    return REVERSE.make(**kwargs)
-
-
-def make_reverse_vector(num_envs: int = 1, **kwargs: Any):
-    """``TextGen-Reverse-v0`` as a ``TextGenVectorEnv``."""
-    return REVERSE.make_vector(num_envs, **kwargs)
+def _task(key: str) -> Task:
+    if key not in TASKS_BY_KEY:
+        raise ValueError(f"unknown task {key!r}; the tasks are {sorted(TASKS_BY_KEY)}")
+    return TASKS_BY_KEY[key]
 
 
 # gymnasium.make reads an entry point's metadata to validate render_mode.
-for _make in (make_sentiment, make_keyword, make_copy, make_arithmetic, make_reverse):
-    _make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]
+make.metadata = TextGenEnv.metadata  # type: ignore[attr-defined]

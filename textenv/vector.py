@@ -57,7 +57,9 @@ class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray
     Infos follow the vector convention: ``info[key]`` is an array over rows and ``info["_" + key]``
     marks the rows that have it (nested dicts such as ``reward_terms`` likewise). With a ``KLPenalty`` in
     the reward, every step's info holds ``info["kl"]``, each row's KL on that step: the policy hands its
-    log-probs over with :meth:`set_policy_logprobs` before the step (the KL channel).
+    log-probs over with :meth:`set_policy_logprobs` before the step (the KL channel). In a multi-turn env
+    (``responder=``) every row that stepped has ``info["turn_ended"]`` and ``info["inserted"]``, as a single
+    env's step info (an ended row's in its end info: ``final_info`` in ``SAME_STEP``).
 
     For GPU agents, ``observation_format="torch"`` returns the observations as tensors on the env's
     device (no host copy) and :meth:`step` takes a torch tensor of actions as it is.
@@ -221,9 +223,15 @@ class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray
         Returns the rows' prompts.
         """
         n = len(self.core.spec.prompts)
+        states = [self._rng(int(r)).bit_generator.state for r in rows]
         choices = [int(self._rng(int(r)).integers(n)) if fixed is None else fixed[r] for r in rows]
         row_list = rows.tolist()
-        self.core.reset_rows(row_list, choices)
+        try:
+            self.core.reset_rows(row_list, choices)  # a multi-turn env's responder may refuse the episodes
+        except BaseException:
+            for r, state in zip(row_list, states):  # a reset that fails draws nothing
+                self._rng(r).bit_generator.state = state
+            raise
         self._started[rows] = True
         self._ended[rows] = False
         self._steps[rows] = 0
@@ -310,19 +318,28 @@ class TextGenVectorEnv(TextEnvAPI, gym.vector.VectorEnv[ObsType, Any, np.ndarray
         ended = terminated | truncated
         self._ended |= ended  # DISABLED: idle rows stay ended
 
+        # Multi-turn: each row that stepped has "turn_ended" and "inserted" in its own info, as a single env's
+        # step (a row that ended: in its end info, which SAME_STEP moves to final_info).
+        turn_infos: dict[int, dict[str, Any]] = {}
+        if out.turn_ended is not None and out.inserted is not None:
+            for r in np.flatnonzero(stepping).tolist():
+                step_info = {"turn_ended": bool(out.turn_ended[r]), "inserted": int(out.inserted[r])}
+                if r in out.infos:
+                    out.infos[r] = {**out.infos[r], **step_info}
+                else:
+                    turn_infos[r] = step_info
         infos: dict[str, Any] = {}
         if mode is AutoresetMode.SAME_STEP and ended.any():
             obs, infos = self._same_step_reset(ended, out.infos)
+            for r, step_info in turn_infos.items():
+                infos = self._add_info(infos, step_info, r)
         else:
-            for r in sorted([*restarted, *out.infos]):
-                infos = self._add_info(infos, out.infos[r] if r in out.infos else {"prompt": restarted[r]}, r)
+            for r in sorted([*restarted, *out.infos, *turn_infos]):
+                info = out.infos.get(r) or turn_infos.get(r) or {"prompt": restarted[r]}
+                infos = self._add_info(infos, info, r)
             obs = self._observations()
-        every_row = np.ones(self.num_envs, dtype=bool)
         if out.kl is not None:  # the KL channel: every row's KL on this step (see set_policy_logprobs)
-            infos["kl"], infos["_kl"] = out.kl, every_row
-        if out.turn_ended is not None:  # multi-turn: whose turn ended, how many tokens each row got
-            infos["turn_ended"], infos["_turn_ended"] = out.turn_ended, every_row
-            infos["inserted"], infos["_inserted"] = out.inserted, every_row
+            infos["kl"], infos["_kl"] = out.kl, np.ones(self.num_envs, dtype=bool)
         if self.render_mode == "human":
             self.render()
         return obs, out.rewards, terminated, truncated, infos

@@ -157,3 +157,19 @@ def test_bad_input_names_the_argument():
         iqm_interval([[0.0, 1.0]], confidence=95)
     with pytest.raises(ValueError, match="n_resamples must be an int >= 1"):
         iqm_interval([[0.0, 1.0]], n_resamples=0)
+
+
+def test_mean_interval_is_the_mean_with_a_percentile_bootstrap_interval():
+    from agents.aggregate import mean_interval
+
+    values = np.array([0.2, 0.4, 0.6, 0.8, 1.0])
+    interval = mean_interval(values, n_resamples=2000, seed=3)
+    assert interval.point == pytest.approx(0.6)
+    # The same percentile bootstrap written out: resample the five values with replacement, take the mean.
+    rng = np.random.default_rng(3)
+    means = np.sort(values[rng.integers(0, 5, size=(20000, 5))].mean(1))
+    assert interval.low == pytest.approx(np.quantile(means, 0.025), abs=0.02)
+    assert interval.high == pytest.approx(np.quantile(means, 0.975), abs=0.02)
+    assert mean_interval([0.5, 0.5, 0.5]).format() == "0.500 [0.500, 0.500]"
+    with pytest.raises(ValueError):
+        mean_interval([0.5])

@@ -226,8 +226,8 @@ def stand_in_kwargs(gsm8k_dir, imdb_dir, classifier_dir):
 def test_registered_and_both_env_checkers_pass(task_id, stand_in_kwargs):
     task = next(t for t in HUB_TASKS if t.id == task_id)
     spec = gym.spec(task_id)
-    assert spec.entry_point == f"textenv.hub_tasks:make_{task.key}" and spec.reward_threshold is None
-    assert spec.vector_entry_point == f"textenv.hub_tasks:make_{task.key}_vector"
+    assert spec.entry_point == "textenv.hub_tasks:make" and spec.reward_threshold is None
+    assert spec.vector_entry_point == "textenv.hub_tasks:make_vector" and spec.kwargs == {"task": task.key}
     sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
     env = gym.make(task_id, **stand_in_kwargs[task_id])
     with warnings.catch_warnings(record=True) as caught:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from textenv.lm import IncrementalLM, left_padded_positions, load_causal_lm, resolve_device
 
@@ -128,3 +135,102 @@ def test_prefill_and_steps_in_different_precisions(prefill_bf16):
                 seq.append(token)
                 # bf16 keys/values on one side: equal to the fp32 forward within bf16 precision.
                 torch.testing.assert_close(logits[row], next_logits(model, seq), rtol=0.05, atol=0.05)
+
+
+# --- IncrementalLM.extend: a span of tokens per row in one forward ------------------------------------------
+def build_span_model(kind: str, attn: str) -> torch.nn.Module:
+    if kind != "qwen2":
+        return build_model(kind, attn)
+    torch.manual_seed(0)
+    config = Qwen2Config(  # rotary positions, grouped-query attention, biased q/k/v projections
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=128,
+    )  # fmt: skip
+    model = Qwen2ForCausalLM(config)
+    model.config._attn_implementation = attn
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=["gpt2-sdpa", "gpt2-eager", "llama-sdpa", "qwen2-eager"])
+def span_model(request):
+    kind, attn = request.param.split("-")
+    return build_span_model(kind, attn)
+
+
+def check_rows(lm: IncrementalLM, model, sequences: list[list[int]], stepped: IncrementalLM) -> None:
+    """Every row's next-token logits equal a full forward of its sequence and a one-token-at-a-time twin."""
+    for b, seq in enumerate(sequences):
+        torch.testing.assert_close(lm.logits[b], next_logits(model, seq), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(lm.logits[b], stepped.logits[b], atol=1e-5, rtol=1e-5)
+
+
+def step_span(lm: IncrementalLM, rows: list[int], spans: list[list[int]]) -> None:
+    """Feeds ``spans`` one token per step() (the reference path extend must equal)."""
+    for k in range(max(len(s) for s in spans)):
+        tokens = torch.zeros(lm.num_rows, dtype=torch.long)
+        active = torch.zeros(lm.num_rows, dtype=torch.bool)
+        for r, span in zip(rows, spans):
+            if k < len(span):
+                tokens[r], active[r] = span[k], True
+        lm.step(tokens, active)
+
+
+def extend(lm: IncrementalLM, rows: list[int], spans: list[list[int]]) -> torch.Tensor:
+    S = max(len(s) for s in spans)
+    tokens = torch.tensor([s + [VOCAB - 1] * (S - len(s)) for s in spans])  # padded with a real id
+    return lm.extend(torch.tensor(rows), tokens, torch.tensor([len(s) for s in spans]))
+
+
+def test_extend_equals_one_token_steps_and_a_full_forward(span_model):
+    P, B = 5, 3
+    prompts = [[3, 4], [5, 6, 7, 8, 9], [11, 12, 13]]
+    # A small capacity, so the spans outgrow the buffers (which then double).
+    lm = IncrementalLM(span_model, num_rows=B, max_length=P + 4)
+    stepped = IncrementalLM(span_model, num_rows=B, max_length=P + 4)
+    for x in (lm, stepped):
+        x.reset_rows(torch.arange(B), *left_pad(prompts, P))
+    sequences = [list(p) for p in prompts]
+    plan = [
+        # (rows stepped with one token, rows given a span: {row: span})
+        ({0: 20, 1: 21, 2: 22}, {0: [30, 31, 32], 2: [33]}),  # different lengths; row 1 has none
+        ({0: 23, 2: 24}, {1: [34, 35]}),  # row 1 idle on the step, then a span
+        ({0: 25, 1: 26, 2: 27}, {0: [36], 1: [37, 38, 39, 40], 2: [41, 42]}),  # every row, past the capacity
+        ({1: 28}, {2: [43, 44, 45]}),
+    ]
+    for one, spans in plan:
+        tokens = torch.tensor([one.get(b, 0) for b in range(B)])
+        active = torch.tensor([b in one for b in range(B)])
+        for x in (lm, stepped):
+            x.step(tokens, active)
+        for b, token in one.items():
+            sequences[b].append(token)
+        untouched = {b: lm.logits[b].clone() for b in range(B) if b not in spans}
+        rows = sorted(spans)
+        logits = extend(lm, rows, [spans[r] for r in rows])
+        step_span(stepped, rows, [spans[r] for r in rows])
+        assert logits.shape == (B, VOCAB) and logits is lm.logits
+        for r in rows:
+            sequences[r] += spans[r]
+        for b, before in untouched.items():  # rows without a span keep their logits exactly
+            assert torch.equal(lm.logits[b], before)
+        check_rows(lm, span_model, sequences, stepped)
+    # A row restarts while the others continue after their spans: steps stay exact.
+    fresh = [7, 8, 9, 10]
+    for x in (lm, stepped):
+        x.reset_rows(torch.tensor([1]), *left_pad([fresh], P))
+    sequences[1] = list(fresh)
+    extend(lm, [1], [[46, 47]])
+    step_span(stepped, [1], [[46, 47]])
+    sequences[1] += [46, 47]
+    for x in (lm, stepped):
+        x.step(torch.tensor([48, 49, 0]), torch.tensor([True, True, False]))
+    sequences[0].append(48)
+    sequences[1].append(49)
+    check_rows(lm, span_model, sequences, stepped)
+    assert lm.slot_mask.sum(1).tolist() == [len(s) for s in sequences]
+
+
+def test_extend_before_reset_is_an_error(span_model):
+    lm = IncrementalLM(span_model, num_rows=1, max_length=4)
+    with pytest.raises(RuntimeError, match="before reset_rows"):
+        lm.extend(torch.tensor([0]), torch.tensor([[1, 2]]), torch.tensor([2]))

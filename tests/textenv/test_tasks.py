@@ -27,8 +27,8 @@ def test_suite_ids_are_registered_with_thresholds_and_both_entry_points():
     for task in tasks.TASKS:
         spec = gym.spec(task.id)
         assert spec.reward_threshold == task.reward_threshold
-        assert spec.entry_point == f"textenv.tasks:make_{task.key}"
-        assert spec.vector_entry_point == f"textenv.tasks:make_{task.key}_vector"
+        assert spec.entry_point == "textenv.tasks:make" and spec.kwargs == {"task": task.key}
+        assert spec.vector_entry_point == "textenv.tasks:make_vector"
         assert f"{task.id}" in tasks.__doc__ and f"{task.reward_threshold:g}" in tasks.__doc__
     assert gym.spec("TextGen-v0").vector_entry_point == "textenv.vector:TextGenVectorEnv"
     textenv.register_envs()  # idempotent
@@ -224,17 +224,19 @@ def test_every_task_documents_a_recipe_and_a_starting_model():
     from textenv import assets
 
     for task in tasks.TASKS:
-        assert task.model in assets.NAMES and task.recipe["episodes"] > 0
+        assert task.model in assets.NAMES and set(task.recipes) >= {"ppo", "grpo"}
+        assert all(recipe["episodes"] > 0 for recipe in task.recipes.values())
         assert task.id in tasks.__doc__
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task_id", ["TextGen-Copy-v0", "TextGen-Arithmetic-v0", "TextGen-Reverse-v0"])
 def test_ppo_recipe_reaches_the_threshold(task_id):
-    """The documented recipe (Task.recipe) takes the built-in model past the threshold (minutes)."""
+    """The documented recipe (Task.recipes["ppo"]) takes the built-in model past the threshold (minutes)."""
     agents = pytest.importorskip("agents")
     task = next(t for t in tasks.TASKS if t.id == task_id)
-    config = agents.PPOConfig(device="cpu", **{k: v for k, v in task.recipe.items() if k != "episodes"})
+    recipe = task.recipes["ppo"]
+    config = agents.PPOConfig(device="cpu", **{k: v for k, v in recipe.items() if k != "episodes"})
     ppo = agents.PPO(task.model, task_id, config, verbose=0, progress_bar=False)
     window = 5
 
@@ -242,7 +244,7 @@ def test_ppo_recipe_reaches_the_threshold(task_id):
         return float(np.mean([r["score"] for r in ppo.history[-window:]]))
 
     ppo.learn(
-        task.recipe["episodes"],
+        recipe["episodes"],
         callback=lambda _: len(ppo.history) < window or mean_score() < task.reward_threshold,
     )
     assert mean_score() >= task.reward_threshold
