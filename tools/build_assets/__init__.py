@@ -8,11 +8,13 @@ One command rebuilds everything, without network access::
     python -m tools.build_assets --agent-only             # the data files and tiny-agent only
 
 Everything comes from a seeded grammar of short English movie reviews and seeded puzzles (two-digit
-additions, word reversals, multi-turn calculator and guessing-game transcripts): the same seed gives the same corpus, tokenizer, data files and (on the same
-torch build; the builder runs torch on one thread) the same weights, so rebuilding with seed 0
-reproduces the committed files byte for byte. On the shared 2-core development machine (load 5 to
-10) the full build took about 35 minutes of wall time: tiny-lm 16, tiny-sentiment 2, tiny-solver 17
-(2,950 steps, checked every 50); an idle machine is several times faster.
+additions, word reversals, multi-turn calculator and guessing-game transcripts): the same seed
+gives the same corpus, tokenizer, data files and (on the same torch build; the builder runs torch
+on one thread) the same weights, so rebuilding with seed 0 reproduces the committed files byte for
+byte. On the shared 2-core development machine (load 5 to 10) the full build took about 35 minutes
+of wall time: tiny-lm 16, tiny-sentiment 2, tiny-solver 17 (2,950 steps, checked every 50); an
+idle machine is several times faster. tiny-agent, built last, adds 1,200 steps: 7 minutes at load
+4, 13 at load 5 (the whole build took 20 minutes at load 4).
 
 Modules:
     lexicon: the grammar's words and phrases by polarity.
