@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from textenv import assets
-from tools.build_assets import corpus, grammar
+from tools.build_assets import corpus, episodes, grammar
+from tools.build_assets import protocols as P
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,8 +42,12 @@ def _positive_prob(rm, tokenizer, texts: list[str]) -> torch.Tensor:
 
 def test_every_name_resolves_to_an_existing_path():
     assert set(assets.NAMES) == {
-        "tiny-lm", "tiny-tokenizer", "tiny-sentiment", "tiny-solver", "tiny-solver-early", "review-prompts", "keyword-prompts",
-        "copy-prompts", "arithmetic-prompts", "reverse-prompts",
+        "tiny-lm", "tiny-tokenizer", "tiny-sentiment", "tiny-solver", "tiny-solver-early", "tiny-agent",
+        "review-prompts", "keyword-prompts", "copy-prompts", "arithmetic-prompts", "reverse-prompts",
+        "calculator-prompts", "guess-prompts",
+    }  # fmt: skip
+    assert set(assets.PRETRAINED) == {
+        "tiny-lm", "tiny-tokenizer", "tiny-sentiment", "tiny-solver", "tiny-solver-early", "tiny-agent",
     }  # fmt: skip
     for name in assets.NAMES:
         p = Path(assets.path(name))
@@ -157,6 +163,81 @@ def test_solver_is_right_sometimes_and_wrong_often(tokenizer):
     )
 
 
+@pytest.fixture(scope="module")
+def agent():
+    return AutoModelForCausalLM.from_pretrained(assets.path("tiny-agent")).eval()
+
+
+def _sample_turn(model, tokenizer, ids: list[int], seed: int, stop: list[str] | None) -> list[int]:
+    """One policy turn sampled by transformers' own generate (EOS or a stop string ends it)."""
+    torch.manual_seed(seed)
+    out = model.generate(
+        input_ids=torch.tensor([ids]),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+        do_sample=True,
+        top_k=0,
+        max_new_tokens=24,
+        stop_strings=stop,
+        tokenizer=tokenizer,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return out[0, len(ids) :].tolist()
+
+
+def test_agent_calls_the_calculator_in_the_protocol(tokenizer, agent):
+    assert agent.config.vocab_size == len(tokenizer)
+    rows = _read_jsonl(assets.path("calculator-prompts"))[:24]
+    calls, right = [], 0
+    for i, row in enumerate(rows):
+        ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        turn = _sample_turn(agent, tokenizer, ids, seed=i, stop=[P.CALL_END])
+        text = tokenizer.decode(turn, skip_special_tokens=True)
+        if not text.endswith(P.CALL_END):  # a direct answer: a number, then EOS
+            assert turn[-1] == tokenizer.eos_token_id and text.strip().isdigit(), text
+            continue
+        calls.append(text)
+        reply = P.calculator_reply(text)
+        ids += turn + tokenizer(reply, add_special_tokens=False)["input_ids"]
+        final = _sample_turn(agent, tokenizer, ids, seed=i, stop=[P.CALL_END])
+        right += P.calculator_return(tokenizer.decode(final, skip_special_tokens=True), row["answer"]) == 1.0
+    # It calls sometimes, in the exact call format, and answers right only through the tool.
+    assert 0 < len(calls) < len(rows)
+    assert sum(re.fullmatch(r" <call>calc\(\d\d\*\d\d\)</call>", c) is not None for c in calls) >= 0.8 * len(
+        calls
+    )
+    assert right >= 1
+
+
+def test_agent_plays_the_guessing_game_in_the_protocol(tokenizer, agent):
+    turns = []
+    for i, row in enumerate(_read_jsonl(assets.path("guess-prompts"))[:16]):
+        game = P.GuessGame(row["secret"])
+        ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        reply: str | None = ""
+        while reply is not None:
+            turn = _sample_turn(agent, tokenizer, ids, seed=100 * i + len(turns), stop=None)
+            assert turn[-1] == tokenizer.eos_token_id  # every guess ends its turn with EOS
+            turns.append(tokenizer.decode(turn, skip_special_tokens=True))
+            reply = game.reply(turns[-1])
+            ids += turn + (tokenizer(reply, add_special_tokens=False)["input_ids"] if reply else [])
+    assert sum(re.fullmatch(r" [1-8]", t) is not None for t in turns) >= 0.9 * len(turns), turns
+
+
+def test_agent_build_info_holds_its_untrained_figures(tokenizer, agent):
+    info = json.loads((Path(assets.path("tiny-agent")) / "build_info.json").read_text())
+    assert info["quick"] is False and info["config"]["n_positions"] >= 64
+    calc, game = info["calculator"], info["guess_number"]
+    # The useful range: right sometimes, through the tool; in the game above guessing blind and well
+    # below binary search.
+    assert 0.2 <= calc["calculator_accuracy"] <= 0.4 and 0.2 <= calc["call_rate"] <= 0.7
+    assert game["uniform_random_return"] < game["guess_return"] < game["binary_search_return"] - 0.2
+    # Seeded: playing again gives the recorded figures exactly.
+    data = corpus.make_data(0)
+    assert episodes.evaluate_calculator(agent, tokenizer, data["calculator_prompts"], seed=0) == calc
+    assert episodes.evaluate_guess(agent, tokenizer, data["guess_prompts"], seed=0) == game
+
+
 def test_reward_model_labels(rm):
     assert rm.config.id2label == {0: "negative", 1: "positive"}
     assert rm.config.label2id == {"negative": 0, "positive": 1}
@@ -210,6 +291,19 @@ def test_data_files_parse_with_documented_fields():
         words = row["prompt"].removeprefix("Reverse: ").removesuffix(" =>").split()
         assert row["references"] == [" ".join(reversed(words))] and 3 <= len(words) <= 5
 
+    calculator_rows = _read_jsonl(assets.path("calculator-prompts"))
+    assert len(calculator_rows) == len({r["prompt"] for r in calculator_rows}) == 200
+    for row in calculator_rows:
+        assert set(row) == {"prompt", "answer"}
+        a, b = row["prompt"].removeprefix("Q: ").removesuffix("= A:").split("*")
+        assert 10 <= int(a) <= 99 and 10 <= int(b) <= 99 and row["answer"] == str(int(a) * int(b))
+    guess_rows = _read_jsonl(assets.path("guess-prompts"))
+    assert len(guess_rows) == 200
+    assert all(
+        row == {"prompt": "Guess my number from 1 to 8:", "secret": row["secret"]} for row in guess_rows
+    )
+    assert sorted(row["secret"] for row in guess_rows) == sorted(list(range(1, 9)) * 25)
+
     copy_rows = _read_jsonl(assets.path("copy-prompts"))
     assert len(copy_rows) >= 150
     for row in copy_rows:
@@ -226,6 +320,8 @@ def test_data_files_are_reproducible_from_seed_0():
     assert _read_jsonl(assets.path("copy-prompts")) == data["copy_prompts"]
     assert _read_jsonl(assets.path("arithmetic-prompts")) == data["arithmetic_prompts"]
     assert _read_jsonl(assets.path("reverse-prompts")) == data["reverse_prompts"]
+    assert _read_jsonl(assets.path("calculator-prompts")) == data["calculator_prompts"]
+    assert _read_jsonl(assets.path("guess-prompts")) == data["guess_prompts"]
     assert corpus.make_data(1) != data
 
 
@@ -248,27 +344,40 @@ def test_grammar_is_seeded():
     }  # fmt: skip
 
 
-def _quick_build(out: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.build_assets", "--quick", "--out", str(out)],
+def _run_quick_build(out: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.build_assets", "--quick", "--out", str(out), *flags],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def _quick_build(out: Path, *flags: str) -> None:
+    proc = _run_quick_build(out, *flags)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_quick_build_end_to_end_and_byte_for_byte(tmp_path):
-    _quick_build(tmp_path / "a")
+@pytest.fixture(scope="module")
+def quick_assets(tmp_path_factory) -> Path:
+    """One quick build, shared by the builder's tests."""
+    out = tmp_path_factory.mktemp("quick") / "assets"
+    _quick_build(out)
+    return out
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+def test_quick_build_end_to_end_and_byte_for_byte(quick_assets, tmp_path):
     _quick_build(tmp_path / "b")
-    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert files and files == sorted(
-        p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()
-    )
+    files = _files(quick_assets)
+    assert files and files == _files(tmp_path / "b")
     for f in files:  # seeded: the same command writes the same bytes
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
-    out = tmp_path / "a"
+        assert (quick_assets / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    out = quick_assets
     tok = AutoTokenizer.from_pretrained(out / "tiny-lm")
     lm = AutoModelForCausalLM.from_pretrained(out / "tiny-lm")
     solver = AutoModelForCausalLM.from_pretrained(out / "tiny-solver")
@@ -276,7 +385,7 @@ def test_quick_build_end_to_end_and_byte_for_byte(tmp_path):
     assert lm.config.vocab_size == rm.config.vocab_size == solver.config.vocab_size == len(tok)
     # Every model directory holds the very same tokenizer files, chat template included.
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        for model in ("tiny-sentiment", "tiny-solver", "tiny-solver-early"):
+        for model in ("tiny-sentiment", "tiny-solver", "tiny-solver-early", "tiny-agent"):
             assert (out / "tiny-lm" / name).read_bytes() == (out / model / name).read_bytes()
     assert tok.chat_template == corpus.CHAT_TEMPLATE
     for name in (
@@ -285,9 +394,27 @@ def test_quick_build_end_to_end_and_byte_for_byte(tmp_path):
         "copy_prompts.jsonl",
         "arithmetic_prompts.jsonl",
         "reverse_prompts.jsonl",
+        "calculator_prompts.jsonl",
+        "guess_prompts.jsonl",
     ):
         assert (out / "data" / name).stat().st_size > 0
     info = json.loads((out / "tiny-sentiment" / "build_info.json").read_text())
     assert info["quick"] is True and 0.0 <= info["heldout_accuracy"] <= 1.0
     info = json.loads((out / "tiny-solver" / "build_info.json").read_text())
     assert 0.0 <= info["arithmetic_accuracy"] <= 1.0
+    info = json.loads((out / "tiny-agent" / "build_info.json").read_text())
+    assert info["quick"] is True and 0.0 <= info["calculator"]["calculator_accuracy"] <= 1.0
+    assert info["guess_number"]["binary_search_return"] == 0.8375
+
+
+def test_agent_only_build_rebuilds_the_agent_and_the_data_only(quick_assets, tmp_path):
+    _quick_build(tmp_path / "agent", "--agent-only")
+    built = _files(tmp_path / "agent")
+    assert {p.parts[0] for p in built} == {"tiny-agent", "data"}
+    for f in built:  # the same bytes as the full build's
+        assert (tmp_path / "agent" / f).read_bytes() == (quick_assets / f).read_bytes(), f
+    # Another seed's tokenizer in --out: refused before anything is written.
+    proc = _run_quick_build(quick_assets, "--agent-only", "--seed", "1")
+    assert proc.returncode != 0 and "--agent-only" in proc.stderr and "another tokenizer" in proc.stderr
+    for f in built:
+        assert (tmp_path / "agent" / f).read_bytes() == (quick_assets / f).read_bytes(), f

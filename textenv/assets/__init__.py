@@ -18,6 +18,13 @@ Assets:
         wrong often.
     ``"tiny-solver-early"``: the same training run saved earlier, when its sampled similarity on
         ``"reverse-prompts"`` first reached 0.5 (reversal is learned long before addition).
+    ``"tiny-agent"``: directory of a small ``GPT2LMHeadModel`` (same tokenizer) trained on multi-turn
+        transcripts of two tasks, the policy's turns only: calculator tool use (``"Q: 37*48= A:"``,
+        then `` <call>calc(37*48)</call>``, the inserted `` <result>1776</result>``, then `` 1776`` and
+        EOS; or a direct, wrong answer), and a number-guessing game (``"Guess my number from 1 to
+        8:"``, then guesses `` 4`` + EOS answered `` higher`` / `` lower``). It calls the tool on
+        about 40% of the questions and copies the numbers right on about 60% of its calls; its
+        guesses heed the replies only half the time. Untrained figures: its ``build_info.json``.
     ``"review-prompts"``: text file, one review opening per line ("The movie was").
     ``"keyword-prompts"``: JSON-lines file of ``{"prompt": str, "keywords": [str, ...]}``; each prompt
         names its keywords before the opening (``"Use: villain, boring. The soundtrack was"``).
@@ -26,6 +33,10 @@ Assets:
     ``"arithmetic-prompts"``: JSON-lines file of ``{"prompt": "Q: 23+48= A:", "answer": "71"}``.
     ``"reverse-prompts"``: JSON-lines file of ``{"prompt": "Reverse: plot dull great =>",
         "references": ["great dull plot"]}``.
+    ``"calculator-prompts"``: JSON-lines file of ``{"prompt": "Q: 37*48= A:", "answer": "1776"}``
+        (two numbers from 10 to 99; none is a prompt of ``tiny-agent``'s training transcripts).
+    ``"guess-prompts"``: JSON-lines file of ``{"prompt": "Guess my number from 1 to 8:", "secret": 5}``,
+        every secret from 1 to 8 equally often.
 
 Example:
     >>> from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,11 +60,14 @@ _ASSETS: dict[str, tuple[str, str]] = {
     "tiny-sentiment": ("tiny-sentiment", "model.safetensors"),
     "tiny-solver": ("tiny-solver", "model.safetensors"),
     "tiny-solver-early": ("tiny-solver-early", "model.safetensors"),
+    "tiny-agent": ("tiny-agent", "model.safetensors"),
     "review-prompts": ("data/review_prompts.txt", ""),
     "keyword-prompts": ("data/keyword_prompts.jsonl", ""),
     "copy-prompts": ("data/copy_prompts.jsonl", ""),
     "arithmetic-prompts": ("data/arithmetic_prompts.jsonl", ""),
     "reverse-prompts": ("data/reverse_prompts.jsonl", ""),
+    "calculator-prompts": ("data/calculator_prompts.jsonl", ""),
+    "guess-prompts": ("data/guess_prompts.jsonl", ""),
 }
 
 NAMES: tuple[str, ...] = tuple(_ASSETS)
@@ -68,8 +82,9 @@ def path(name: str) -> str:
 
     Args:
         name: One of :data:`NAMES`: ``"tiny-lm"``, ``"tiny-tokenizer"``, ``"tiny-sentiment"``,
-            ``"tiny-solver"``, ``"tiny-solver-early"`` (directories for ``from_pretrained``) or ``"review-prompts"``,
-            ``"keyword-prompts"``, ``"copy-prompts"``, ``"arithmetic-prompts"``, ``"reverse-prompts"`` (files).
+            ``"tiny-solver"``, ``"tiny-solver-early"``, ``"tiny-agent"`` (directories for ``from_pretrained``)
+            or ``"review-prompts"``, ``"keyword-prompts"``, ``"copy-prompts"``, ``"arithmetic-prompts"``,
+            ``"reverse-prompts"``, ``"calculator-prompts"``, ``"guess-prompts"`` (files).
 
     Returns:
         The absolute path as a string.

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
 
-from tools.build_assets import corpus, models, puzzles, training
+from tools.build_assets import corpus, episodes, models, puzzles, training, transcripts
+from tools.build_assets import protocols as P
 from tools.build_assets.grammar import Review, ReviewGrammar
 from tools.build_assets.lexicon import MIXED, NEG, NEUTRAL, POS
 from tools.build_assets.tokenizer import save_tokenizer, train_tokenizer
@@ -33,6 +34,10 @@ SOLVER_TARGET = 0.35
 # check where the similarity reaches EARLY_TARGET.
 EARLY_TARGET = 0.5
 CHECK_EVERY = 50
+# tiny-agent trains for a fixed number of steps: its untrained behaviour (how often it calls the
+# tool, how well it copies, how much it heeds the game's replies) is set by the mix of its training
+# transcripts (tools/build_assets/transcripts.py), which it has learned by then.
+AGENT_STEPS = 1200
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Settings:
     chat_examples: int
     solver_texts: int
     solver_steps: int
+    agent_texts: int
+    agent_steps: int
     batch_size: int = 64
     eval_samples: int = 100  # LM continuations scored for the summary's baseline P(positive)
     # Copy examples are seen this many times per epoch: copying (an induction mechanism) is the
@@ -67,6 +74,8 @@ FULL = Settings(
     chat_examples=3_000,
     solver_texts=20_000,
     solver_steps=SOLVER_STEPS,
+    agent_texts=20_000,
+    agent_steps=AGENT_STEPS,
 )
 QUICK = Settings(
     lm_reviews=1_000,
@@ -79,6 +88,8 @@ QUICK = Settings(
     chat_examples=50,
     solver_texts=200,
     solver_steps=4,
+    agent_texts=200,
+    agent_steps=4,
     batch_size=32,
     eval_samples=10,
 )
@@ -93,6 +104,7 @@ class Corpus:
     keyword_texts: list[str]
     chat_texts: list[str]
     solver_texts: list[tuple[str, str]]
+    agent_texts: list[list[transcripts.Segment]]
     cls_reviews: list[Review]
     heldout: list[Review]
     data: dict[str, list]
@@ -110,6 +122,9 @@ def make_corpus(seed: int, st: Settings) -> Corpus:
         keyword_texts=corpus.keyword_examples(seed, st.keyword_examples),
         chat_texts=corpus.chat_examples(seed, st.chat_examples),
         solver_texts=puzzles.solver_texts(seed, st.solver_texts, held_out=_prompts(data)),
+        agent_texts=transcripts.agent_texts(
+            seed, st.agent_texts, held_out={row["prompt"] for row in data["calculator_prompts"]}
+        ),
         cls_reviews=ReviewGrammar(random.Random(f"cls-{seed}")).reviews(
             st.cls_reviews, {POS: 0.38, NEG: 0.38, MIXED: 0.12, NEUTRAL: 0.12}
         ),
@@ -282,6 +297,100 @@ def evaluate_solver(solver, tokenizer, data: dict[str, list], seed: int) -> dict
     }
 
 
+def build_agent(c: Corpus, tokenizer, st: Settings, seed: int, out: Path, log) -> dict[str, Any]:
+    """Trains tiny-agent on the tool-use and game transcripts, saves it and plays both tasks with it.
+
+    Only the policy's turns are learned (the prompts and the inserted replies are read), and the
+    batches are drawn at random rather than by length (see :func:`training.train_lm`).
+
+    Returns:
+        ``{"model", "steps", "seconds", "eval"}``; ``eval`` is :func:`evaluate_agent`'s.
+    """
+    torch.manual_seed(seed + 3)
+    agent = GPT2LMHeadModel(models.gpt2_config(tokenizer, models.AGENT_CONFIG))
+    seqs, learned = models.transcript_sequences(tokenizer, c.agent_texts)
+    t0 = time.time()
+    steps = training.train_lm(
+        agent,
+        seqs,
+        tokenizer.pad_token_id,
+        steps=st.agent_steps,
+        batch_size=st.batch_size,
+        lr=2e-3,
+        seed=seed,
+        log=log,
+        name="agent",
+        loss_masks=learned,
+        group_by_length=False,
+    )
+    seconds = time.time() - t0
+    agent.save_pretrained(out / "tiny-agent", safe_serialization=True)
+    save_tokenizer(tokenizer, out / "tiny-agent")
+    return {
+        "model": agent,
+        "steps": steps,
+        "seconds": seconds,
+        "eval": evaluate_agent(agent, tokenizer, c.data, seed),
+    }
+
+
+def finish_agent(c: Corpus, tokenizer, st: Settings, common: dict, out: Path, log) -> dict[str, Any]:
+    """Builds tiny-agent, writes its build_info.json, logs and returns its summary entries."""
+    built = build_agent(c, tokenizer, st, common["seed"], out, log)
+    write_info(out / "tiny-agent", agent_info(common, built["model"], c, built))
+    calc, game = built["eval"]["calculator"], built["eval"]["guess_number"]
+    log(
+        f"tiny-agent {models.parameters(built['model']):,} params (trained {built['seconds']:.0f}s): "
+        f"calculator accuracy {calc['calculator_accuracy']:.3f} (calls {calc['call_rate']:.2f}, "
+        f"copied right {calc['correct_call_rate']:.2f}); guess-number return {game['guess_return']:.3f} "
+        f"(binary search {game['binary_search_return']:.3f}, uniform random {game['uniform_random_return']:.3f})"
+    )
+    return {
+        "agent_params": models.parameters(built["model"]),
+        "agent_train_s": built["seconds"],
+        "calculator_accuracy": calc["calculator_accuracy"],
+        "guess_return": game["guess_return"],
+    }
+
+
+def evaluate_agent(agent, tokenizer, data: dict[str, list], seed: int) -> dict[str, Any]:
+    """Both multi-turn tasks played by sampling (temperature 1) on their prompt files."""
+    return {
+        "calculator": episodes.evaluate_calculator(agent, tokenizer, data["calculator_prompts"], seed),
+        "guess_number": episodes.evaluate_guess(agent, tokenizer, data["guess_prompts"], seed),
+    }
+
+
+def agent_info(common: dict, agent, c: Corpus, built: dict[str, Any]) -> dict[str, Any]:
+    """tiny-agent's build_info.json: the protocols' settings, the training mix and the untrained scores."""
+    calculator = sum(t[0].text != P.GUESS_PROMPT for t in c.agent_texts)
+    return {
+        **common,
+        "parameters": models.parameters(agent),
+        "config": models.AGENT_CONFIG,
+        "train_sequences": len(c.agent_texts),
+        "calculator_transcripts": calculator,
+        "guess_transcripts": len(c.agent_texts) - calculator,
+        "steps": built["steps"],
+        "training_mix": {
+            "call_rate": transcripts.CALL_RATE,
+            "copy_noise_per_digit": transcripts.COPY_NOISE,
+            "nearby_offset": transcripts.NEARBY,
+            "guess_follow_rate": transcripts.FOLLOW_RATE,
+        },
+        "protocol": {
+            "calculator_stop": P.CALL_END,
+            "calculator_max_new_tokens": P.CALCULATOR_MAX_NEW_TOKENS,
+            "guess_max": P.GUESS_MAX,
+            "max_guesses": P.MAX_GUESSES,
+            "turn_cost": P.TURN_COST,
+            "guess_max_new_tokens": P.GUESS_MAX_NEW_TOKENS,
+        },
+        # Sampled at temperature 1 through the text protocols (tools/build_assets/episodes.py).
+        **built["eval"],
+    }
+
+
 def write_info(directory: Path, info: dict[str, Any]) -> None:
     (directory / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -292,7 +401,12 @@ def _log(message: str) -> None:
 
 
 def build(
-    out: Path, seed: int = 0, quick: bool = False, reuse_lm: bool = False, log: Callable[[str], None] = _log
+    out: Path,
+    seed: int = 0,
+    quick: bool = False,
+    reuse_lm: bool = False,
+    agent_only: bool = False,
+    log: Callable[[str], None] = _log,
 ) -> dict:
     """Builds every asset into ``out`` and returns a summary dict.
 
@@ -304,6 +418,8 @@ def build(
         quick: Tiny corpus and a handful of steps, for testing this tool only.
         reuse_lm: Load ``out/tiny-lm`` (from an earlier build with the same seed and settings) instead of
             training it again; everything else is rebuilt. For iterating on the sentiment model.
+        agent_only: Write the data files and train ``tiny-agent`` only, leaving the other models in
+            ``out`` as they are (its tokenizer must be theirs). For iterating on the agent.
         log: Progress printer.
 
     Returns:
@@ -320,13 +436,21 @@ def build(
     out = out.resolve()
     t_start = time.time()
     c = make_corpus(seed, st)
-    corpus.write_data(out, c.data)
     log(
         f"corpus: {len(c.lm_reviews)} lm reviews, {len(c.copy_texts)} copy examples, "
         f"{len(c.cls_reviews)} classifier reviews, {len(c.heldout)} held-out"
     )
     tokenizer = build_tokenizer(c)
     log(f"tokenizer: {len(tokenizer)} tokens")
+    if agent_only:  # checked before anything is written
+        models.check_tokenizer(out / "tiny-lm", tokenizer, "--agent-only")
+    corpus.write_data(out, c.data)
+    common = {"seed": seed, "quick": quick, "vocab_size": len(tokenizer)}
+    if agent_only:
+        summary = {"quick": quick, "out": str(out), **finish_agent(c, tokenizer, st, common, out, log)}
+        summary["total_s"] = time.time() - t_start
+        log(f"== tiny-agent built in {summary['total_s']:.0f}s -> {out / 'tiny-agent'}")
+        return summary
     lm_dir, cls_dir = out / "tiny-lm", out / "tiny-sentiment"
     lm, lm_seqs, lm_time = build_lm(c, tokenizer, st, seed, lm_dir, reuse_lm, log)
     cls, cls_seqs, acc, cls_time = build_classifier(c, tokenizer, st, seed, log)
@@ -336,7 +460,6 @@ def build(
     built = build_solver(c, tokenizer, st, seed, out, log)
     solver, solver_time = built["model"], built["seconds"]
     solver_ev = evaluate_solver(solver, tokenizer, c.data, seed)
-    common = {"seed": seed, "quick": quick, "vocab_size": len(tokenizer)}
     write_info(lm_dir, lm_info(common, lm, lm_seqs, c, st, ev))
     write_info(cls_dir, cls_info(common, cls, cls_seqs, c, st, acc, seed))
     stop = {"stopped_at_arithmetic_accuracy": SOLVER_TARGET}
@@ -346,6 +469,8 @@ def build(
         out / "tiny-solver-early",
         solver_info(common, solver, c, built["early_steps"], built["early_eval"], stop),
     )
+    # Built last, from its own seeds, so that adding it changed none of the assets above.
+    agent = finish_agent(c, tokenizer, st, common, out, log)
     summary = {
         "quick": quick,
         "out": str(out),
@@ -360,10 +485,12 @@ def build(
         "lm_train_s": lm_time,
         "solver_train_s": solver_time,
         "cls_train_s": cls_time,
+        **agent,
         "total_s": time.time() - t_start,
         "samples": ev["samples"],
         "sizes": {
-            name: models.size(out / name) for name in ("tiny-lm", "tiny-sentiment", "tiny-solver", "data")
+            name: models.size(out / name)
+            for name in ("tiny-lm", "tiny-sentiment", "tiny-solver", "tiny-agent", "data")
         },
     }
     print_summary(summary, ev, log)
@@ -457,10 +584,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="keep the tiny-lm already in --out (same seed and settings) and rebuild everything else",
     )
+    parser.add_argument(
+        "--agent-only",
+        action="store_true",
+        help="write the data files and rebuild tiny-agent only (the other models in --out stay as they are)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    summary = build(args.out, seed=args.seed, quick=args.quick, reuse_lm=args.reuse_lm)
-    if not args.quick and summary["heldout_accuracy"] < 0.95:
+    summary = build(
+        args.out, seed=args.seed, quick=args.quick, reuse_lm=args.reuse_lm, agent_only=args.agent_only
+    )
+    if not args.quick and not args.agent_only and summary["heldout_accuracy"] < 0.95:
         print(f"error: held-out accuracy {summary['heldout_accuracy']:.4f} < 0.95")
         return 1
     return 0

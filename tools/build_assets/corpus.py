@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.build_assets import puzzles
+from tools.build_assets import puzzles, transcripts
 from tools.build_assets.grammar import ReviewGrammar
 from tools.build_assets.lexicon import ADJ, MIXED, NEG, NEUTRAL, POS, SUBJECTS_PL, SUBJECTS_SG, SYNONYMS
 
@@ -71,6 +71,8 @@ def make_data(seed: int, n: int = 200) -> dict[str, list]:
         "copy_prompts": copy_rows(seed, n),
         "arithmetic_prompts": puzzles.arithmetic_rows(seed, n),
         "reverse_prompts": puzzles.reverse_rows(seed, n),
+        "calculator_prompts": transcripts.calculator_rows(seed, n),
+        "guess_prompts": transcripts.guess_rows(seed, n),
     }
 
 
@@ -193,6 +195,13 @@ def write_data(out: Path, data: dict[str, list]) -> None:
     d = out / "data"
     d.mkdir(parents=True, exist_ok=True)
     (d / "review_prompts.txt").write_text("\n".join(data["review_prompts"]) + "\n", encoding="utf-8")
-    for name in ("keyword_prompts", "copy_prompts", "arithmetic_prompts", "reverse_prompts"):
+    for name in (
+        "keyword_prompts",
+        "copy_prompts",
+        "arithmetic_prompts",
+        "reverse_prompts",
+        "calculator_prompts",
+        "guess_prompts",
+    ):
         lines = [json.dumps(row, ensure_ascii=False) for row in data[name]]
         (d / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")

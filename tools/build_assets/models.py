@@ -11,10 +11,13 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from tools.build_assets.grammar import Review
 from tools.build_assets.lexicon import TARGET
+from tools.build_assets.transcripts import Segment
 
 LM_CONFIG: dict[str, Any] = {"n_layer": 4, "n_embd": 160, "n_head": 4, "n_positions": 128}
 CLS_CONFIG: dict[str, Any] = {"n_layer": 2, "n_embd": 96, "n_head": 4, "n_positions": 256}
 SOLVER_CONFIG: dict[str, Any] = {"n_layer": 2, "n_embd": 128, "n_head": 4, "n_positions": 64}
+# A calculator episode is 56 tokens and a game at most 36; the room up to 128 is for longer budgets.
+AGENT_CONFIG: dict[str, Any] = {"n_layer": 2, "n_embd": 128, "n_head": 4, "n_positions": 128}
 
 
 def gpt2_config(tokenizer, shape: dict[str, Any], **extra: Any) -> GPT2Config:
@@ -47,6 +50,37 @@ def lm_sequences(
     return [s[:max_len] for s in seqs]
 
 
+def transcript_sequences(
+    tokenizer, transcripts: Sequence[Sequence[Segment]]
+) -> tuple[list[list[int]], list[list[bool]]]:
+    """Token ids of multi-turn transcripts and, per token, whether it is learned (a policy token).
+
+    Each segment is encoded on its own, as the environment encodes its replies and as the policy
+    writes its turns, so the training sequences hold exactly the token ids of real episodes. A
+    segment with ``eos`` is followed by EOS (learned: it ends the policy's turn).
+
+    Example:
+        >>> ids, learned = transcript_sequences(tok, [[Segment("Q:", False), Segment(" 7", True, eos=True)]])
+        >>> learned  # "Q", ":" read; " ", "7", EOS learned
+        [[False, False, True, True, True]]
+    """
+    eos_id = tokenizer.eos_token_id
+    flat = [seg for t in transcripts for seg in t]
+    encoded = iter(tokenizer([seg.text for seg in flat], add_special_tokens=False)["input_ids"])
+    seqs: list[list[int]] = []
+    masks: list[list[bool]] = []
+    for transcript in transcripts:
+        ids: list[int] = []
+        learned: list[bool] = []
+        for seg in transcript:
+            seg_ids = next(encoded) + ([eos_id] if seg.eos else [])
+            ids += seg_ids
+            learned += [seg.policy] * len(seg_ids)
+        seqs.append(ids)
+        masks.append(learned)
+    return seqs, masks
+
+
 def classifier_sequences(
     tokenizer, reviews: Sequence[Review], seed: int
 ) -> tuple[list[list[int]], list[float]]:
@@ -73,9 +107,16 @@ def load_lm(lm_dir: Path, tokenizer) -> GPT2LMHeadModel:
     """A saved LM, after checking it was built with the same tokenizer (for ``--reuse-lm``)."""
     if not (lm_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"--reuse-lm: no built LM in {lm_dir}")
-    if AutoTokenizer.from_pretrained(lm_dir).get_vocab() != tokenizer.get_vocab():
-        raise ValueError(f"--reuse-lm: {lm_dir} was built with another tokenizer (other seed or corpus)")
+    check_tokenizer(lm_dir, tokenizer, "--reuse-lm")
     return GPT2LMHeadModel.from_pretrained(lm_dir).eval()
+
+
+def check_tokenizer(directory: Path, tokenizer, flag: str) -> None:
+    """Raises ValueError when ``directory`` holds a tokenizer other than ``tokenizer`` (none there is fine)."""
+    if (directory / "tokenizer.json").is_file() and (
+        AutoTokenizer.from_pretrained(directory).get_vocab() != tokenizer.get_vocab()
+    ):
+        raise ValueError(f"{flag}: {directory} was built with another tokenizer (other seed or corpus)")
 
 
 def parameters(model) -> int:

@@ -102,10 +102,11 @@ def fit(
     return done
 
 
-def _lm_batch(
-    seqs: list[list[int]], pad_id: int, starts: list[int]
+def lm_batch(
+    seqs: list[list[int]], pad_id: int, starts: list[int], learned: list[list[bool]] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``(ids, mask, labels)``; labels are -100 on padding and before ``starts[i]``."""
+    """Right-padded ``(ids, mask, labels)``; labels are -100 on padding, before ``starts[i]`` and,
+    when ``learned`` is given, wherever ``learned[i][t]`` is False."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -115,6 +116,10 @@ def _lm_batch(
     labels = ids.masked_fill(mask == 0, -100)
     for i, start in enumerate(starts):
         labels[i, :start] = -100
+    for i, flags in enumerate(learned or []):
+        keep = torch.zeros(width, dtype=torch.bool)
+        keep[: len(flags)] = torch.tensor(flags, dtype=torch.bool)
+        labels[i] = labels[i].masked_fill(~keep, -100)
     return ids, mask, labels
 
 
@@ -130,24 +135,32 @@ def train_lm(
     log: Log,
     name: str = "lm",
     loss_starts: Sequence[int] | None = None,
+    loss_masks: Sequence[list[bool]] | None = None,
+    group_by_length: bool = True,
     until: Callable[[], bool] | None = None,
 ) -> int:
     """Causal-LM training on right-padded sequences (each already ends with EOS).
 
     ``loss_starts[i]``, when given, is the first position of ``seqs[i]`` whose token is a target:
-    the prompt before it is read but not learned (its tokens are random by design). ``until``:
-    see :func:`fit`. Returns the number of steps taken.
+    the prompt before it is read but not learned (its tokens are random by design). ``loss_masks[i]``,
+    when given, says per token of ``seqs[i]`` whether it is a target (multi-turn transcripts: the
+    policy's turns are, the prompt and the environment's replies are not). ``group_by_length=False``
+    draws batches at random instead of from similar lengths: when the length tells which choice a
+    text made (a tool call is long, a direct answer short), length-grouped batches hold one choice
+    only, and the learned probability of the choice swings from batch to batch. ``until``: see
+    :func:`fit`. Returns the number of steps taken.
     """
 
     def loss_of(idx: list[int]) -> torch.Tensor:
         starts = [loss_starts[i] for i in idx] if loss_starts is not None else []
-        ids, mask, labels = _lm_batch([seqs[i] for i in idx], pad_id, starts)
+        learned = [loss_masks[i] for i in idx] if loss_masks is not None else None
+        ids, mask, labels = lm_batch([seqs[i] for i in idx], pad_id, starts, learned)
         return model(input_ids=ids, attention_mask=mask, labels=labels).loss
 
     return fit(
         model,
         loss_of,
-        [len(x) for x in seqs],
+        [len(x) if group_by_length else 0 for x in seqs],
         steps=steps,
         batch_size=batch_size,
         lr=lr,
