@@ -20,7 +20,15 @@ from textenv.conversation import Conversations, TurnPlan
 from textenv.multiturn import POLICY_ROLE, Turn
 from textenv.options import TextOptions
 from textenv.prompts import Prompt
-from textenv.scorers.base import EpisodeBatch, Scorer, ScorerContext, ScorerError, call_scorer, check_scores
+from textenv.scorers.base import (
+    EpisodeBatch,
+    NoReward,
+    Scorer,
+    ScorerContext,
+    ScorerError,
+    call_scorer,
+    check_scores,
+)
 from textenv.scorers.kl import DEFERRABLE_ESTIMATORS, DeferredKL, KLPenalty
 from textenv.text_spec import TextSpec, check_positive_int
 
@@ -77,7 +85,9 @@ class TextGenCore:
         for i, p in enumerate(self.spec.prompts):
             self._index_of.setdefault(p.text, i)
         self.prompt_ids, self.prompt_mask = self.spec.encode_prompts(self.spec.prompts, warn=True)  # (N, P)
-        self.reward = as_scorer(options.reward)
+        # A multi-turn env's responder may give every reward: then no scorer term unless one is asked for.
+        no_terms = options.reward is None and self.spec.multi_turn
+        self.reward = NoReward() if no_terms else as_scorer(options.reward)
         self.terms = self.reward.terms()
         self.kl_terms: list[KLPenalty] = [s for _, _, s in self.terms if isinstance(s, KLPenalty)]
         # A multi-turn env's responder rewards count as one more term of every episode's return.

@@ -38,7 +38,8 @@ class TextOptions:
 
     reward: object = None
     """A scorer, a callable ``fn(prompt, text, references, meta) -> float`` or a string spec such as
-    ``"rouge"`` or ``"sentiment + kl:tiny-lm:0.05"`` (default: the built-in sentiment reward model)."""
+    ``"rouge"`` or ``"sentiment + kl:tiny-lm:0.05"`` (default: the built-in sentiment reward model; with a
+    ``responder``: none, the responder's rewards only)."""
 
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS
     """P, the prompt positions of the observation (a longer prompt keeps its last P tokens)."""

@@ -13,16 +13,35 @@ TextGen-Arithmetic-v0    arithmetic-prompts  1 if the last number written is the
                                              (``Answer``: exact-match accuracy), else 0
 TextGen-Reverse-v0       reverse-prompts     difflib ``SequenceMatcher`` ratio (LCS) of    16  12  0.7
                                              the stripped text and the reversed words
+TextGen-Calculator-v0    calculator-prompts  multi-turn, a calculator tool: 1 if the last  12  48  0.7
+                                             number of the final turn is the product
+TextGen-GuessNumber-v0   guess-prompts       multi-turn game: ``1 - 0.1 (k - 1)`` when     15  24  0.75
+                                             guess ``k`` of at most 4 finds the secret
 =======================  ==================  ============================================  ==  ==  =========
 
 Prompts: review openings ("The movie was"); keyword prompts name their one keyword set before the
 opening ("Use: villain, boring. The soundtrack was"), an instruction ``tiny-lm`` was trained to
-follow; ``"Repeat: <sentence> =>"``; ``"Q: 23+48= A:"``; ``"Reverse: plot dull great =>"``.
+follow; ``"Repeat: <sentence> =>"``; ``"Q: 23+48= A:"``; ``"Reverse: plot dull great =>"``;
+``"Q: 37*48= A:"``; ``"Guess my number from 1 to 8:"`` (the secret in the record's metadata).
+
+The two multi-turn tasks (:mod:`textenv.multiturn`), exactly (every string's leading space included)::
+
+    Q: 37*48= A: <call>calc(37*48)</call> <result>1776</result> 1776<EOS>
+    |-- prompt --||------ policy turn ------||- the tool's reply -||- answer -|
+
+    Guess my number from 1 to 8: 4<EOS> higher 6<EOS> lower 5<EOS>
+
+Calculator: a turn that ends with ``</call>`` is a tool call (:func:`calculator_tool`: the result, or
+`` <error>bad call</error>``), EOS ends the episode. Guess the number: every guess is a turn that ends at
+EOS, answered `` higher`` / `` lower`` / `` invalid`` (:func:`guess_referee`); the right guess ends the
+episode, as do 4 wrong ones.
 
 Each task has a built-in starting model (``Task.model``): ``tiny-lm`` for the first three,
-``tiny-solver`` (trained until right on 35% of the additions) for arithmetic and
+``tiny-solver`` (trained until right on 35% of the additions) for arithmetic,
 ``tiny-solver-early`` (the same run, saved when its reverse similarity first reached 0.5) for
-reversal; and recipes for PPO and GRPO (``Task.recipes``, measured over seeds by ``benchmarks/learning.py``).
+reversal and ``tiny-agent`` (trained on tool-use transcripts that call the tool 40% of the time and
+copy digits wrongly now and then, and on games whose guesses heed the replies half the time) for the
+multi-turn tasks; and recipes for PPO and GRPO (``Task.recipes``, measured over seeds by ``benchmarks/learning.py``).
 
 ``reward_threshold`` (also ``gymnasium.spec(id).reward_threshold``) is the mean episode return
 over the task's prompts that a competent policy reaches and the untrained starting model does not.
@@ -40,6 +59,13 @@ sampled at temperature 1; figures in ``benchmarks/RESULTS.md``):
   best of 4 0.82; the right answer 1.0. Threshold 0.6.
 * Reverse: untrained ``tiny-solver-early`` 0.50; best of 2 samples 0.61, best of 4 0.71; its greedy
   text 0.76; the reversal with one word dropped 0.84, exact 1.0. Threshold 0.7.
+* Calculator: untrained ``tiny-agent`` 0.28 (it calls the tool in 47% of the episodes and copies both
+  numbers right in 63% of its calls; a right call is answered right 95% of the time, a direct answer
+  never); always calling and copying right about 0.95. Threshold 0.7. (Figures of the asset build,
+  ``tiny-agent/build_info.json``, text-level, 200 episodes; 512 episodes through the env: 0.25.)
+* Guess the number: untrained ``tiny-agent`` 0.514 (it solves 60%); uniform random guesses 0.359,
+  a random guess among the numbers the replies still allow 0.700, binary search 0.8375 (exact).
+  Threshold 0.75: above any strategy that does not narrow the interval well.
 
 The sentiment task is the offline twin of GPT-2/IMDB RLHF: its KL term needs the policy's
 log-probs. Agents hand them over with ``KLPenalty.set_policy_logprobs`` before each step, or
@@ -62,18 +88,22 @@ Every keyword of :class:`~textenv.env.TextGenEnv` can be overridden in ``gymnasi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from textenv import assets
 from textenv.env import TextGenEnv
+from textenv.multiturn import Episode, Reply
+from textenv.responders import Tools, calculator
 from textenv.scorers import (
     ROUGE,
     Answer,
     Keyword,
     KLPenalty,
     MissingEOSPenalty,
+    NoReward,
     RewardModel,
     Scorer,
     Similarity,
@@ -110,6 +140,43 @@ def arithmetic_reward() -> Scorer:
 def reverse_reward() -> Scorer:
     """difflib's ``SequenceMatcher`` ratio of the stripped generation against the reversed words."""
     return Similarity(strip=True)
+
+
+def calculator_reward() -> Scorer:
+    """1 when the last number of the policy's final turn is the prompt's ``answer``, else 0."""
+    return Answer(key="answer", format=0.0, name="correct")
+
+
+CALL_END = "</call>"
+"""The calculator task's stop string: a policy turn that ends with it is a tool call."""
+
+
+def calculator_tool() -> Tools:
+    """The calculator task's responder: ``<call>calc(37*48)</call>`` gets `` <result>1776</result>``."""
+    return Tools(calc=calculator, error_template=" <error>bad call</error>")
+
+
+GUESS_MAX = 8
+"""The guessing game's numbers run from 1 to this."""
+MAX_GUESSES = 4
+TURN_COST = 0.1
+"""What each guess after the first costs: guess ``k`` right returns ``1 - TURN_COST * (k - 1)``."""
+_NUMBER = re.compile(r"-?\d+")
+
+
+def guess_referee(episode: Episode) -> Reply:
+    """The guessing game's side: `` higher`` / `` lower`` after a wrong guess, `` invalid`` when the turn
+    names no number from 1 to :data:`GUESS_MAX` (its last number counts), the end at the right one, with
+    the return ``1 - TURN_COST * (k - 1)`` for guess ``k``. A function of the episode (the secret is the
+    prompt's metadata), so one referee serves every row."""
+    numbers = _NUMBER.findall(episode.last.text)
+    guess = int(numbers[-1]) if numbers else None
+    secret = int(episode.prompt.metadata["secret"])
+    if guess == secret:
+        return Reply(reward=1.0 - TURN_COST * (episode.policy_turns - 1), done=True)
+    if guess is None or not 1 <= guess <= GUESS_MAX:
+        return Reply(" invalid")
+    return Reply(" higher" if secret > guess else " lower")
 
 
 @dataclass(frozen=True)
@@ -176,7 +243,7 @@ class Task:
 
 
 def _reward_options(builder: Callable[..., Scorer]) -> tuple[str, ...]:
-    return tuple(builder.__kwdefaults__ or ())
+    return tuple(getattr(builder, "__kwdefaults__", None) or ())
 
 
 SENTIMENT = Task(
@@ -308,7 +375,73 @@ REVERSE = Task(
         },
     },
 )
-TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE)
+CALCULATOR = Task(
+    id="TextGen-Calculator-v0",
+    key="calculator",
+    prompts="calculator-prompts",
+    reward=calculator_reward,
+    reward_threshold=0.7,
+    untrained_return=0.28,
+    # EOS ends the episode (the answer); the stop string ends a turn (a call), which the tool answers.
+    env_kwargs={
+        "max_prompt_tokens": 12,
+        "max_new_tokens": 48,
+        "responder": calculator_tool(),
+        "end_of_turn": [],
+        "stop_strings": [CALL_END],
+    },
+    model="tiny-agent",
+    recipes={
+        "ppo": {
+            "episodes": 16384,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 16384,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "mixed_precision": "no",
+        },
+    },
+)
+GUESS_NUMBER = Task(
+    id="TextGen-GuessNumber-v0",
+    key="guess_number",
+    prompts="guess-prompts",
+    reward=NoReward,  # the game's return is the responder's
+    reward_threshold=0.75,
+    untrained_return=0.514,
+    env_kwargs={
+        "max_prompt_tokens": 15,
+        "max_new_tokens": 24,
+        "responder": guess_referee,
+        "max_turns": MAX_GUESSES,
+    },
+    model="tiny-agent",
+    recipes={
+        "ppo": {
+            "episodes": 16384,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "mixed_precision": "no",
+        },
+        "grpo": {
+            "episodes": 16384,
+            "learning_rate": 1e-4,
+            "episodes_per_iteration": 64,
+            "minibatch_size": 32,
+            "group_size": 8,
+            "mixed_precision": "no",
+        },
+    },
+)
+TASKS: tuple[Task, ...] = (SENTIMENT, KEYWORD, COPY, ARITHMETIC, REVERSE, CALCULATOR, GUESS_NUMBER)
 """Every task of the suite, in documentation order."""
 
 

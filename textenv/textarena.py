@@ -36,8 +36,8 @@ reward for the policy's player (``env.close()``'s rewards in TextArena) is the r
 turn, and every other turn gets 0, so the return is the game's reward, reported in
 ``info["reward_terms"]["responder"]``. An episode the env ends first (``max_turns``, or the token budget
 ``max_new_tokens``: ``finish_reason`` ``"max_turns"`` / ``"length"``) gets no game reward. ``reward=``
-adds terms of its own (a scorer, callable or spec on the policy's last turn; default: none, a term
-``"none"`` that is always 0).
+adds terms of its own (a scorer, callable or spec on the policy's last turn; default: none, as in every
+multi-turn env).
 
 **Invalid moves** follow the game's own rules: TextArena's single- and two-player games let a player
 retry once (the reply is the game's "You attempted an invalid move. Reason: ..." and the turn does not
@@ -88,7 +88,7 @@ from __future__ import annotations
 import difflib
 import numbers
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
@@ -100,7 +100,6 @@ from textenv import assets
 from textenv.env import TextGenEnv
 from textenv.multiturn import POLICY_ROLE, Episode, Reply
 from textenv.prompts import Prompt
-from textenv.scorers import Callable as CallableScorer
 from textenv.tokenization import load_tokenizer
 
 ENV_ID = "TextGen-TextArena-v0"
@@ -449,11 +448,6 @@ def textarena_prompts(
     return records
 
 
-def no_reward(prompt: str, text: str, references: Sequence[str], meta: Mapping[str, Any]) -> float:
-    """The default extra reward of ``TextGen-TextArena-v0``: none (the game's reward is the responder's)."""
-    return 0.0
-
-
 def _check_int(name: str, value: object, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
@@ -516,8 +510,6 @@ def textarena_kwargs(
         games, size=size, seed=seed, opponent=opponent, player=player, chat=chat
     )
     kwargs["responder"] = GameResponder(opponent=opponent, player=player, reply_prefix="" if chat else "\n")
-    if kwargs.get("reward") is None:
-        kwargs["reward"] = CallableScorer(no_reward, name="none")
     kwargs.setdefault("max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS)
     kwargs.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
     return kwargs

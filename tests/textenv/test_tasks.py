@@ -23,6 +23,7 @@ EXPECTED_WARNING = "has no policy log-probs, so its reward is 0"
 def test_suite_ids_are_registered_with_thresholds_and_both_entry_points():
     assert TASK_IDS == [
         "TextGen-Sentiment-v0", "TextGen-Keyword-v0", "TextGen-Copy-v0", "TextGen-Arithmetic-v0", "TextGen-Reverse-v0",
+        "TextGen-Calculator-v0", "TextGen-GuessNumber-v0",
     ]  # fmt: skip
     for task in tasks.TASKS:
         spec = gym.spec(task.id)
@@ -203,19 +204,23 @@ def test_untrained_lm_stays_below_the_threshold(task_id):
     sampler = IncrementalLM(lm, num_rows=1, max_length=env.core.length)
     g = torch.Generator().manual_seed(0)
     P, returns = env.max_prompt_tokens, []
-    # Short episodes are cheap: more of them where a 0/1 reward makes 32 too noisy.
-    episodes = 96 if env.max_new_tokens <= 12 else 32
+    # Short episodes are cheap: more of them where a 0/1 reward or a game makes 32 too noisy.
+    episodes = 128 if env.text_spec.multi_turn else 96 if env.max_new_tokens <= 12 else 32
     for i in range(episodes):
-        env.reset(seed=i)
+        obs, _ = env.reset(seed=i)
         logits = sampler.reset_rows(
-            torch.arange(1), env.core.input_ids[:, :P], env.core.attention_mask[:, :P]
+            torch.arange(1),
+            torch.as_tensor(obs["input_ids"][None, :P]),
+            torch.as_tensor(obs["attention_mask"][None, :P]),
         )
-        total, done = 0.0, False
+        total, done, column = 0.0, False, P
         while not done:
             action = torch.multinomial(torch.softmax(logits[0], -1), 1, generator=g)
-            _, r, done, _, _ = env.step(int(action))
+            obs, r, done, _, info = env.step(int(action))
             total += r
-            logits = sampler.step(action)
+            span = obs["input_ids"][column : column + 1 + info.get("inserted", 0)]  # the token and a reply
+            logits = sampler.extend(torch.arange(1), torch.as_tensor(span[None]), torch.tensor([len(span)]))
+            column += len(span)
         returns.append(total)
     assert np.mean(returns) < gym.spec(task_id).reward_threshold - 0.1
 
@@ -227,6 +232,83 @@ def test_every_task_documents_a_recipe_and_a_starting_model():
         assert task.model in assets.NAMES and set(task.recipes) >= {"ppo", "grpo"}
         assert all(recipe["episodes"] > 0 for recipe in task.recipes.values())
         assert task.id in tasks.__doc__
+
+
+def test_calculator_episode_exactly_as_documented():
+    env = gym.make("TextGen-Calculator-v0").unwrapped
+    tok = env.tokenizer
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    for index, record in ((0, env.text_spec.prompts[0]), (1, env.text_spec.prompts[1])):
+        obs, _ = env.reset(options={"prompt_index": index})
+        a, b = (int(x) for x in record.text.removeprefix("Q: ").removesuffix("= A:").split("*"))
+        call = ids(f" <call>calc({a}*{b})</call>")
+        for token in call:
+            obs, reward, done, _, info = env.step(token)
+        assert info["turn_ended"] and not done and reward == 0.0
+        P = env.max_prompt_tokens
+        reply = obs["input_ids"][P + len(call) : P + len(call) + info["inserted"]].tolist()
+        assert reply == ids(f" <result>{a * b}</result>") and str(a * b) == record.metadata["answer"]
+        answer = ids(f" {a * b}") if index == 0 else ids(" 1800")
+        for token in [*answer, tok.eos_token_id]:
+            obs, reward, done, _, info = env.step(token)
+        assert done and info["finish_reason"] == "eos" and reward == float(index == 0)
+        assert info["reward_terms"]["correct"] == float(index == 0)
+    env.reset(options={"prompt_index": 0})
+    for token in ids(" <call>calc(3**2)</call>"):
+        obs, _, done, _, info = env.step(token)
+    assert tok.decode(obs["input_ids"][obs["attention_mask"].astype(bool)]).endswith(
+        " <error>bad call</error>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("secret", "guesses", "replies", "ret"),
+    [
+        (5, ["4", "6", "5"], [" higher", " lower"], 0.8),
+        (8, ["8"], [], 1.0),
+        (1, ["x", "9", "2", "3"], [" invalid", " invalid", " lower"], 0.0),
+        (3, ["12", "4", "3"], [" invalid", " lower"], 0.8),
+    ],
+)
+def test_guess_number_game_exactly_as_documented(secret, guesses, replies, ret):
+    env = gym.make("TextGen-GuessNumber-v0").unwrapped
+    tok = env.tokenizer
+    index = next(i for i, p in enumerate(env.text_spec.prompts) if p.metadata["secret"] == secret)
+    env.reset(options={"prompt_index": index})
+    total, seen = 0.0, []
+    for guess in guesses:
+        for token in [*tok(f" {guess}", add_special_tokens=False)["input_ids"], tok.eos_token_id]:
+            obs, reward, done, _, info = env.step(token)
+            total += reward
+        if info["inserted"]:
+            seen.append(tok.decode(obs["input_ids"][obs["attention_mask"].astype(bool)][-info["inserted"] :]))
+    assert done and seen == replies and total == pytest.approx(ret)
+    assert info["finish_reason"] == ("responder" if ret else "max_turns")
+    assert info["reward_terms"] == {"responder": pytest.approx(ret)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+@pytest.mark.parametrize("task_id", ["TextGen-Calculator-v0", "TextGen-GuessNumber-v0"])
+def test_multi_turn_recipes_reach_the_threshold(task_id, algo):
+    """PPO's and GRPO's documented recipes learn each multi-turn task (seconds to minutes)."""
+    from agents import registry
+
+    task = next(t for t in tasks.TASKS if t.id == task_id)
+    recipe = task.recipes[algo]
+    entry = registry.get(algo)
+    config = entry.make_config(device="cpu", **{k: v for k, v in recipe.items() if k != "episodes"})
+    agent = entry.load()(task.model, task_id, config, verbose=0, progress_bar=False)
+    window = 5
+
+    def mean_score() -> float:
+        return float(np.mean([r["score"] for r in agent.history[-window:]]))
+
+    agent.learn(
+        recipe["episodes"],
+        callback=lambda _: len(agent.history) < window or mean_score() < task.reward_threshold,
+    )
+    assert mean_score() >= task.reward_threshold
 
 
 @pytest.mark.slow

@@ -162,7 +162,7 @@ def test_tower_of_hanoi_solved_gets_the_games_reward_and_ends_with_the_game(ta):
     assert done and game_rewards == {0: 1}
     assert sum(rewards) == rewards[-1] == 1.0  # the reward comes with the game's last move
     assert info["finish_reason"] == "responder"
-    assert info["reward_terms"] == {"none": 0.0, "responder": 1.0}
+    assert info["reward_terms"] == {"responder": 1.0}
     turns = info["turns"]
     assert [t["text"] for t in turns[::2]] == HANOI
     assert (

@@ -7,7 +7,7 @@ Example:
 """
 
 from textenv.scorers.answer import Answer
-from textenv.scorers.base import CompositeScorer, EpisodeBatch, Scorer, ScorerContext, ScorerError
+from textenv.scorers.base import CompositeScorer, EpisodeBatch, NoReward, Scorer, ScorerContext, ScorerError
 from textenv.scorers.bleu import BLEU
 from textenv.scorers.callable import Callable
 from textenv.scorers.format import Format
@@ -34,6 +34,7 @@ __all__ = [
     "Keyword",
     "Length",
     "MissingEOSPenalty",
+    "NoReward",
     "RewardModel",
     "ScoreAnswer",
     "Scorer",

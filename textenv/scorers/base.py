@@ -198,6 +198,24 @@ class CompositeScorer(Scorer):
         return " + ".join(f"{w:g} * {s!r}" for _, w, s in self._terms)
 
 
+class NoReward(Scorer):
+    """No reward term: a multi-turn env whose responder gives every reward (the default reward there).
+
+    ``terms()`` is empty, so ``info["reward_terms"]`` holds only the responder's total.
+    """
+
+    name = "no_reward"
+
+    def terms(self) -> list[tuple[str, float, Scorer]]:
+        return []
+
+    def score(self, batch: EpisodeBatch) -> Sequence[float]:
+        return [0.0] * len(batch)
+
+    def __repr__(self) -> str:
+        return "NoReward()"
+
+
 class ScorerError(ValueError):
     """A scorer raised or returned an unusable value; the message names scorer, term, value and prompt."""
 
