@@ -43,24 +43,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# The env's side is textenv.tasks (the tasks' responders): the builder reads its constants, never a copy.
+from textenv.tasks import CALL_END, GUESS_MAX, MAX_GUESSES, TURN_COST
 from tools.build_assets.training import last_number
 
 CALL_START = "<call>"
-CALL_END = "</call>"
-"""The calculator's stop string: a turn that contains it is a tool call."""
+
 CALL_PATTERN = re.compile(r"calc\((\d{1,6})([+\-*])(\d{1,6})\)")
 """What must stand between ``<call>`` and ``</call>``: two non-negative integers and one of ``+ - *``."""
 ERROR_REPLY = " <error>bad call</error>"
 
-GUESS_MAX = 8
-MAX_GUESSES = 4
 GUESS_PROMPT = f"Guess my number from 1 to {GUESS_MAX}:"
 HIGHER = " higher"
 """The reply when the secret is higher than the guess."""
 LOWER = " lower"
 INVALID = " invalid"
-TURN_COST = 0.1
-"""What each guess after the first costs: guess ``k`` right returns ``1 - TURN_COST * (k - 1)``."""
 
 CALCULATOR_MAX_NEW_TOKENS = 48
 """The calculator's token budget after the prompt (policy tokens and replies): a full episode takes 44."""
