@@ -46,7 +46,8 @@ class TextOptions:
 
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """T, the episode's token budget: the positions after the prompt (generated tokens, and in a
-    multi-turn env the environment's inserted replies too)."""
+    multi-turn env the environment's inserted replies too; a reply that does not fit ends the episode
+    with ``finish_reason="length"``, recorded in ``info["turns"]`` but not inserted)."""
 
     vocab_size: int | None = None
     """Action-space width (default ``len(tokenizer)``); set it to the policy's logits width when the
