@@ -81,7 +81,12 @@ def load_dataset_split(
     local = local_dataset_path(path)
     if local is not None:
         try:
-            return _load_local(local, config, split)
+            loaded = _load_local(local, config, split)
+            # Older `datasets` load an empty save_to_disk folder as a dataset without rows; newer ones
+            # raise IndexError. Either way the user hears the same thing.
+            if len(loaded) == 0:
+                raise ValueError("it has no rows")
+            return loaded
         except (OSError, ValueError, KeyError, IndexError) as err:  # IndexError: an empty save_to_disk folder
             raise ValueError(f"{where} could not be loaded from its local path: {err}") from err
     import datasets
