@@ -4,9 +4,10 @@
 #
 #   1. rollout through make_vec (KV-cached policy in the env loop) against HF generate, batch 64/256/1024,
 #      bf16, gpt2 shape, 64 new tokens                                       (benchmarks/rollout.py)
-#   2. each algorithm's iteration samples/s, gpt2 shape, batch 64, bf16      (benchmarks/algo_iteration.py)
-#   3. PPO against TRL 0.11's PPOTrainer, when its venv exists (bash shared/peers/setup.sh builds it;
-#      skipped otherwise)                                                    (shared/peers/trl_ppo.py)
+#   2. each algorithm's iteration samples/s, model FLOPs and fraction of the matmul rate, gpt2 shape,
+#      batch 64, bf16 (PPO: TRL 0.11's work, 4 epochs and a reference)      (benchmarks/algo_iteration.py)
+#   3. PPO against TRL 0.11's PPOTrainer at the same precision, when its venv exists (bash
+#      shared/peers/setup.sh builds it; skipped otherwise)                   (shared/peers/trl_ppo.py)
 #   4. LoRA against full fine-tuning on a larger shape (gpt2-large, 774M): trainable parameters, peak CUDA
 #      memory, iteration time, first-step KL                                 (benchmarks/lora.py)
 #
@@ -48,6 +49,7 @@ else
   fi
 fi
 
+PRECISION=$([ -n "$PREC" ] && echo bf16 || echo fp32)
 FAILED=0
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 run() {  # run LIMIT_SECONDS CMD...: prints the command, then its output (or why it failed)
@@ -83,7 +85,7 @@ want 2 && for algo in ppo grpo rloo reinforce++ scst; do
     --new-tokens "$NEW" --iters "$ITERS" --device "$DEVICE" --threads "$THREADS" $PREC
 done
 
-want 3 && echo && echo "## 3. PPO against TRL 0.11 PPOTrainer ($SIZE shape, batch $ALGO_BATCH, fp32 as TRL runs)"
+want 3 && echo && echo "## 3. PPO against TRL 0.11 PPOTrainer ($SIZE shape, batch $ALGO_BATCH, both $PRECISION)"
 PEERS=${PEERS:-}
 for dir in shared/peers ../shared/peers ../../shared/peers; do
   [ -z "$PEERS" ] && [ -f "$dir/trl_ppo.py" ] && PEERS=$dir
@@ -91,9 +93,9 @@ done
 if ! want 3; then
   :
 elif [ -x "$TRL_PY" ] && [ -n "$PEERS" ]; then
-  run "$LIMIT" $PY benchmarks/ppo_iteration.py --size "$SIZE" --batch "$ALGO_BATCH" --new-tokens "$NEW" \
-    --iters "$ITERS" --device "$DEVICE" --threads "$THREADS" --kl
-  run "$LIMIT" "$TRL_PY" "$PEERS/trl_ppo.py" "$SIZE" "$ALGO_BATCH" "$NEW" "$ITERS"
+  run "$LIMIT" $PY benchmarks/algo_iteration.py --algo ppo --size "$SIZE" --batch "$ALGO_BATCH" \
+    --new-tokens "$NEW" --iters "$ITERS" --device "$DEVICE" --threads "$THREADS" $PREC
+  run "$LIMIT" "$TRL_PY" "$PEERS/trl_ppo.py" "$SIZE" "$ALGO_BATCH" "$NEW" "$ITERS" $PREC
 else
   echo "skipped: no TRL venv at $TRL_PY or no shared/peers/trl_ppo.py (PEERS=dir overrides;"
   echo "bash shared/peers/setup.sh builds the venv, which needs network for pip)"

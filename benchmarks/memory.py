@@ -1,11 +1,14 @@
 """Training memory of the log-probs: the LM head in chunks (``agents.common.logprobs``) against the full logits.
 
-Two figures, each mode in a fresh process (so that one mode's freed memory never hides the other's peak):
+Both modes are a GRPO agent (``benchmarks/algo_iteration.py``'s ``build``) whose config sets
+``OnPolicyConfig.logits_chunk_size``: ``plain`` is ``logits_chunk_size=0`` (the full ``(B, T, V)`` logits),
+``chunked`` is ``--chunk-size`` (default ``auto``: ``logits_chunk_size=None``, automatic chunks). Two figures,
+each mode in a fresh process (so that one mode's freed memory never hides the other's peak):
 
-* ``loss_peak_ratio`` (default): the extra memory of one GRPO training forward and backward, chunked /
-  plain. The extra is the peak above what the process holds before the forward: the weights, their
-  gradients (allocated, zero) and the Adam state (set up by one step on zero gradients, so that no forward
-  ran before the measurement). On CPU the peak is the resident set's high-water mark (``VmHWM``, reset
+* ``loss_peak_ratio`` (default): the extra memory of one training forward and backward of the agent's policy
+  (``CausalLMPolicy.forward``, as the GRPO update runs it), chunked / plain. The extra is the peak above what
+  the process holds before the forward: the agent (weights, env), the weights' gradients (allocated, zero)
+  and the Adam state (set up by one step on zero gradients, so that no forward ran before the measurement). On CPU the peak is the resident set's high-water mark (``VmHWM``, reset
   through ``/proc/self/clear_refs``; torch's CPU allocator returns large blocks to the OS, and tracemalloc
   does not see torch), on CUDA ``torch.cuda.max_memory_allocated``. The batch: ``--batch`` fixture prompts
   left-padded to ``--prompt-tokens``, then ``--new-tokens`` random generated tokens (no EOS; EOS is masked
@@ -15,15 +18,12 @@ Two figures, each mode in a fresh process (so that one mode's freed memory never
   the entropy is computed without grad as a statistic, as GRPO does.
 * ``peak_rss_mb`` (``--iteration``, CPU): the whole process's peak RSS over two GRPO iterations (rollout,
   update; model building included), beside ``shared/peers/trl_grpo.py SIZE BATCH NEW 1 --bf16`` (a
-  warm-up step and one timed step, whose ``peak_rss_mb`` is TRL's). Built by
-  ``benchmarks/algo_iteration.py``'s ``build``; until the algorithms take a chunk size,
-  :func:`use_token_logprobs` makes the chunked agent's training forward call
-  :func:`agents.common.logprobs.token_logprobs`.
+  warm-up step and one timed step, whose ``peak_rss_mb`` is TRL's).
 
 With glibc's default settings, freed blocks under 32 MiB stay in its heap, so the resident set also
 counts heap fragmentation; ``--mmap-threshold 1048576`` makes RSS follow the live tensors.
 
-usage: python benchmarks/memory.py --size wide-vocab --batch 8 --new-tokens 192 --bf16 [--chunk-size auto] \
+usage: python benchmarks/memory.py --size wide-vocab --batch 8 --new-tokens 192 --bf16 [--chunk-size auto|N] \
            [--mmap-threshold 1048576]
        python benchmarks/memory.py --size wide-vocab --batch 8 --new-tokens 192 --bf16 --iteration
 prints each mode's figures, then ``loss_peak_ratio X`` (or ``peak_rss_mb`` per mode) as its last lines.
@@ -39,7 +39,6 @@ import resource
 import subprocess
 import sys
 import time
-import types
 import warnings
 from typing import Any
 
@@ -67,10 +66,30 @@ def _reset_peak_rss() -> None:
         f.write("5")
 
 
-def _chunk_arg(value: str) -> int | str | None:
-    if value in ("auto", "none"):
-        return None if value == "none" else "auto"
-    return int(value)
+def logits_chunk_size(mode: str, chunk_size: str) -> int | None:
+    """``OnPolicyConfig.logits_chunk_size`` of ``mode``: 0 (full logits) for ``plain``; for ``chunked``
+    ``None`` (automatic) when ``chunk_size`` is ``"auto"``, else that many positions."""
+    if mode == "plain":
+        return 0
+    return None if chunk_size == "auto" else int(chunk_size)
+
+
+def build_agent(args: argparse.Namespace, mode: str) -> Any:
+    """The GRPO agent of ``mode`` (its ``logits_chunk_size``), beta 0, on the fixture of ``args.size``."""
+    from benchmarks import algo_iteration
+
+    ns = argparse.Namespace(
+        algo="grpo",
+        size=args.size,
+        batch=args.batch,
+        new_tokens=args.new_tokens,
+        group=4,
+        beta=0.0,
+        device=args.device,
+        bf16=args.bf16,
+        chunk_size=logits_chunk_size(mode, args.chunk_size),
+    )
+    return algo_iteration.build(ns)
 
 
 def batch(args: argparse.Namespace, vocab: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -96,29 +115,19 @@ def batch(args: argparse.Namespace, vocab: int, device: torch.device) -> dict[st
 
 
 def measure_loss(args: argparse.Namespace, mode: str) -> dict[str, float]:
-    """One training forward + backward in this process; the peak above weights, gradients and Adam state."""
-    from agents.common.logprobs import token_logprobs
-    from agents.common.policies import bf16_autocast, disable_dropout
-    from agents.common.sampling import SamplingParams
-
-    device = torch.device(args.device)
-    model = fixture.model(args.size).to(device)
-    disable_dropout(model)
-    model.train()
-    try:
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=1e-6, fused=True)
-    except (RuntimeError, TypeError):
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
+    """One training forward + backward of the agent's policy in this process; the peak above the agent,
+    its gradients and Adam state."""
+    agent = build_agent(args, mode)
+    policy, device = agent.policy, agent.device
+    policy.train()
     # Gradients and Adam state allocated without running a forward (whose freed memory would blur the
     # baseline); the gradients stay allocated and the backward accumulates into them.
-    for p in model.parameters():
+    params = [p for p in policy.parameters() if p.requires_grad]
+    for p in params:
         p.grad = torch.zeros_like(p)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=False)
-    b = batch(args, model.config.vocab_size, device)
-    sampling = SamplingParams(eos_token_ids=(fixture.EOS_ID,), min_new_tokens=args.new_tokens)
-    chunk_size = None if mode == "plain" else _chunk_arg(args.chunk_size)
-    autocast = bf16_autocast(device) if args.bf16 else torch.autocast(device.type, enabled=False)
+    agent.optimizer.step()
+    agent.optimizer.zero_grad(set_to_none=False)
+    b = batch(args, agent.spec.vocab_size, device)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -128,18 +137,8 @@ def measure_loss(args: argparse.Namespace, mode: str) -> dict[str, float]:
         base_mb = _status_kb("VmRSS") / 1024
         _reset_peak_rss()
     start = time.perf_counter()
-    with autocast:
-        scores = token_logprobs(
-            model,
-            b["input_ids"],
-            b["attention_mask"],
-            b["position_ids"],
-            b["tokens"],
-            sampling=sampling,
-            with_entropy=True,
-            chunk_size=chunk_size,  # type: ignore[arg-type]
-        )
-    logp = scores.logprobs  # (B, T)
+    out = policy(b["input_ids"], b["attention_mask"], b["position_ids"], b["tokens"], entropy="value")
+    logp = out.logprobs  # (B, T)
     loss = -(b["advantages"][:, None] * torch.exp(logp - logp.detach())).mean()
     loss.backward()
     if device.type == "cuda":
@@ -148,7 +147,7 @@ def measure_loss(args: argparse.Namespace, mode: str) -> dict[str, float]:
     else:
         peak_mb = _status_kb("VmHWM") / 1024
     seconds = time.perf_counter() - start
-    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item()
     return {
         "base_mb": base_mb,
         "peak_mb": peak_mb,
@@ -156,70 +155,16 @@ def measure_loss(args: argparse.Namespace, mode: str) -> dict[str, float]:
         "seconds": seconds,
         "loss": loss.item(),
         "grad_norm": grad_norm,
-        "entropy": scores.entropy.mean().item() if scores.entropy is not None else float("nan"),
+        "entropy": out.entropy.mean().item() if out.entropy is not None else float("nan"),
     }
-
-
-def use_token_logprobs(agent: Any, chunk_size: int | str | None) -> None:
-    """Makes ``agent``'s training forward :func:`~agents.common.logprobs.token_logprobs` with ``chunk_size``.
-
-    A stand-in until the algorithms take a chunk size (then: the config field instead of this function).
-    Same signature and returns as ``OnPolicyAlgorithm.evaluate_tokens``; critic-free agents only.
-    """
-    from agents.common.logprobs import token_logprobs
-    from agents.common.policies import bf16_autocast
-
-    if agent.uses_value_head:
-        raise ValueError("use_token_logprobs: critic-free agents only (PPO's values need the integration)")
-
-    def evaluate_tokens(
-        self: Any,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        position_ids: torch.Tensor,
-        tokens: torch.Tensor,
-        with_entropy: bool = False,
-        entropy_grad: bool = False,
-        model: torch.nn.Module | None = None,
-        autocast: bool = True,
-        sampling: bool = True,
-    ) -> tuple[torch.Tensor, None, torch.Tensor | None]:
-        mixed = autocast and self.mixed_precision == "bf16"
-        with bf16_autocast(self.device) if mixed else torch.autocast(self.device.type, enabled=False):
-            scores = token_logprobs(
-                self.train_model if model is None else model,
-                input_ids,
-                attention_mask,
-                position_ids,
-                tokens,
-                sampling=self.sampling if sampling else None,
-                with_entropy=with_entropy,
-                entropy_grad=entropy_grad,
-                chunk_size=chunk_size,  # type: ignore[arg-type]
-            )
-        return scores.logprobs, None, scores.entropy
-
-    agent.evaluate_tokens = types.MethodType(evaluate_tokens, agent)
 
 
 def measure_iteration(args: argparse.Namespace, mode: str) -> dict[str, float]:
     """Two GRPO iterations (a warm-up and one more, as ``trl_grpo.py ... 1``); the process's peak RSS."""
     from benchmarks import algo_iteration
 
-    ns = argparse.Namespace(
-        algo="grpo",
-        size=args.size,
-        batch=args.batch,
-        new_tokens=args.new_tokens,
-        group=4,
-        beta=0.0,
-        device=args.device,
-        bf16=args.bf16,
-    )
-    agent = algo_iteration.build(ns)
-    if mode == "chunked":
-        use_token_logprobs(agent, _chunk_arg(args.chunk_size))
-    times, _ = algo_iteration.time_iterations(agent, 1, args.new_tokens)
+    agent = build_agent(args, mode)
+    times, _, _ = algo_iteration.time_iterations(agent, 1, args.new_tokens)
     peak = (
         torch.cuda.max_memory_allocated(agent.device) / 2**20
         if agent.device.type == "cuda"
@@ -234,7 +179,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="completions (a multiple of 4, the group)")
     parser.add_argument("--new-tokens", type=int, default=192)
     parser.add_argument("--prompt-tokens", type=int, default=8)
-    parser.add_argument("--chunk-size", default="auto", help="positions per chunk, 'auto' or 'none'")
+    parser.add_argument(
+        "--chunk-size", default="auto", help="the chunked mode's positions per chunk, or 'auto' (automatic)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA, or a CPU with native bf16)")
@@ -250,6 +197,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.batch % 4:
         parser.error(f"--batch must be a multiple of 4 (the GRPO group), got {args.batch}")
+    if args.chunk_size != "auto" and not (args.chunk_size.isdigit() and int(args.chunk_size) > 0):
+        parser.error(f"--chunk-size must be 'auto' or a positive int, got {args.chunk_size!r}")
     if args.only:
         warnings.filterwarnings("ignore")
         torch.set_num_threads(args.threads)

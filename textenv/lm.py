@@ -218,6 +218,7 @@ class _Slots:
 
     Attributes:
         write: (B,) slot index row ``b`` writes its new key/value to (the row's slot count).
+        every_row: (B,) ``arange(B)``: the rows of a one-token step's writes.
         width: Slots ``[0, width)`` every row attends over (masked per row), the written ones included.
         rows: ``None`` for a step of every row; for a span (:meth:`IncrementalLM.extend`), the ``(R,)``
             rows the forward runs on, which write slots ``write[rows] + j`` for the span's ``j``.
@@ -225,6 +226,7 @@ class _Slots:
 
     def __init__(self, write: torch.Tensor):
         self.write = write
+        self.every_row = torch.arange(write.shape[0], device=write.device)  # (B,)
         self.width = 0
         self.rows: torch.Tensor | None = None
 
@@ -262,9 +264,11 @@ class _SlotLayer(CacheLayerMixin):
         if rows is None:
             if key_states.shape[-2] != 1:
                 raise RuntimeError(f"IncrementalLM feeds one token per forward, got {key_states.shape[-2]}")
-            index = self.slots.write.view(-1, 1, 1, 1)
-            self.keys.scatter_(2, index.expand_as(key_states), key_states)
-            self.values.scatter_(2, index.expand_as(value_states), value_states)
+            # One (H, D) slice per row by advanced indexing: in a rollout, scatter_ with an expanded index
+            # copied the whole buffer (twice) at every layer and step, which cost more than the matmuls.
+            every, write = self.slots.every_row, self.slots.write
+            self.keys[every, :, write] = key_states[:, :, 0]  # (B, H, D)
+            self.values[every, :, write] = value_states[:, :, 0]
             return self.keys[:, :, :width], self.values[:, :, :width]
         S = key_states.shape[-2]
         slots = self.slots.write[rows].view(-1, 1, 1, 1) + torch.arange(S, device=rows.device).view(

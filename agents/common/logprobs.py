@@ -303,10 +303,11 @@ def _scores(
     """Log-probs (B, c) of ``tokens`` and optionally the entropy (B, c) from logits (B, c, V), in float32."""
     # The plain computation casts and transforms outside autocast; do the same inside an autocast region.
     with torch.autocast(logits.device.type, enabled=False):
-        logits = logits.float()  # (B, c, V)
-        logp_all = (
-            torch.log_softmax(logits, -1) if sampling is None else sampling.logprobs(logits)
-        )  # (B, c, V)
+        if sampling is None:
+            logp_all = torch.log_softmax(logits.float(), -1)  # (B, c, V)
+        else:
+            # The transform casts to float32 itself, in the same pass as the copy its EOS mask needs.
+            logp_all = sampling.logprobs(logits if logits.dtype != torch.float64 else logits.float())
         logprobs = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, c)
         entropy = None
         if with_entropy:

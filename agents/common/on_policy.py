@@ -51,6 +51,22 @@ MicroLoss = tuple[torch.Tensor, "torch.Tensor | float", dict[str, torch.Tensor]]
 _GLOBAL_METRICS = ("iteration", "episodes", "kl_coef")
 
 
+def place_rows(
+    parts: dict[str, torch.Tensor],
+    out: PolicyOutput,
+    rows: torch.Tensor,
+    mask: torch.Tensor,
+    shape: torch.Size,
+) -> None:
+    """Writes a forward's ``(R, t)`` outputs of ``rows`` into ``(N, T)`` tensors of ``parts`` (by field name,
+    made on first use), detached and 0 outside ``mask`` ``(R, t)``."""
+    t = mask.shape[1]
+    for name, part in out._asdict().items():
+        if part is not None:
+            dest = parts.setdefault(name, torch.zeros(shape, device=part.device))  # (N, T)
+            dest[rows, :t] = torch.where(mask, part.detach(), 0.0)
+
+
 class OnPolicyAlgorithm(BaseAlgorithm):
     """The shared on-policy loop for causal LMs on textenv environments. Args: see
     :class:`~agents.common.base.BaseAlgorithm`."""
@@ -142,19 +158,15 @@ class OnPolicyAlgorithm(BaseAlgorithm):
             ``(N, T)`` tensors, 0 outside ``b.mask``.
         """
         policy = self.train_policy if policy is None else policy
-        zeros = torch.zeros(b.mask.shape, device=self.device)  # (N, T)
         parts: dict[str, torch.Tensor] = {}
         for idx in torch.arange(b.tokens.shape[0], device=self.device).split(
             self.config.effective_minibatch_size
         ):
             mb = b.take(idx)
-            t = mb.tokens.shape[1]
             out = policy(
                 mb.input_ids, mb.attention_mask, mb.position_ids, mb.tokens, "value" if entropy else "none"
             )
-            for name, part in out._asdict().items():
-                if part is not None:
-                    parts.setdefault(name, zeros.clone())[idx, :t] = torch.where(mb.mask, part, 0.0)
+            place_rows(parts, out, idx, mb.mask, b.mask.shape)
         return PolicyOutput(parts["logprobs"], parts.get("entropy"), parts.get("values"))
 
     def backward(self, loss: torch.Tensor) -> None:

@@ -298,11 +298,17 @@ class RolloutCollector:
                 self.driver.defer_kl() if defer_kl else contextlib.nullcontext() as deferred,
                 self.policy.autocast(),
             ):
+                # Terms scored after the rollout read no per-step log-probs: hand them over only when a KL term
+                # still scores every step (estimator "full"), which saves each step the env's check of (B, V).
+                undeferred = self.driver.has_kl and len(deferred.terms if deferred else ()) < len(
+                    self.driver.env.unwrapped.kl_penalties
+                )
                 waves = [
                     self._wave(
                         seed if i == 0 else None,
                         None if prompt_indices is None else prompt_indices[i * rows : (i + 1) * rows],
                         deterministic,
+                        hand_logprobs=undeferred,
                     )
                     for i in range(num_episodes // rows)
                 ]
@@ -322,9 +328,15 @@ class RolloutCollector:
         return batch
 
     def _wave(
-        self, seed: int | None, prompt_indices: Sequence[int] | np.ndarray | None, deterministic: bool
+        self,
+        seed: int | None,
+        prompt_indices: Sequence[int] | np.ndarray | None,
+        deterministic: bool,
+        *,
+        hand_logprobs: bool = True,
     ) -> RolloutBatch:
-        """One wave: reset every row, step until every row has terminated.
+        """One wave: reset every row, step until every row has terminated (``hand_logprobs``: the env's KL
+        channel gets each step's log-probs).
 
         A row's token after the prompt goes to column ``pos[row]`` of ``(B, T)`` per-token arrays; a
         multi-turn env's replies take columns too (they leave ``policy_mask`` at 0), and the policy's KV
@@ -348,7 +360,7 @@ class RolloutCollector:
             action = logp_all.argmax(-1) if deterministic else sample_tokens(logp_all, self.generator)  # (B,)
             logp = logp_all.gather(1, action[:, None]).squeeze(1)  # (B,)
             with torch.autocast(device.type, enabled=False):  # the env's scorers run as they are
-                out = self.driver.step(action, logp_all)
+                out = self.driver.step(action, logp_all if hand_logprobs else None)
             at = torch.as_tensor(pos.clip(max=T - 1), device=device)
             logprobs[rows, at] = torch.where(active, logp, logprobs[rows, at])
             rewards[np.arange(B), pos.clip(max=T - 1)] += out.rewards  # idle rows get 0

@@ -127,6 +127,10 @@ def entropy_from_logprobs(logprobs: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(...)`` entropies in nats.
     """
+    if not (torch.is_grad_enabled() and logprobs.requires_grad):
+        # A statistic: p * log p is NaN (0 * -inf) exactly at the filtered tokens, which nansum skips; three
+        # passes over (..., V) instead of six.
+        return -(logprobs.exp() * logprobs).nansum(dim=-1)
     finite = torch.where(torch.isneginf(logprobs), torch.zeros_like(logprobs), logprobs)
     return -(logprobs.exp() * finite).sum(dim=-1)
 
@@ -169,24 +173,30 @@ class SamplingParams:
 def _mask_eos(
     logits: torch.Tensor, eos: Sequence[int], min_new: int, step: int | torch.Tensor | None
 ) -> torch.Tensor:
+    """``logits`` plus a bias of -inf at EOS where fewer than ``min_new`` tokens precede (0 elsewhere).
+
+    One out-of-place add, which also casts to float32 (float64 stays float64), the dtype
+    :func:`sampling_logprobs` computes in; its backward passes the gradient through unchanged (the masked
+    entries' probability is 0), where masking in place would copy the gradient of the whole (B, T, V) logits.
+    """
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    V = logits.shape[-1]
+    blocked = torch.zeros(V, dtype=dtype, device=logits.device)
+    blocked[list(eos)] = float("-inf")  # (V,)
     if isinstance(step, torch.Tensor):
         early = step.to(logits.device) < min_new  # (B,)
         if not bool(early.any()):
             return logits
-        logits = logits.clone()
-        columns = logits[:, list(eos)]  # (B, E)
-        logits[:, list(eos)] = torch.where(early[:, None], float("-inf"), columns)
-        return logits
-    if step is not None:
+        bias = torch.where(early[:, None], blocked, 0.0)  # (B, V)
+    elif step is not None:
         if step >= min_new:
             return logits
-        logits = logits.clone()
-        logits[..., list(eos)] = float("-inf")
-        return logits
-    logits = logits.clone()
-    early = logits[:, :min_new]  # (B, min_new, V) view
-    early[..., list(eos)] = float("-inf")
-    return logits
+        bias = blocked  # (V,)
+    else:
+        T = logits.shape[1]
+        rows = torch.arange(T, device=logits.device) < min_new  # (T,)
+        bias = torch.where(rows[:, None], blocked, 0.0)  # (T, V), the same for every row
+    return torch.add(logits, bias)  # float32 (or float64) without a separate cast
 
 
 def sample_tokens(logprobs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

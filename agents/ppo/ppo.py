@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import torch
 
 from agents.common.buffers import PER_TOKEN, RolloutBatch, TrainBatch, finite_float32
-from agents.common.on_policy import MicroLoss, OnPolicyAlgorithm
-from agents.common.policies import ActorCriticPolicy
+from agents.common.on_policy import MicroLoss, OnPolicyAlgorithm, place_rows
+from agents.common.policies import ActorCriticPolicy, PolicyOutput
 from agents.common.stats import explained_variance, masked_mean, masked_whiten
 from agents.ppo.config import PPOConfig
 from agents.ppo.core import compute_gae, policy_loss, value_loss
@@ -68,9 +68,19 @@ class PPO(OnPolicyAlgorithm):
         return [{"params": trunk}, {"params": list(head.parameters()), "lr": lr}]
 
     def train(self, batch: RolloutBatch) -> dict[str, float]:
-        """GAE on the batch, then the PPO epochs; returns the loss statistics and the explained variance."""
-        b = self.prepare_batch(batch)
-        stats = self.update(b)
+        """GAE on the batch, then the PPO epochs; returns the loss statistics and the explained variance.
+
+        When one optimizer step covers the whole batch in one forward (one minibatch, no accumulation), the
+        forward that gives the old log-probs and values is the first step's own (the weights are those of
+        the rollout until that step), so the batch costs one forward fewer; the values are the same.
+        """
+        cfg = self.config
+        first = None
+        if cfg.num_minibatches == 1 and cfg.gradient_accumulation_steps == 1:
+            b, first = self._prepare_with_first_forward(batch)
+        else:
+            b = self.prepare_batch(batch)
+        stats = self.update(b, first_forward=first)
         stats["explained_variance"] = explained_variance(b.old_values, b.returns, b.mask)
         return stats
 
@@ -84,13 +94,35 @@ class PPO(OnPolicyAlgorithm):
         Raises:
             FloatingPointError: Returns or advantages that the float32 losses cannot hold (named).
         """
-        cfg = self.config
         self.policy.eval()
+        b = self._empty_batch(batch)
+        return self._with_advantages(b, batch, self.evaluate_batch(b, entropy=True))
+
+    def _empty_batch(self, batch: RolloutBatch) -> PPOBatch:
+        zeros = torch.zeros_like(batch.logprobs)  # (N, T)
+        return PPOBatch.from_rollout(batch, old_values=zeros, returns=zeros)
+
+    def _prepare_with_first_forward(self, batch: RolloutBatch) -> tuple[PPOBatch, PolicyOutput]:
+        """:meth:`prepare_batch` from a forward with grad over the whole batch, which the first optimizer step
+        then trains on (its graph kept); returns the batch and that forward's ``(N, t)`` outputs."""
+        self.policy.train()
+        b = self._empty_batch(batch)
+        rows = torch.arange(len(batch), device=self.device)
+        mb = b.take(rows)
+        out = self.evaluate(mb, entropy="grad" if self.config.ent_coef > 0 else "value")
+        parts: dict[str, torch.Tensor] = {}
+        place_rows(parts, out, rows, mb.mask, b.mask.shape)
+        with torch.no_grad():
+            b = self._with_advantages(
+                b, batch, PolicyOutput(parts["logprobs"], parts["entropy"], parts["values"])
+            )
+        return b, out
+
+    def _with_advantages(self, b: PPOBatch, batch: RolloutBatch, out: PolicyOutput) -> PPOBatch:
+        """``b`` with the old log-probs, values and entropies of ``out`` ``(N, T)`` and GAE's advantages and
+        returns."""
+        cfg = self.config
         mask = batch.mask  # (N, T)
-        b = PPOBatch.from_rollout(
-            batch, old_values=torch.zeros_like(batch.logprobs), returns=torch.zeros_like(batch.logprobs)
-        )
-        out = self.evaluate_batch(b, entropy=True)  # (N, T) each
         rewards = batch.rewards.to(self.device) * cfg.reward_scale  # (N, T) float64
         if cfg.reward_clip is not None:
             rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
@@ -105,16 +137,29 @@ class PPO(OnPolicyAlgorithm):
             entropy=out.entropy,
         )
 
-    def update(self, b: PPOBatch) -> dict[str, float]:
-        """``ppo_epochs`` passes of minibatch optimizer steps over ``b``; returns the mean loss statistics."""
+    def update(self, b: PPOBatch, *, first_forward: PolicyOutput | None = None) -> dict[str, float]:
+        """``ppo_epochs`` passes of minibatch optimizer steps over ``b``; returns the mean loss statistics.
+
+        Args:
+            b: The prepared batch.
+            first_forward: The current policy's ``(N, t)`` outputs over every row of ``b`` (with grad), which
+                the first step uses instead of its own forward (one minibatch of every row).
+        """
         cfg = self.config
-        means, steps, early_stop = self.run_epochs(b, cfg.ppo_epochs, self._minibatch_step)
+        pending = [] if first_forward is None else [first_forward]
+
+        def step(b: PPOBatch, mb_inds: torch.Tensor) -> dict[str, float] | None:
+            return self._minibatch_step(b, mb_inds, pending.pop() if pending else None)
+
+        means, steps, early_stop = self.run_epochs(b, cfg.ppo_epochs, step)
         means["epochs"] = steps / cfg.num_minibatches
         means["early_stop"] = float(early_stop)
         means["learning_rate"] = cfg.learning_rate
         return means
 
-    def _minibatch_step(self, b: PPOBatch, mb_inds: torch.Tensor) -> dict[str, float] | None:
+    def _minibatch_step(
+        self, b: PPOBatch, mb_inds: torch.Tensor, forward: PolicyOutput | None = None
+    ) -> dict[str, float] | None:
         """One optimizer step over a minibatch; ``None`` (weights unchanged) when the approximate KL exceeds
         ``1.5 * target_approx_kl``. Each micro-batch's token means are weighted by its share of the
         minibatch's tokens, so the accumulated gradient equals that of the whole minibatch."""
@@ -125,9 +170,13 @@ class PPO(OnPolicyAlgorithm):
             mb = b.take(micro)
             # The entropy bonus needs the current policy's entropy; without one, the rollout policy's
             # (computed once in prepare_batch) is the statistic, which saves a (B, T, V) pass per step.
-            new_logprobs, entropy, new_values = self.evaluate(
-                mb, entropy="grad" if cfg.ent_coef > 0 else "none"
-            )
+            if forward is not None:  # every row's outputs, in the batch's order: take the minibatch's
+                new_logprobs, new_values = forward.logprobs[micro], forward.values[micro]  # type: ignore[index]
+                entropy = forward.entropy[micro] if cfg.ent_coef > 0 else None  # type: ignore[index]
+            else:
+                new_logprobs, entropy, new_values = self.evaluate(
+                    mb, entropy="grad" if cfg.ent_coef > 0 else "none"
+                )
             pg_loss, pg_stats = policy_loss(
                 new_logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.clip_range
             )

@@ -150,7 +150,15 @@ def test_kl_penalty_gets_handed_logprobs_and_its_coef_from_the_controller():
     tok = tiny_tokenizer()
     kl = _Spy(tiny_lm(len(tok), seed=1))
     env = make_env(Callable(count_good) + kl, eos=MANY_EOS)
-    ppo = make_ppo(env, kl_controller="adaptive", init_kl_coef=0.2, kl_target=0.01, kl_horizon=10.0)
+    # The per-step path (kl_after_rollout=False): the env scores the KL at every step from handed log-probs.
+    ppo = make_ppo(
+        env,
+        kl_controller="adaptive",
+        init_kl_coef=0.2,
+        kl_target=0.01,
+        kl_horizon=10.0,
+        kl_after_rollout=False,
+    )
     calls = []
     handle = ppo.policy.lm.register_forward_hook(lambda *args: calls.append(1))
     metrics = ppo.train_iteration()
@@ -261,6 +269,20 @@ def test_kl_after_rollout_gives_the_env_per_step_rewards(estimator, sampling, ve
     np.testing.assert_allclose(a.kl, b.kl, rtol=0, atol=1e-5)
     np.testing.assert_allclose(a.reward_terms["kl"], b.reward_terms["kl"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(a.reward_terms["count_good"], b.reward_terms["count_good"])
+
+
+def test_kl_after_rollout_hands_no_logprobs_unless_a_term_scores_every_step():
+    # Terms scored after the rollout read no per-step log-probs; a "full" term beside them still does.
+    tok = tiny_tokenizer()
+    deferred = _Spy(tiny_lm(len(tok), seed=1))
+    ppo = make_ppo(make_env(Callable(count_good) + deferred, eos=MANY_EOS), kl_after_rollout=True)
+    batch = ppo.collect_rollout()
+    assert deferred.handed == [] and batch.kl is not None and np.abs(batch.kl).max() > 0
+    full = KLPenalty(tiny_lm(len(tok), seed=1), coef=0.1, estimator="full")
+    deferred = _Spy(tiny_lm(len(tok), seed=1))
+    ppo = make_ppo(make_env(Callable(count_good) + deferred + full, eos=MANY_EOS), kl_after_rollout=True)
+    ppo.collect_rollout()
+    assert len(deferred.handed) > 0
 
 
 def test_kl_after_rollout_leaves_the_env_stepping_the_reference_itself_afterwards():

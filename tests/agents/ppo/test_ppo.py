@@ -76,6 +76,35 @@ def test_value_learning_rate_steps_the_value_head_at_its_own_rate():
     assert [g["lr"] for g in make_ppo(learning_rate=1e-6).optimizer.param_groups] == [1e-6]
 
 
+@pytest.mark.parametrize("ent_coef", [0.0, 0.01])
+def test_one_minibatch_trains_on_the_forward_that_prepared_the_batch(ent_coef):
+    # minibatch = batch: the old log-probs and values come from the first step's own forward (one forward
+    # fewer per iteration); with two micro-batches the same update takes a separate no-grad forward first.
+    # Both give the same update to float precision.
+    runs = []
+    for accumulation in (1, 2):
+        ppo = make_ppo(
+            minibatch_size=8,
+            ppo_epochs=3,
+            ent_coef=ent_coef,
+            gradient_accumulation_steps=accumulation,
+            mixed_precision="no",
+        )
+        batch = ppo.collect_rollout()
+        calls = []
+        handle = ppo.policy.lm.register_forward_hook(lambda *args, calls=calls: calls.append(1))
+        stats = ppo.train(batch)
+        handle.remove()
+        runs.append((ppo, stats, len(calls)))
+    (fused, fused_stats, fused_calls), (split, split_stats, split_calls) = runs
+    assert fused_calls == 3 and split_calls == 1 + 3 * 2  # the prepare forward, then 2 micro-batches a step
+    for a, b in zip(fused.policy.parameters(), split.policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "explained_variance"):
+        assert fused_stats[key] == pytest.approx(split_stats[key], rel=1e-4, abs=1e-6), key
+    assert fused_stats["epochs"] == split_stats["epochs"] == 3
+
+
 def test_learns_a_trivially_solvable_task():
     torch.manual_seed(0)
     ppo = make_ppo(learning_rate=3e-3, episodes_per_iteration=16, minibatch_size=8)
