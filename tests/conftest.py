@@ -1,4 +1,7 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite: the built-in tokenizer and models, each loaded once per process.
+
+Builders of the tests' own small parts (a word-level tokenizer, a random GPT-2) are in ``tests/builders.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import os
 
 import pytest
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from textenv import assets
 
@@ -20,6 +23,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def builtin_tokenizer():
-    """The built-in tiny tokenizer, loaded once."""
+def tokenizer() -> PreTrainedTokenizerBase:
+    """The built-in tiny tokenizer (``tiny-tokenizer``), shared: a test that changes it loads its own."""
     return AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm() -> torch.nn.Module:
+    """The built-in ``tiny-lm`` in eval mode, shared: a test that trains or changes it loads its own."""
+    return AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"), use_safetensors=True).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_agent() -> torch.nn.Module:
+    """The built-in ``tiny-agent`` (the multi-turn tasks' policy) in eval mode, shared like :func:`tiny_lm`."""
+    return AutoModelForCausalLM.from_pretrained(assets.path("tiny-agent")).eval()

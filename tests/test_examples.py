@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+pytestmark = pytest.mark.subprocess
 
 
 def run_example(name: str, *args: str, timeout: float = 240) -> str:

@@ -253,6 +253,7 @@ def test_cli_fuzz_every_flag_with_bad_values(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.subprocess
 def test_cli_error_in_a_subprocess_is_one_line_and_exit_code_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "agents.compare", "--episodes", "0", "--out", str(tmp_path)],

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from agents import PPO, PPOConfig
+from agents.common.policies import has_native_bf16
 from tests.agents.tiny import PROMPTS, P, T, good_fraction, tiny_lm, tiny_tokenizer
 from textenv.scorers import Callable, KLPenalty
 from textenv.vector import TextGenVectorEnv
 
-if not (hasattr(torch.backends, "cpu") and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")):
-    pytest.skip("CPU bf16 autocast needs AVX512-BF16 or AMX", allow_module_level=True)
+if not has_native_bf16(torch.device("cpu")):
+    pytest.skip("CPU without native bf16 (AVX512-BF16 or AMX)", allow_module_level=True)
 
 
 def test_ppo_trains_a_kl_task_under_bf16_autocast():

@@ -10,9 +10,10 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_util import make_vec_env
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM
 
 from agents.sb3 import LMPolicy, align_tokens, bind_kl, find_kl_penalties
+from tests.builders import tiny_gpt2
 from textenv import TextGenEnv, assets
 from textenv.scorers import KLPenalty, Scorer
 
@@ -33,19 +34,6 @@ class TargetTokens(Scorer):
 
     def score(self, batch):
         return [float(self.target[ids[-1]]) for ids in batch.token_ids]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
-
-
-def tiny_lm(vocab_size: int, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config).eval()
 
 
 def make_env(tokenizer, reward=length_reward, **kwargs) -> TextGenEnv:
@@ -81,7 +69,7 @@ def test_sb3_algorithms_learn_on_a_textenv_env(tokenizer, algo):
     model = algo(
         LMPolicy,
         env,
-        policy_kwargs={"model": tiny_lm(len(tokenizer))},
+        policy_kwargs={"model": tiny_gpt2(len(tokenizer), positions=32, eos_token_id=0)},
         learning_rate=1e-4,
         gamma=1.0,
         ent_coef=0.0,
@@ -121,7 +109,7 @@ def test_action_distribution_is_the_lms_next_token_distribution(tokenizer):
 
 def test_observations_are_token_ids_not_floats_or_one_hot(tokenizer):
     env = make_env(tokenizer)
-    policy = make_policy(env, tiny_lm(len(tokenizer)))
+    policy = make_policy(env, tiny_gpt2(len(tokenizer), positions=32, eos_token_id=0))
     obs_tensor, _ = policy.obs_to_tensor(collect_observations(env))
     batch = policy.extract_features(obs_tensor)
     assert batch.input_ids.dtype == torch.int64 and batch.input_ids.dim() == 2
@@ -152,7 +140,7 @@ def test_pretrained_weights_are_unchanged_by_construction(tokenizer):
     assert loaded.keys() == source.keys()
     assert all(torch.equal(loaded[key], value) for key, value in source.items())
     # A module is used as is (not copied, not re-initialised).
-    lm = tiny_lm(len(tokenizer))
+    lm = tiny_gpt2(len(tokenizer), positions=32, eos_token_id=0)
     snapshot = copy.deepcopy(lm.state_dict())
     model = A2C(LMPolicy, env, policy_kwargs={"model": lm}, device="cpu", seed=0)
     assert model.policy.lm is lm
@@ -165,7 +153,7 @@ def test_pretrained_weights_are_unchanged_by_construction(tokenizer):
 
 def test_bad_construction_arguments_are_refused(tokenizer):
     env = make_env(tokenizer)
-    lm = tiny_lm(len(tokenizer))
+    lm = tiny_gpt2(len(tokenizer), positions=32, eos_token_id=0)
     with pytest.raises(ValueError, match="ortho_init=True"):
         PPO(LMPolicy, env, policy_kwargs={"model": lm, "ortho_init": True}, device="cpu")
     with pytest.raises(TypeError, match="needs a model"):
@@ -186,7 +174,7 @@ def test_seeded_ppo_learns_a_trivially_solvable_task(tokenizer):
     model = PPO(
         LMPolicy,
         env,
-        policy_kwargs={"model": tiny_lm(vocab)},
+        policy_kwargs={"model": tiny_gpt2(vocab, positions=32, eos_token_id=0)},
         n_steps=64,
         batch_size=32,
         n_epochs=4,
@@ -213,7 +201,7 @@ def test_seeded_ppo_learns_a_trivially_solvable_task(tokenizer):
 
 
 def test_kl_penalty_bound_to_the_sb3_policy_uses_its_current_log_probs(tokenizer):
-    lm = tiny_lm(len(tokenizer))
+    lm = tiny_gpt2(len(tokenizer), positions=32, eos_token_id=0)
     reference = copy.deepcopy(lm)
     kl = KLPenalty(reference, coef=1.0, estimator="k1")
     env = make_env(tokenizer, reward=kl)
@@ -250,7 +238,7 @@ def test_kl_penalty_bound_to_the_sb3_policy_uses_its_current_log_probs(tokenizer
 
 
 def test_kl_binding_covers_vectorised_envs_and_reports_missing_terms(tokenizer):
-    lm = tiny_lm(len(tokenizer))
+    lm = tiny_gpt2(len(tokenizer), positions=32, eos_token_id=0)
     venv = make_vec_env(lambda: make_env(tokenizer, reward=KLPenalty(lm, coef=0.1)), n_envs=2)
     model = PPO(LMPolicy, venv, policy_kwargs={"model": lm}, n_steps=8, batch_size=16, device="cpu")
     terms = bind_kl(venv, model)

@@ -15,17 +15,6 @@ from agents.train import build_parser, main, make_config, parse_args
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _assets_built() -> bool:
-    from textenv import assets
-
-    try:
-        assets.path("tiny-lm")
-        assets.path("tiny-sentiment")
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def _has_tensorboard() -> bool:
     try:
         import tensorboard  # noqa: F401
@@ -49,7 +38,7 @@ def test_flags_map_to_the_config(tmp_path):
         make_config(build_parser().parse_args(["--episodes-per-iteration", "12", "--minibatch-size", "8"]))
 
 
-@pytest.mark.skipif(not _assets_built(), reason="built-in assets missing (python -m textenv.assets.build)")
+@pytest.mark.subprocess
 def test_cli_trains_and_writes_curve_csv_checkpoint_and_samples(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "agents.train", "--out", str(out), "--episodes", "16"]
@@ -210,6 +199,7 @@ def test_cli_fuzz_every_flag_with_bad_values(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "x")
 
 
+@pytest.mark.subprocess
 def test_cli_error_in_a_subprocess_is_one_line_and_exit_code_2(tmp_path):
     cmd = [sys.executable, "-m", "agents.train", "--threads", "0", "--out", str(tmp_path / "x")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -277,7 +267,6 @@ def test_resume_without_checkpoint_and_unknown_env_are_one_line_argparse_errors(
     assert "TextGen-Sentiment-v0" in last and "TextGen-Keyword-v0" in last
 
 
-@pytest.mark.skipif(not _assets_built(), reason="built-in assets missing (python -m textenv.assets.build)")
 def test_cli_trains_a_critic_free_algorithm(tmp_path, capsys):
     out = tmp_path / "g"
     argv = ["--algo", "rloo", "--out", str(out), "--episodes", "8", "--episodes-per-iteration", "8"]
@@ -303,7 +292,6 @@ def test_cli_trains_a_critic_free_algorithm(tmp_path, capsys):
     assert agent.num_episodes == 8 and agent.config.group_size == 4
 
 
-@pytest.mark.skipif(not _assets_built(), reason="built-in assets missing (python -m textenv.assets.build)")
 def test_cli_trains_lora_with_the_adapters_off_reference_and_exports_merged(tmp_path, capsys):
     pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM

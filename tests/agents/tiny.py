@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from tests.builders import tiny_gpt2, word_tokenizer
 
 WORDS = [
     "the",
@@ -31,20 +31,13 @@ P, T = 4, 6
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+    """The word-level tokenizer over :data:`WORDS` (EOS id 1)."""
+    return word_tokenizer(WORDS, split_punctuation=True)
 
 
 def tiny_lm(vocab: int, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    cfg = GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=vocab, n_positions=64, bos_token_id=1, eos_token_id=1
-    )
-    return GPT2LMHeadModel(cfg).eval()
+    """The agents tests' random GPT-2 (BOS/EOS id 1, as :func:`tiny_tokenizer`'s EOS)."""
+    return tiny_gpt2(vocab, seed=seed, eos_token_id=1)
 
 
 def good_fraction(prompt: str, text: str, refs: list, meta: dict) -> float:

@@ -1,32 +1,21 @@
-"""Tests of the built-in offline assets (textenv.assets) and of their builder (tools.build_assets)."""
+"""The built-in offline assets (textenv.assets): names, tokenizer, models and data files, as shipped.
+
+The builder that writes them (``python -m tools.build_assets``) is tested in tests/tools/build_assets/.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from textenv import assets
-from tools.build_assets import corpus, episodes, grammar
+from tools.build_assets import corpus
 from tools.build_assets import protocols as P
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm")).eval()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +58,7 @@ def test_missing_asset_tells_how_to_build(monkeypatch, tmp_path):
         assets.path("tiny-lm")
 
 
-def test_tokenizer_special_tokens_and_round_trip(tokenizer, lm, rm):
+def test_tokenizer_special_tokens_and_round_trip(tokenizer, tiny_lm, rm):
     assert tokenizer.padding_side == "left"
     assert tokenizer.eos_token == tokenizer.bos_token == "<|endoftext|>"
     assert tokenizer.pad_token == "<pad>" and tokenizer.pad_token_id != tokenizer.eos_token_id
@@ -77,16 +66,16 @@ def test_tokenizer_special_tokens_and_round_trip(tokenizer, lm, rm):
         ids = tokenizer(text)["input_ids"]
         assert tokenizer.eos_token_id not in ids  # no special tokens are added implicitly
         assert tokenizer.decode(ids) == text
-    for model in (lm, rm):
+    for model in (tiny_lm, rm):
         assert model.config.vocab_size == len(tokenizer)
         assert model.config.pad_token_id == tokenizer.pad_token_id
         assert model.config.eos_token_id == tokenizer.eos_token_id
 
 
-def test_lm_generates_reviews_and_stops(tokenizer, lm):
+def test_lm_generates_reviews_and_stops(tokenizer, tiny_lm):
     torch.manual_seed(0)
     enc = tokenizer(["The movie was"] * 8, return_tensors="pt")
-    out = lm.generate(**enc, do_sample=True, max_new_tokens=32, pad_token_id=tokenizer.pad_token_id)
+    out = tiny_lm.generate(**enc, do_sample=True, max_new_tokens=32, pad_token_id=tokenizer.pad_token_id)
     new = out[:, enc["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(new, skip_special_tokens=True)
     assert all(t.strip() for t in texts)
@@ -94,11 +83,11 @@ def test_lm_generates_reviews_and_stops(tokenizer, lm):
     assert (new == tokenizer.eos_token_id).any(dim=1).float().mean() >= 0.5
 
 
-def test_lm_batched_left_padded_generation(tokenizer, lm):
+def test_lm_batched_left_padded_generation(tokenizer, tiny_lm):
     torch.manual_seed(0)
     enc = tokenizer(["I", "I watched this film last night and"], return_tensors="pt", padding=True)
     assert enc["attention_mask"][0, 0] == 0  # left padding
-    out = lm.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
+    out = tiny_lm.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert all(t.strip() for t in texts)
 
@@ -124,13 +113,13 @@ def test_chat_template_renders_roles_and_encodes_like_its_text(tokenizer):
     assert config["chat_template"] == corpus.CHAT_TEMPLATE
 
 
-def test_lm_follows_a_chat_templated_request(tokenizer, lm):
+def test_lm_follows_a_chat_templated_request(tokenizer, tiny_lm):
     torch.manual_seed(0)
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Write a movie review."}], add_generation_prompt=True, tokenize=False
     )
     enc = tokenizer([text] * 8, return_tensors="pt")
-    out = lm.generate(**enc, do_sample=True, max_new_tokens=40, pad_token_id=tokenizer.pad_token_id)
+    out = tiny_lm.generate(**enc, do_sample=True, max_new_tokens=40, pad_token_id=tokenizer.pad_token_id)
     new = out[:, enc["input_ids"].shape[1] :]
     assert (new == tokenizer.eos_token_id).any(dim=1).float().mean() >= 0.5
     assert all(t.strip() and "user:" not in t for t in tokenizer.batch_decode(new, skip_special_tokens=True))
@@ -163,11 +152,6 @@ def test_solver_is_right_sometimes_and_wrong_often(tokenizer):
     )
 
 
-@pytest.fixture(scope="module")
-def agent():
-    return AutoModelForCausalLM.from_pretrained(assets.path("tiny-agent")).eval()
-
-
 def _sample_turn(model, tokenizer, ids: list[int], seed: int, stop: list[str] | None) -> list[int]:
     """One policy turn sampled by transformers' own generate (EOS or a stop string ends it)."""
     torch.manual_seed(seed)
@@ -185,13 +169,13 @@ def _sample_turn(model, tokenizer, ids: list[int], seed: int, stop: list[str] | 
     return out[0, len(ids) :].tolist()
 
 
-def test_agent_calls_the_calculator_in_the_protocol(tokenizer, agent):
-    assert agent.config.vocab_size == len(tokenizer)
+def test_agent_calls_the_calculator_in_the_protocol(tokenizer, tiny_agent):
+    assert tiny_agent.config.vocab_size == len(tokenizer)
     rows = _read_jsonl(assets.path("calculator-prompts"))[:24]
     calls, right = [], 0
     for i, row in enumerate(rows):
         ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
-        turn = _sample_turn(agent, tokenizer, ids, seed=i, stop=[P.CALL_END])
+        turn = _sample_turn(tiny_agent, tokenizer, ids, seed=i, stop=[P.CALL_END])
         text = tokenizer.decode(turn, skip_special_tokens=True)
         if not text.endswith(P.CALL_END):  # a direct answer: a number, then EOS
             assert turn[-1] == tokenizer.eos_token_id and text.strip().isdigit(), text
@@ -199,7 +183,7 @@ def test_agent_calls_the_calculator_in_the_protocol(tokenizer, agent):
         calls.append(text)
         reply = P.calculator_reply(text)
         ids += turn + tokenizer(reply, add_special_tokens=False)["input_ids"]
-        final = _sample_turn(agent, tokenizer, ids, seed=i, stop=[P.CALL_END])
+        final = _sample_turn(tiny_agent, tokenizer, ids, seed=i, stop=[P.CALL_END])
         right += P.calculator_return(tokenizer.decode(final, skip_special_tokens=True), row["answer"]) == 1.0
     # It calls sometimes, in the exact call format, and answers right only through the tool.
     assert 0 < len(calls) < len(rows)
@@ -209,14 +193,14 @@ def test_agent_calls_the_calculator_in_the_protocol(tokenizer, agent):
     assert right >= 1
 
 
-def test_agent_plays_the_guessing_game_in_the_protocol(tokenizer, agent):
+def test_agent_plays_the_guessing_game_in_the_protocol(tokenizer, tiny_agent):
     turns = []
     for i, row in enumerate(_read_jsonl(assets.path("guess-prompts"))[:16]):
         game = P.GuessGame(row["secret"])
         ids = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
         reply: str | None = ""
         while reply is not None:
-            turn = _sample_turn(agent, tokenizer, ids, seed=100 * i + len(turns), stop=None)
+            turn = _sample_turn(tiny_agent, tokenizer, ids, seed=100 * i + len(turns), stop=None)
             assert turn[-1] == tokenizer.eos_token_id  # every guess ends its turn with EOS
             turns.append(tokenizer.decode(turn, skip_special_tokens=True))
             reply = game.reply(turns[-1])
@@ -224,7 +208,7 @@ def test_agent_plays_the_guessing_game_in_the_protocol(tokenizer, agent):
     assert sum(re.fullmatch(r" [1-8]", t) is not None for t in turns) >= 0.9 * len(turns), turns
 
 
-def test_agent_build_info_holds_its_untrained_figures(tokenizer, agent):
+def test_agent_build_info_holds_its_untrained_figures():
     info = json.loads((Path(assets.path("tiny-agent")) / "build_info.json").read_text())
     assert info["quick"] is False and info["config"]["n_positions"] >= 64
     calc, game = info["calculator"], info["guess_number"]
@@ -232,10 +216,6 @@ def test_agent_build_info_holds_its_untrained_figures(tokenizer, agent):
     # below binary search.
     assert 0.2 <= calc["calculator_accuracy"] <= 0.4 and 0.2 <= calc["call_rate"] <= 0.7
     assert game["uniform_random_return"] < game["guess_return"] < game["binary_search_return"] - 0.2
-    # Seeded: playing again gives the recorded figures exactly.
-    data = corpus.make_data(0)
-    assert episodes.evaluate_calculator(agent, tokenizer, data["calculator_prompts"], seed=0) == calc
-    assert episodes.evaluate_guess(agent, tokenizer, data["guess_prompts"], seed=0) == game
 
 
 def test_reward_model_labels(rm):
@@ -312,109 +292,8 @@ def test_data_files_parse_with_documented_fields():
         assert row["prompt"] == corpus.copy_prompt(row["references"][0])
 
 
-def test_data_files_are_reproducible_from_seed_0():
-    data = corpus.make_data(0)
-    prompts = Path(assets.path("review-prompts")).read_text(encoding="utf-8").splitlines()
-    assert prompts == data["review_prompts"]
-    assert _read_jsonl(assets.path("keyword-prompts")) == data["keyword_prompts"]
-    assert _read_jsonl(assets.path("copy-prompts")) == data["copy_prompts"]
-    assert _read_jsonl(assets.path("arithmetic-prompts")) == data["arithmetic_prompts"]
-    assert _read_jsonl(assets.path("reverse-prompts")) == data["reverse_prompts"]
-    assert _read_jsonl(assets.path("calculator-prompts")) == data["calculator_prompts"]
-    assert _read_jsonl(assets.path("guess-prompts")) == data["guess_prompts"]
-    assert corpus.make_data(1) != data
-
-
 def test_build_info_reports_heldout_accuracy():
     info = json.loads((Path(assets.path("tiny-sentiment")) / "build_info.json").read_text())
     assert info["quick"] is False
     assert info["heldout_accuracy"] >= 0.95
     assert info["heldout_reviews"] >= 1000
-
-
-def test_grammar_is_seeded():
-    from random import Random
-
-    a = grammar.ReviewGrammar(Random(3)).reviews(50, corpus.BALANCE)
-    b = grammar.ReviewGrammar(Random(3)).reviews(50, corpus.BALANCE)
-    assert a == b
-    assert all(6 <= len(r.text.split()) <= 25 for r in a)
-    assert {r.label for r in grammar.ReviewGrammar(Random(0)).reviews(200, corpus.BALANCE)} == {
-        "pos", "neg", "mixed", "neutral",
-    }  # fmt: skip
-
-
-def _run_quick_build(out: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.build_assets", "--quick", "--out", str(out), *flags],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def _quick_build(out: Path, *flags: str) -> None:
-    proc = _run_quick_build(out, *flags)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def quick_assets(tmp_path_factory) -> Path:
-    """One quick build, shared by the builder's tests."""
-    out = tmp_path_factory.mktemp("quick") / "assets"
-    _quick_build(out)
-    return out
-
-
-def _files(root: Path) -> list[Path]:
-    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
-
-
-def test_quick_build_end_to_end_and_byte_for_byte(quick_assets, tmp_path):
-    _quick_build(tmp_path / "b")
-    files = _files(quick_assets)
-    assert files and files == _files(tmp_path / "b")
-    for f in files:  # seeded: the same command writes the same bytes
-        assert (quick_assets / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
-    out = quick_assets
-    tok = AutoTokenizer.from_pretrained(out / "tiny-lm")
-    lm = AutoModelForCausalLM.from_pretrained(out / "tiny-lm")
-    solver = AutoModelForCausalLM.from_pretrained(out / "tiny-solver")
-    rm = AutoModelForSequenceClassification.from_pretrained(out / "tiny-sentiment")
-    assert lm.config.vocab_size == rm.config.vocab_size == solver.config.vocab_size == len(tok)
-    # Every model directory holds the very same tokenizer files, chat template included.
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        for model in ("tiny-sentiment", "tiny-solver", "tiny-solver-early", "tiny-agent"):
-            assert (out / "tiny-lm" / name).read_bytes() == (out / model / name).read_bytes()
-    assert tok.chat_template == corpus.CHAT_TEMPLATE
-    for name in (
-        "review_prompts.txt",
-        "keyword_prompts.jsonl",
-        "copy_prompts.jsonl",
-        "arithmetic_prompts.jsonl",
-        "reverse_prompts.jsonl",
-        "calculator_prompts.jsonl",
-        "guess_prompts.jsonl",
-    ):
-        assert (out / "data" / name).stat().st_size > 0
-    info = json.loads((out / "tiny-sentiment" / "build_info.json").read_text())
-    assert info["quick"] is True and 0.0 <= info["heldout_accuracy"] <= 1.0
-    info = json.loads((out / "tiny-solver" / "build_info.json").read_text())
-    assert 0.0 <= info["arithmetic_accuracy"] <= 1.0
-    info = json.loads((out / "tiny-agent" / "build_info.json").read_text())
-    assert info["quick"] is True and 0.0 <= info["calculator"]["calculator_accuracy"] <= 1.0
-    assert info["guess_number"]["binary_search_return"] == 0.8375
-
-
-def test_agent_only_build_rebuilds_the_agent_and_the_data_only(quick_assets, tmp_path):
-    _quick_build(tmp_path / "agent", "--agent-only")
-    built = _files(tmp_path / "agent")
-    assert {p.parts[0] for p in built} == {"tiny-agent", "data"}
-    for f in built:  # the same bytes as the full build's
-        assert (tmp_path / "agent" / f).read_bytes() == (quick_assets / f).read_bytes(), f
-    # Another seed's tokenizer in --out: refused before anything is written.
-    proc = _run_quick_build(quick_assets, "--agent-only", "--seed", "1")
-    assert proc.returncode != 0 and "--agent-only" in proc.stderr and "another tokenizer" in proc.stderr
-    for f in built:
-        assert (tmp_path / "agent" / f).read_bytes() == (quick_assets / f).read_bytes(), f

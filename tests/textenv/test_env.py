@@ -10,21 +10,15 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-from transformers import AutoTokenizer
 
 import textenv
-from textenv import TextGenEnv, assets
+from textenv import TextGenEnv
 
 PROMPTS = ["The movie was", "I watched this film and", "The acting in this"]
 
 
 def length_reward(prompt, text, references, meta):
     return float(len(text))
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
 
 
 def make_env(tok, **kwargs):
@@ -243,7 +237,7 @@ def test_unknown_file_format(tokenizer, tmp_path):
         make_env(tokenizer, prompts=str(path))
 
 
-def test_prompt_that_tokenises_to_nothing(tokenizer):
+def test_prompt_that_tokenises_to_nothing():
     # A tokenizer whose normaliser drops punctuation turns "!!!" into no tokens at all.
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -256,7 +250,7 @@ def test_prompt_that_tokenises_to_nothing(tokenizer):
         TextGenEnv(tokenizer=tok, prompts=["hello", "!!!"], reward=length_reward)
 
 
-def test_tokenizer_without_eos(tokenizer):
+def test_tokenizer_without_eos():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -300,6 +294,7 @@ def test_default_env_plays_a_full_episode_offline():
     assert 0.0 <= reward <= 1.0  # default reward: positive-sentiment probability of the built-in RM
 
 
+@pytest.mark.subprocess
 def test_module_prefix_registers_without_import(tmp_path):
     code = (
         "import gymnasium as gym, sys\n"

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
-from transformers import AutoModelForCausalLM
 
 import textenv  # noqa: F401  (registers the envs)
-from textenv import TextGenEnv, assets
+from textenv import TextGenEnv
 from textenv.scorers import Callable, KLPenalty, Length, Scorer, ScorerError
 from textenv.vector import TextGenVectorEnv
 
@@ -50,14 +49,13 @@ class DenseOut(Scorer):
 
 
 @pytest.fixture(scope="module")
-def models():
-    ref = AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"), use_safetensors=True).eval()
-    policy = copy.deepcopy(ref)
+def models(tiny_lm):
+    policy = copy.deepcopy(tiny_lm)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=gen))
-    return ref, policy
+    return tiny_lm, policy
 
 
 def play(env, tokens, fail_at=None, flaky=None, before=None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import warnings
 
+import datasets
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -29,8 +30,6 @@ import textenv.loading
 from textenv import assets
 from textenv.hub_tasks import GSM8K_SYSTEM_PROMPT, HUB_TASKS, gsm8k_answer
 from textenv.scorers import KLPenalty
-
-datasets = pytest.importorskip("datasets")
 
 GSM8K_ROWS = [
     {
@@ -253,13 +252,12 @@ def test_offline_errors_name_what_could_not_be_downloaded(gsm8k_dir, imdb_dir, m
             model=assets.path("tiny-lm"),
             reward_model="no-such-org/no-such-imdb",
         )
-    import datasets as hf_datasets
     from huggingface_hub import constants
 
     # Offline mode was restored (datasets < 2.19 names its flag HF_DATASETS_OFFLINE).
-    datasets_offline = getattr(hf_datasets.config, "HF_HUB_OFFLINE", None)
+    datasets_offline = getattr(datasets.config, "HF_HUB_OFFLINE", None)
     if datasets_offline is None:
-        datasets_offline = hf_datasets.config.HF_DATASETS_OFFLINE
+        datasets_offline = datasets.config.HF_DATASETS_OFFLINE
     assert not datasets_offline and not constants.HF_HUB_OFFLINE
 
 

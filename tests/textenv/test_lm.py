@@ -5,25 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
 
+from tests.builders import tiny_gpt2
 from textenv.lm import IncrementalLM, left_padded_positions, load_causal_lm, resolve_device
 
 VOCAB = 50
 
 
 def build_model(kind: str, attn: str = "sdpa") -> torch.nn.Module:
-    torch.manual_seed(0)
     if kind == "gpt2":  # absolute position embeddings
-        config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=128)
-        model = GPT2LMHeadModel(config)
+        model = tiny_gpt2(VOCAB, seed=0, positions=128)
     else:  # rotary positions and grouped-query attention
+        torch.manual_seed(0)
         config = LlamaConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=128,

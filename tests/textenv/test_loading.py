@@ -78,10 +78,9 @@ def test_planted_code_runs_when_trusted(tmp_path):
 
 # A known model_type loads the library's own class silently; an unknown one is refused with a clear error.
 @pytest.mark.parametrize("model_type", ["gpt2", "evil-gpt"])
-def test_no_entry_runs_remote_code(tmp_path, no_prompt, model_type):
+def test_no_entry_runs_remote_code(tmp_path, no_prompt, model_type, tokenizer):
     lm_dir, lm_marker = plant(tmp_path, "tiny-lm", model_type)
     rm_dir, rm_marker = plant(tmp_path, "tiny-sentiment", model_type)
-    tok = AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
     entries = {
         "tokenizer=": lambda: TextGenEnv(tokenizer=str(lm_dir), reward="length"),
         "load_tokenizer": lambda: load_tokenizer(str(lm_dir)),
@@ -90,7 +89,7 @@ def test_no_entry_runs_remote_code(tmp_path, no_prompt, model_type):
         "RewardModel tokenizer=": lambda: RewardModel(assets.path("tiny-sentiment"), tokenizer=str(rm_dir)),
         "kl spec": lambda: TextGenEnv(reward=f"kl:{lm_dir}:0.1"),
         "KLPenalty": lambda: KLPenalty(str(lm_dir)),
-        "gym.make": lambda: gym.make("TextGen-v0", tokenizer=tok, reward=f"kl:{lm_dir}:0.1"),
+        "gym.make": lambda: gym.make("TextGen-v0", tokenizer=tokenizer, reward=f"kl:{lm_dir}:0.1"),
     }
     for entry, build in entries.items():
         try:

@@ -17,9 +17,10 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import AutoTokenizer
 
-from tests.textenv.test_vector import assert_same
+from tests.assertions import assert_same
+from tests.builders import tiny_gpt2
 from textenv import Episode, Reply, ResponderError, TextGenEnv, assets
 from textenv.scorers import Callable
 from textenv.scorers.base import EpisodeBatch, Scorer
@@ -31,20 +32,18 @@ MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLE
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tok(builtin_tokenizer):
-    """The built-in byte-level BPE tokenizer: single characters are tokens that an encode merges."""
-    return builtin_tokenizer
+# ``tokenizer`` (tests/conftest.py) is the built-in byte-level BPE: single characters are tokens that an
+# encode merges.
 
 
-def ids(tok, text: str) -> list[int]:
-    return list(tok(text, add_special_tokens=False)["input_ids"])
+def ids(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def chars(tok, text: str) -> list[int]:
+def chars(tokenizer, text: str) -> list[int]:
     """``text`` as one token per character (a policy may emit a word this way; an encode would merge it)."""
-    out = tok.convert_tokens_to_ids(["\u0120" if c == " " else c for c in text])
-    assert tok.unk_token_id not in out
+    out = tokenizer.convert_tokens_to_ids(["\u0120" if c == " " else c for c in text])
+    assert tokenizer.unk_token_id not in out
     return out
 
 
@@ -85,9 +84,9 @@ class Recorder(Scorer):
         return [0.1 * len(turns) for turns in batch.turns]
 
 
-def make_env(tok, responder: Any, *, reward: Any = None, prompts: Any = ("Guess:",), **options: Any):
+def make_env(tokenizer, responder: Any, *, reward: Any = None, prompts: Any = ("Guess:",), **options: Any):
     return TextGenEnv(
-        tokenizer=tok,
+        tokenizer=tokenizer,
         prompts=list(prompts),
         reward=Callable(zero) if reward is None else reward,
         responder=responder,
@@ -103,18 +102,18 @@ def play(env, actions: list[int]) -> list[tuple]:
 
 
 # --- the observation: prompt, sampled ids, reply ids ------------------------------------------------------
-def test_observation_is_the_prompt_the_sampled_ids_and_the_reply_ids(tok):
-    eos = tok.eos_token_id
-    great, up = chars(tok, " great"), chars(tok, " up")
+def test_observation_is_the_prompt_the_sampled_ids_and_the_reply_ids(tokenizer):
+    eos = tokenizer.eos_token_id
+    great, up = chars(tokenizer, " great"), chars(tokenizer, " up")
     # The policy's ids and a reply's ids that an encode of their text would merge: they must stay as they are.
-    assert great != ids(tok, " great") and up != ids(tok, " up")
+    assert great != ids(tokenizer, " great") and up != ids(tokenizer, " up")
     responder = scripted(Reply(" lower"), Reply(token_ids=up), Reply(done=True))
-    env = make_env(tok, responder)
+    env = make_env(tokenizer, responder)
     obs, _ = env.reset(seed=0)
-    expected, flags = list(tok("Guess:")["input_ids"]), [0] * len(tok("Guess:")["input_ids"])
+    expected, flags = list(tokenizer("Guess:")["input_ids"]), [0] * len(tokenizer("Guess:")["input_ids"])
     assert real(obs) == expected and policy_flags(obs) == flags
-    turns = [[*great, eos], [*ids(tok, " a fine film"), eos], [*chars(tok, " ok"), eos]]
-    replies: list[list[int] | None] = [ids(tok, " lower"), up, None]
+    turns = [[*great, eos], [*ids(tokenizer, " a fine film"), eos], [*chars(tokenizer, " ok"), eos]]
+    replies: list[list[int] | None] = [ids(tokenizer, " lower"), up, None]
     for turn, reply in zip(turns, replies):
         for a in turn:
             obs, reward, terminated, truncated, info = env.step(a)
@@ -133,7 +132,7 @@ def test_observation_is_the_prompt_the_sampled_ids_and_the_reply_ids(tok):
     assert info["text"] == " ok"  # the policy's last turn, without its EOS
     assert info["turns"] == [
         {"role": "assistant", "text": " great", "token_ids": [*great, eos], "reward": 0.0},
-        {"role": "user", "text": " lower", "token_ids": ids(tok, " lower"), "reward": 0.0},
+        {"role": "user", "text": " lower", "token_ids": ids(tokenizer, " lower"), "reward": 0.0},
         {"role": "assistant", "text": " a fine film", "token_ids": turns[1], "reward": 0.0},
         {"role": "user", "text": " up", "token_ids": up, "reward": 0.0},
         {"role": "assistant", "text": " ok", "token_ids": turns[2], "reward": 0.0},
@@ -141,7 +140,7 @@ def test_observation_is_the_prompt_the_sampled_ids_and_the_reply_ids(tok):
     ]
 
 
-def test_a_reply_is_encoded_once_on_its_own(tok):
+def test_a_reply_is_encoded_once_on_its_own(tokenizer):
     # The turn ends at a stop string in the middle of a word; the reply's text finishes the word. The reply
     # is encoded alone: the text of the conversation is never encoded again (which would merge the word).
     seen: list[Episode] = []
@@ -150,15 +149,15 @@ def test_a_reply_is_encoded_once_on_its_own(tok):
         seen.append(episode)
         return Reply("at")
 
-    policy = ids(tok, " a gre")
-    assert ids(tok, " a great") != policy + ids(tok, "at")
-    env = make_env(tok, respond, end_of_turn=[], stop_strings=["gre"])
+    policy = ids(tokenizer, " a gre")
+    assert ids(tokenizer, " a great") != policy + ids(tokenizer, "at")
+    env = make_env(tokenizer, respond, end_of_turn=[], stop_strings=["gre"])
     obs, _ = env.reset(seed=0)
     prompt = real(obs)
     out = play(env, policy)
     assert [o[4]["turn_ended"] for o in out] == [False] * (len(policy) - 1) + [True]
-    obs, *_ = env.step(ids(tok, "x")[0])
-    assert real(obs) == prompt + policy + ids(tok, "at") + ids(tok, "x")
+    obs, *_ = env.step(ids(tokenizer, "x")[0])
+    assert real(obs) == prompt + policy + ids(tokenizer, "at") + ids(tokenizer, "x")
     (episode,) = seen
     assert episode.row == 0 and episode.prompt.text == "Guess:" and episode.policy_turns == 1
     assert episode.last.text == " a gre" and episode.last.token_ids == tuple(policy)
@@ -175,11 +174,11 @@ CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": 
 
 def chat_tokenizer(template: str = QWEN):
     """The built-in tokenizer with a Qwen-like template; ``<|im_end|>`` is its EOS and ends turns."""
-    tok = AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    tok.eos_token = "<|im_end|>"
-    tok.chat_template = template
-    return tok
+    tokenizer = AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.chat_template = template
+    return tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -187,19 +186,19 @@ def qwen():
     return chat_tokenizer()
 
 
-def template_ids(tok, messages: list[dict[str, str]]) -> list[int]:
+def template_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     return list(
-        tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
+        tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
     )
 
 
-def template_text(tok, messages: list[dict[str, str]]) -> str:
-    return str(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+def template_text(tokenizer, messages: list[dict[str, str]]) -> str:
+    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
 
-def chat_env(tok, responder: Any, **options: Any) -> TextGenEnv:
+def chat_env(tokenizer, responder: Any, **options: Any) -> TextGenEnv:
     return make_env(
-        tok, responder, prompts=[{"messages": CHAT}], max_prompt_tokens=32, max_new_tokens=96, **options
+        tokenizer, responder, prompts=[{"messages": CHAT}], max_prompt_tokens=32, max_new_tokens=96, **options
     )
 
 
@@ -290,87 +289,87 @@ def test_a_template_that_is_not_prefix_preserving_keeps_the_sampled_ids(qwen):
 
 
 # --- how turns and episodes end ---------------------------------------------------------------------------
-def test_end_of_turn_ids_and_an_eos_that_ends_the_episode(tok):
-    bar = ids(tok, "|")
-    env = make_env(tok, scripted(*[Reply(" ok")] * 5), end_of_turn=bar)
+def test_end_of_turn_ids_and_an_eos_that_ends_the_episode(tokenizer):
+    bar = ids(tokenizer, "|")
+    env = make_env(tokenizer, scripted(*[Reply(" ok")] * 5), end_of_turn=bar)
     env.reset(seed=0)
-    out = play(env, chars(tok, " hi") + bar + chars(tok, " bye") + [tok.eos_token_id])
+    out = play(env, chars(tokenizer, " hi") + bar + chars(tokenizer, " bye") + [tokenizer.eos_token_id])
     assert [o[4]["turn_ended"] for o in out] == [False, False, False, True] + [False] * 4 + [False]
     assert [o[2] for o in out] == [False] * 8 + [True]
     assert out[-1][4]["finish_reason"] == "eos" and out[-1][4]["text"] == " bye"
 
 
-def test_stop_strings_end_turns_and_eos_ends_the_episode(tok):
+def test_stop_strings_end_turns_and_eos_ends_the_episode(tokenizer):
     seen: list[str] = []
 
     def respond(episode: Episode) -> Reply:
         seen.append(episode.last.text)
         return Reply(" <result>5</result>")
 
-    eos = tok.eos_token_id
-    env = make_env(tok, respond, end_of_turn=[], stop_strings=["</call>"], max_new_tokens=60)
+    eos = tokenizer.eos_token_id
+    env = make_env(tokenizer, respond, end_of_turn=[], stop_strings=["</call>"], max_new_tokens=60)
     env.reset(seed=0)
     # The stop string arrives in pieces, character by character at the end; "</call" alone is not it.
-    call = ids(tok, " <call>add(2, 3)</call") + chars(tok, ">")
+    call = ids(tokenizer, " <call>add(2, 3)</call") + chars(tokenizer, ">")
     out = play(env, call)
     assert [o[4]["turn_ended"] for o in out] == [False] * (len(call) - 1) + [True]
     assert seen == [" <call>add(2, 3)</call>"] and out[-1][4]["inserted"] == len(
-        ids(tok, " <result>5</result>")
+        ids(tokenizer, " <result>5</result>")
     )
     # An EOS is not an end-of-turn token here (end_of_turn=[]): it ends the episode.
-    *_, (_obs, _, terminated, _, info) = play(env, [*ids(tok, " 5"), eos])
+    *_, (_obs, _, terminated, _, info) = play(env, [*ids(tokenizer, " 5"), eos])
     assert terminated and info["finish_reason"] == "eos" and info["text"] == " 5"
     assert [t["role"] for t in info["turns"]] == ["assistant", "user", "assistant"]
 
 
-def test_a_stop_string_that_ends_in_a_multi_byte_character(tok):
+def test_a_stop_string_that_ends_in_a_multi_byte_character(tokenizer):
     # "→" is three byte-level tokens, none of which decodes to the character alone.
-    arrow = ids(tok, "→")
-    assert len(arrow) == 3 and all("→" not in tok.decode([i]) for i in arrow)
-    env = make_env(tok, scripted(Reply(" ok")), end_of_turn=[], stop_strings=["→"])
+    arrow = ids(tokenizer, "→")
+    assert len(arrow) == 3 and all("→" not in tokenizer.decode([i]) for i in arrow)
+    env = make_env(tokenizer, scripted(Reply(" ok")), end_of_turn=[], stop_strings=["→"])
     env.reset(seed=0)
-    out = play(env, ids(tok, " done") + arrow)
+    out = play(env, ids(tokenizer, " done") + arrow)
     assert [o[4]["turn_ended"] for o in out] == [False] * (len(out) - 1) + [True]
 
 
-def test_max_turns_ends_the_episode_and_records_the_last_reply(tok):
-    eos = tok.eos_token_id
-    env = make_env(tok, scripted(Reply(" one", reward=0.5), Reply(" two", reward=0.25)), max_turns=2)
+def test_max_turns_ends_the_episode_and_records_the_last_reply(tokenizer):
+    eos = tokenizer.eos_token_id
+    env = make_env(tokenizer, scripted(Reply(" one", reward=0.5), Reply(" two", reward=0.25)), max_turns=2)
     env.reset(seed=0)
-    play(env, [*chars(tok, "a"), eos])
-    *_, (obs, reward, terminated, _, info) = play(env, [*chars(tok, "b"), eos])
+    play(env, [*chars(tokenizer, "a"), eos])
+    *_, (obs, reward, terminated, _, info) = play(env, [*chars(tokenizer, "b"), eos])
     assert terminated and info["finish_reason"] == "max_turns"
     assert reward == 0.25  # the last turn's reward still arrives
     assert info["turns"][-1] == {
         "role": "user",
         "text": " two",
-        "token_ids": ids(tok, " two"),
+        "token_ids": ids(tokenizer, " two"),
         "reward": 0.25,
     }
-    assert real(obs)[-2:] == [*chars(tok, "b"), eos]  # recorded, not inserted
+    assert real(obs)[-2:] == [*chars(tokenizer, "b"), eos]  # recorded, not inserted
     assert info["inserted"] == 0
 
 
-def test_the_responder_ends_the_episode(tok):
-    eos = tok.eos_token_id
-    env = make_env(tok, scripted(Reply(" bye", done=True, reward=1.0)))
+def test_the_responder_ends_the_episode(tokenizer):
+    eos = tokenizer.eos_token_id
+    env = make_env(tokenizer, scripted(Reply(" bye", done=True, reward=1.0)))
     env.reset(seed=0)
     obs, reward, terminated, _, info = env.step(eos)
     assert terminated and info["finish_reason"] == "responder" and reward == 1.0
     assert real(obs)[-1] == eos and info["inserted"] == 0
-    assert info["turns"][-1]["text"] == " bye" and info["turns"][-1]["token_ids"] == ids(tok, " bye")
+    assert info["turns"][-1]["text"] == " bye" and info["turns"][-1]["token_ids"] == ids(tokenizer, " bye")
 
 
 @pytest.mark.parametrize("room", [1, 2, 3])
-def test_a_reply_that_does_not_fit_ends_the_episode_with_length(tok, room):
+def test_a_reply_that_does_not_fit_ends_the_episode_with_length(tokenizer, room):
     # The reply takes 1 token and at least one more policy token must follow it: room 2 is enough.
-    eos = tok.eos_token_id
-    reply = ids(tok, " no")
+    eos = tokenizer.eos_token_id
+    reply = ids(tokenizer, " no")
     assert len(reply) == 1
     T = 10
-    env = make_env(tok, scripted(Reply(" no", reward=0.5)), max_new_tokens=T)
+    env = make_env(tokenizer, scripted(Reply(" no", reward=0.5)), max_new_tokens=T)
     env.reset(seed=0)
-    first = [*chars(tok, "abcdefghij")[: T - room - 1], eos]
+    first = [*chars(tokenizer, "abcdefghij")[: T - room - 1], eos]
     *_, (obs, reward, terminated, _, info) = play(env, first)
     assert reward == 0.5
     if room < 2:
@@ -380,55 +379,55 @@ def test_a_reply_that_does_not_fit_ends_the_episode_with_length(tok, room):
         return
     assert not terminated and info["inserted"] == 1 and real(obs)[-2:] == [eos, *reply]
     # The budget counts the policy's tokens and the inserted ones: T positions after the prompt in all.
-    steps = play(env, chars(tok, "xyz")[: room - 1])
+    steps = play(env, chars(tokenizer, "xyz")[: room - 1])
     obs, _, terminated, _, info = steps[-1]
     assert terminated and info["finish_reason"] == "length"
     assert obs["attention_mask"][P:].sum() == T and obs["policy_mask"][P:].sum() == T - 1
     assert info["num_tokens"] == T - 1
 
 
-def test_a_turn_that_ends_on_the_last_token_of_the_budget_is_answered(tok):
+def test_a_turn_that_ends_on_the_last_token_of_the_budget_is_answered(tokenizer):
     # No room for the reply: it is recorded, not inserted, and its reward counts.
-    eos = tok.eos_token_id
+    eos = tokenizer.eos_token_id
     T = 6
-    env = make_env(tok, scripted(Reply(" right", reward=1.0)), max_new_tokens=T)
+    env = make_env(tokenizer, scripted(Reply(" right", reward=1.0)), max_new_tokens=T)
     env.reset(seed=0)
-    *_, (obs, reward, terminated, _, info) = play(env, [*chars(tok, "abcde"), eos])
+    *_, (obs, reward, terminated, _, info) = play(env, [*chars(tokenizer, "abcde"), eos])
     assert terminated and info["finish_reason"] == "length" and info["turn_ended"]
     assert reward == 1.0 and info["reward_terms"]["responder"] == 1.0
     assert info["turns"][-1] == {
         "role": "user",
         "text": " right",
-        "token_ids": ids(tok, " right"),
+        "token_ids": ids(tokenizer, " right"),
         "reward": 1.0,
     }
     assert info["inserted"] == 0 and obs["attention_mask"][P:].sum() == T
 
 
-def test_turn_options_need_a_responder_and_turns_that_can_end(tok):
+def test_turn_options_need_a_responder_and_turns_that_can_end(tokenizer):
     with pytest.raises(ValueError, match=r"only apply with a responder="):
-        TextGenEnv(tokenizer=tok, reward=Callable(zero), max_turns=2)
+        TextGenEnv(tokenizer=tokenizer, reward=Callable(zero), max_turns=2)
     with pytest.raises(ValueError, match="would never end"):
-        make_env(tok, scripted(Reply()), end_of_turn=[])
+        make_env(tokenizer, scripted(Reply()), end_of_turn=[])
     with pytest.raises(TypeError, match="stop_strings must be a list of non-empty strings"):
-        make_env(tok, scripted(Reply()), stop_strings="</call>")
+        make_env(tokenizer, scripted(Reply()), stop_strings="</call>")
     with pytest.raises(TypeError, match="responder must be a callable"):
-        make_env(tok, "a responder")
+        make_env(tokenizer, "a responder")
     with pytest.raises(ValueError, match="max_turns must be"):
-        make_env(tok, scripted(Reply()), max_turns=0)
+        make_env(tokenizer, scripted(Reply()), max_turns=0)
 
 
 # --- rewards and what scorers see -------------------------------------------------------------------------
-def test_reply_rewards_arrive_on_the_turn_end_and_scorers_see_the_conversation(tok):
-    eos = tok.eos_token_id
+def test_reply_rewards_arrive_on_the_turn_end_and_scorers_see_the_conversation(tokenizer):
+    eos = tokenizer.eos_token_id
     recorder = Recorder()
     env = make_env(
-        tok,
+        tokenizer,
         scripted(Reply(" more", reward=0.25), Reply(" bye", reward=-0.5, done=True)),
         reward=recorder + 2.0 * Callable(lambda p, text, r, m: float(len(text)), name="chars"),
     )
     env.reset(seed=0)
-    first, second = [*ids(tok, " a cat"), eos], [*chars(tok, " dog"), eos]
+    first, second = [*ids(tokenizer, " a cat"), eos], [*chars(tokenizer, " dog"), eos]
     out = play(env, first + second)
     rewards = [o[1] for o in out]
     ends = len(first) - 1
@@ -441,28 +440,30 @@ def test_reply_rewards_arrive_on_the_turn_end_and_scorers_see_the_conversation(t
     assert sum(rewards) == pytest.approx(sum(terms.values()))
     (batch,) = recorder.batches
     assert batch.texts == [" dog"] and batch.token_ids == [second] and batch.finish_reasons == ["responder"]
-    assert batch.prompts == ["Guess:"] and batch.prompt_ids == [list(tok("Guess:")["input_ids"])]
+    assert batch.prompts == ["Guess:"] and batch.prompt_ids == [list(tokenizer("Guess:")["input_ids"])]
     (turns,) = batch.turns
     assert [(t.role, t.text, list(t.token_ids), t.reward) for t in turns] == [
         ("assistant", " a cat", first, 0.0),
-        ("user", " more", ids(tok, " more"), 0.25),
+        ("user", " more", ids(tokenizer, " more"), 0.25),
         ("assistant", " dog", second, 0.0),
-        ("user", " bye", ids(tok, " bye"), -0.5),
+        ("user", " bye", ids(tokenizer, " bye"), -0.5),
     ]
     assert info["turns"] == [t.as_dict() for t in turns]
 
 
-def test_batched_callable_scores_the_policys_last_turn(tok):
+def test_batched_callable_scores_the_policys_last_turn(tokenizer):
     got: list[list[str]] = []
 
     def score(prompts, texts, references, metas):
         got.append(list(texts))
         return [1.0] * len(texts)
 
-    eos = tok.eos_token_id
-    env = make_env(tok, scripted(Reply(" go"), Reply(done=True)), reward=Callable(score, batched=True))
+    eos = tokenizer.eos_token_id
+    env = make_env(tokenizer, scripted(Reply(" go"), Reply(done=True)), reward=Callable(score, batched=True))
     env.reset(seed=0)
-    *_, (_, reward, terminated, _, _info) = play(env, [*ids(tok, " first"), eos, *ids(tok, " second"), eos])
+    *_, (_, reward, terminated, _, _info) = play(
+        env, [*ids(tokenizer, " first"), eos, *ids(tokenizer, " second"), eos]
+    )
     assert terminated and got == [[" second"]] and reward == 1.0
 
 
@@ -521,14 +522,14 @@ BAD_REPLIES = [
 
 
 @pytest.mark.parametrize(("bad", "match"), BAD_REPLIES)
-def test_a_bad_reply_is_a_responder_error_and_changes_nothing(tok, bad, match):
-    eos = tok.eos_token_id
+def test_a_bad_reply_is_a_responder_error_and_changes_nothing(tokenizer, bad, match):
+    eos = tokenizer.eos_token_id
     flaky, clean = Flaky(bad), Flaky(bad)
     clean.broken = False
-    env, twin = make_env(tok, flaky, max_turns=2), make_env(tok, clean, max_turns=2)
+    env, twin = make_env(tokenizer, flaky, max_turns=2), make_env(tokenizer, clean, max_turns=2)
     for e in (env, twin):
         e.reset(seed=0)
-        play(e, ids(tok, " hi"))
+        play(e, ids(tokenizer, " hi"))
     before = snapshot(env)
     with pytest.raises(ResponderError, match="responder Flaky") as err:
         env.step(eos)
@@ -540,13 +541,13 @@ def test_a_bad_reply_is_a_responder_error_and_changes_nothing(tok, bad, match):
     assert_same(env.step(eos), twin.step(eos))  # the second turn ends the episode (max_turns=2)
 
 
-def test_a_failing_row_fails_the_vector_step_for_every_row(tok):
+def test_a_failing_row_fails_the_vector_step_for_every_row(tokenizer):
     # Row 0's turn ends too, and its reply was fine: nothing of the step happens anywhere.
-    eos = tok.eos_token_id
+    eos = tokenizer.eos_token_id
     flaky = Flaky(ValueError("row 1 is down"), rows=(1,))
     env = TextGenVectorEnv(
         num_envs=3,
-        tokenizer=tok,
+        tokenizer=tokenizer,
         prompts=["Guess:"],
         reward=Callable(zero),
         responder=flaky,
@@ -555,47 +556,49 @@ def test_a_failing_row_fails_the_vector_step_for_every_row(tok):
         autoreset_mode="Disabled",
     )
     env.reset(seed=0)
-    env.step(np.array(ids(tok, " a") * 3))
+    env.step(np.array(ids(tokenizer, " a") * 3))
     before = snapshot(env)
     with pytest.raises(ResponderError, match="responder Flaky raised ValueError: row 1 is down in respond"):
         env.step(np.array([eos, eos, 5]))
     assert_snapshot(snapshot(env), before)
     flaky.broken = False
     _obs, rewards, *_, info = env.step(np.array([eos, eos, 5]))
-    assert info["inserted"].tolist() == [len(ids(tok, " ok0")), len(ids(tok, " ok1 ok1")), 0]
+    assert info["inserted"].tolist() == [len(ids(tokenizer, " ok0")), len(ids(tokenizer, " ok1 ok1")), 0]
     assert rewards.tolist() == [0.5, 0.5, 0.0]
 
 
-def test_a_function_responder_is_named_by_its_qualified_name(tok):
+def test_a_function_responder_is_named_by_its_qualified_name(tokenizer):
     def referee(episode: Episode) -> object:
         return {"text": "no"}
 
-    env = make_env(tok, referee)
+    env = make_env(tokenizer, referee)
     env.reset(seed=0)
     with pytest.raises(ResponderError, match=r"responder .*referee \(row 0, prompt 'Guess:'\) returned dict"):
-        env.step(tok.eos_token_id)
+        env.step(tokenizer.eos_token_id)
     # A reset after the failed step starts a fresh episode.
     obs, _ = env.reset(seed=0)
-    assert real(obs) == list(tok("Guess:")["input_ids"]) and env.unwrapped.core.conversations.turns == [[]]
-    obs, *_, info = env.step(ids(tok, " a")[0])
-    assert real(obs)[-1] == ids(tok, " a")[0] and info == {"turn_ended": False, "inserted": 0}
+    assert real(obs) == list(tokenizer("Guess:")["input_ids"]) and env.unwrapped.core.conversations.turns == [
+        []
+    ]
+    obs, *_, info = env.step(ids(tokenizer, " a")[0])
+    assert real(obs)[-1] == ids(tokenizer, " a")[0] and info == {"turn_ended": False, "inserted": 0}
 
 
-def test_a_responder_whose_reset_raises_fails_reset_and_keeps_the_episode(tok):
-    eos = tok.eos_token_id
+def test_a_responder_whose_reset_raises_fails_reset_and_keeps_the_episode(tokenizer):
+    eos = tokenizer.eos_token_id
     flaky, clean = Flaky(None), Flaky(None)
     flaky.broken = clean.broken = False
-    env, twin = make_env(tok, flaky), make_env(tok, clean)
+    env, twin = make_env(tokenizer, flaky), make_env(tokenizer, clean)
     for e in (env, twin):
         e.reset(seed=0)
-        play(e, [*ids(tok, " hi"), eos])
+        play(e, [*ids(tokenizer, " hi"), eos])
     before = snapshot(env)
     flaky.reset_broken = True
     with pytest.raises(ResponderError, match=r"responder Flaky raised RuntimeError: no session in reset\(\)"):
         env.reset(seed=1)
     assert_snapshot(snapshot(env), before)
     # The running episode continues as if nothing happened.
-    for a in [*ids(tok, " there"), eos]:
+    for a in [*ids(tokenizer, " there"), eos]:
         assert_same(env.step(a), twin.step(a))
     flaky.reset_broken = False
     assert_same(env.reset(seed=1), twin.reset(seed=1))
@@ -614,9 +617,9 @@ def talker(reward: float):
     return respond
 
 
-def vector_kwargs(tok, **overrides: Any) -> dict[str, Any]:
+def vector_kwargs(tokenizer, **overrides: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "tokenizer": tok,
+        "tokenizer": tokenizer,
         "prompts": ["Guess:", "Tell me", "Why not?"],
         "reward": Callable(lambda p, text, r, m: float(len(text)), name="chars"),
         "responder": talker(0.1),
@@ -629,13 +632,15 @@ def vector_kwargs(tok, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
-def test_rows_insert_different_numbers_of_tokens_on_one_step(tok):
-    env = TextGenVectorEnv(num_envs=3, autoreset_mode="Disabled", **vector_kwargs(tok, max_new_tokens=30))
+def test_rows_insert_different_numbers_of_tokens_on_one_step(tokenizer):
+    env = TextGenVectorEnv(
+        num_envs=3, autoreset_mode="Disabled", **vector_kwargs(tokenizer, max_new_tokens=30)
+    )
     obs, _ = env.reset(seed=0, options={"prompt_index": [0, 1, 2]})
     rows = [{k: v[r] for k, v in obs.items()} for r in range(3)]
     expected = [real(row) for row in rows]
     flags = [policy_flags(row) for row in rows]
-    replies = [ids(tok, " go" * (r + 1)) for r in range(3)]
+    replies = [ids(tokenizer, " go" * (r + 1)) for r in range(3)]
     for actions in ([0, 0, 0], [40, 0, 41], [0, 42, 0]):
         obs, rewards, terminated, _, info = env.step(np.array(actions))
         inserted = [len(replies[r]) if a == 0 else 0 for r, a in enumerate(actions)]
@@ -660,8 +665,8 @@ def random_actions(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
-def test_vector_env_equals_single_envs_in_every_autoreset_mode(tok, mode):
-    kwargs = vector_kwargs(tok)
+def test_vector_env_equals_single_envs_in_every_autoreset_mode(tokenizer, mode):
+    kwargs = vector_kwargs(tokenizer)
     ours = TextGenVectorEnv(num_envs=3, autoreset_mode=mode, **kwargs)
     sync = SyncVectorEnv([lambda: TextGenEnv(**kwargs) for _ in range(3)], autoreset_mode=mode)
     assert_same(ours.reset(seed=5), sync.reset(seed=5))
@@ -688,22 +693,22 @@ def test_vector_env_equals_single_envs_in_every_autoreset_mode(tok, mode):
     assert any(len(set(c) - {0}) > 1 for c in inserted_counts), inserted_counts
 
 
-def test_single_env_passes_the_gymnasium_and_sb3_checkers(tok):
+def test_single_env_passes_the_gymnasium_and_sb3_checkers(tokenizer):
     sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
     for end_of_turn in ([0], []):
         extra = {"stop_strings": ["."]} if not end_of_turn else {}
-        env = TextGenEnv(**{**vector_kwargs(tok), "end_of_turn": end_of_turn, **extra})
+        env = TextGenEnv(**{**vector_kwargs(tokenizer), "end_of_turn": end_of_turn, **extra})
         check_env(env, skip_render_check=True)
         sb3_checker.check_env(env, warn=True)
 
 
-def test_sb3_adapter_equals_dummy_vec_env_of_single_envs(tok):
+def test_sb3_adapter_equals_dummy_vec_env_of_single_envs(tokenizer):
     pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from textenv.sb3 import TextGenVecEnvAdapter
 
-    kwargs = vector_kwargs(tok)
+    kwargs = vector_kwargs(tokenizer)
     adapter = TextGenVecEnvAdapter(TextGenVectorEnv(num_envs=3, autoreset_mode="SameStep", **kwargs))
     dummy = DummyVecEnv([lambda: TextGenEnv(**kwargs) for _ in range(3)])
     adapter.seed(2)
@@ -723,12 +728,6 @@ def test_sb3_adapter_equals_dummy_vec_env_of_single_envs(tok):
 
 
 # --- the KL penalty: the reference reads the inserted tokens, only the policy's are scored -----------------
-def random_lm(vocab: int, seed: int) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=64)
-    return GPT2LMHeadModel(config).eval()
-
-
 @torch.no_grad()
 def full_logprobs(model, sequence: list[int]) -> torch.Tensor:
     """``(len - 1,)`` float32 log-prob of token ``j`` given the tokens before it, for ``j >= 1``."""
@@ -736,18 +735,18 @@ def full_logprobs(model, sequence: list[int]) -> torch.Tensor:
     return torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(sequence[1:])[:, None]).squeeze(1)
 
 
-def kl_env(tok, term: KLPenalty, **overrides: Any) -> TextGenVectorEnv:
+def kl_env(tokenizer, term: KLPenalty, **overrides: Any) -> TextGenVectorEnv:
     # A responder without rewards: every reward of a step is the KL term's.
     kwargs = vector_kwargs(
-        tok, reward=Callable(zero) + term, responder=talker(0.0), max_new_tokens=24, **overrides
+        tokenizer, reward=Callable(zero) + term, responder=talker(0.0), max_new_tokens=24, **overrides
     )
     return TextGenVectorEnv(num_envs=3, autoreset_mode="Disabled", **kwargs)
 
 
-def run_kl(env, tok, *, handed: bool, seed: int = 0) -> dict[str, Any]:
+def run_kl(env, tokenizer, *, handed: bool, seed: int = 0) -> dict[str, Any]:
     """Steps every row to its episode's end; returns the final observations, each step's KL and rewards by
     column after the prompt, and the log-prob handed over for each policy token (by column)."""
-    V, T = len(tok), env.max_new_tokens
+    V, T = len(tokenizer), env.max_new_tokens
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     obs, _ = env.reset(seed=0, options={"prompt_index": [0, 1, 2]})
@@ -772,11 +771,11 @@ def run_kl(env, tok, *, handed: bool, seed: int = 0) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
-def test_per_step_kl_of_a_bound_policy_equals_a_full_forward(tok, estimator):
-    reference, policy = random_lm(len(tok), 0), random_lm(len(tok), 1)
+def test_per_step_kl_of_a_bound_policy_equals_a_full_forward(tokenizer, estimator):
+    reference, policy = tiny_gpt2(len(tokenizer), seed=0), tiny_gpt2(len(tokenizer), seed=1)
     term = KLPenalty(reference, coef=0.5, estimator=estimator, policy=policy)
-    env = kl_env(tok, term)
-    out = run_kl(env, tok, handed=False)
+    env = kl_env(tokenizer, term)
+    out = run_kl(env, tokenizer, handed=False)
     inserted = 0
     for r in range(3):
         row = {k: v[r] for k, v in out["obs"].items()}
@@ -797,13 +796,13 @@ def test_per_step_kl_of_a_bound_policy_equals_a_full_forward(tok, estimator):
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
-def test_kl_of_a_vector_env_equals_single_envs_across_autoresets(tok, mode):
+def test_kl_of_a_vector_env_equals_single_envs_across_autoresets(tokenizer, mode):
     # One term follows every row (replies and restarts at different steps); each single env has its own.
-    reference, policy = random_lm(len(tok), 0), random_lm(len(tok), 1)
+    reference, policy = tiny_gpt2(len(tokenizer), seed=0), tiny_gpt2(len(tokenizer), seed=1)
 
     def options() -> dict[str, Any]:
         reward = KLPenalty(reference, coef=0.5, estimator="k3", policy=policy) + Callable(zero)
-        return vector_kwargs(tok, reward=reward)
+        return vector_kwargs(tokenizer, reward=reward)
 
     ours = TextGenVectorEnv(num_envs=3, autoreset_mode=mode, **options())
     sync = SyncVectorEnv([lambda: TextGenEnv(**options()) for _ in range(3)], autoreset_mode=mode)
@@ -823,9 +822,9 @@ def test_kl_of_a_vector_env_equals_single_envs_across_autoresets(tok, mode):
     assert inserted > 20 and ends > 4
 
 
-def test_handed_over_kl_equals_a_full_forward_and_score_episodes_and_the_deferred_path(tok):
-    reference = random_lm(len(tok), 0)
-    out = run_kl(kl_env(tok, KLPenalty(reference, coef=0.5)), tok, handed=True)
+def test_handed_over_kl_equals_a_full_forward_and_score_episodes_and_the_deferred_path(tokenizer):
+    reference = tiny_gpt2(len(tokenizer), seed=0)
+    out = run_kl(kl_env(tokenizer, KLPenalty(reference, coef=0.5)), tokenizer, handed=True)
     obs = out["obs"]
     mask = obs["policy_mask"][:, P:].astype(bool)
     assert (~mask & (obs["attention_mask"][:, P:] == 1)).sum() > 6  # inserted tokens
@@ -845,9 +844,9 @@ def test_handed_over_kl_equals_a_full_forward_and_score_episodes_and_the_deferre
     scored = term.score_episodes(ids_, attn, torch.as_tensor(out["logp"]), torch.as_tensor(mask))
     np.testing.assert_allclose(scored.kl.numpy(), out["kl"], atol=1e-5, rtol=0)
     # Inside defer_kl() the steps give 0 for the term; the deferred score equals the per-step rewards.
-    env = kl_env(tok, KLPenalty(reference, coef=0.5))
+    env = kl_env(tokenizer, KLPenalty(reference, coef=0.5))
     with env.defer_kl() as deferred:
-        later = run_kl(env, tok, handed=True)
+        later = run_kl(env, tokenizer, handed=True)
     assert np.array_equal(later["obs"]["input_ids"], obs["input_ids"]) and (later["rewards"] == 0).all()
     assert (later["kl"] == 0).all()
     scores = deferred.score(ids_, attn, torch.as_tensor(later["logp"]), torch.as_tensor(mask))

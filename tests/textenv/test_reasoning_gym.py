@@ -314,6 +314,7 @@ print(json.dumps(reasoning_gym_prompts(dataset, system_prompt="S", chat=True), d
 """
 
 
+@pytest.mark.subprocess
 def test_the_same_seed_gives_the_same_prompts_in_another_process(rg):
     """No dependence on Python's per-process hash seed (set iteration, hash()): other processes agree."""
     runs = []

@@ -196,8 +196,8 @@ def tool_env(tok, responder: object, **options: object) -> TextGenEnv:
     )
 
 
-def test_a_calculator_env_from_call_to_answer(builtin_tokenizer):
-    tok, eos = builtin_tokenizer, builtin_tokenizer.eos_token_id
+def test_a_calculator_env_from_call_to_answer(tokenizer):
+    tok, eos = tokenizer, tokenizer.eos_token_id
     env = tool_env(tok, Tools(calc=calculator))
     obs, _ = env.reset(seed=0)
     # A call that is not arithmetic is answered in the conversation; the step does not raise.
@@ -216,8 +216,8 @@ def test_a_calculator_env_from_call_to_answer(builtin_tokenizer):
     assert info["turns"][3]["text"] == " <result>1776</result>"
 
 
-def test_a_scripted_user_env(builtin_tokenizer):
-    tok, eos = builtin_tokenizer, builtin_tokenizer.eos_token_id
+def test_a_scripted_user_env(tokenizer):
+    tok, eos = tokenizer, tokenizer.eos_token_id
     env = TextGenEnv(
         tokenizer=tok,
         prompts=["Hi"],

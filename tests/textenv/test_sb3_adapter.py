@@ -8,7 +8,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
-from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 pytest.importorskip("stable_baselines3")
@@ -16,6 +15,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import textenv  # noqa: F401  (registers the ids)
+from tests import builders
+from tests.assertions import assert_same
 from textenv.sb3 import TextGenVecEnvAdapter, row_info
 from textenv.vector import TextGenVectorEnv
 
@@ -25,13 +26,9 @@ EOS = 1
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over WORDS (EOS id 1)."""
+    return builders.word_tokenizer(WORDS)
 
 
 def good_words(prompt: str, text: str, references: list[str], meta: dict[str, Any]) -> float:
@@ -50,28 +47,9 @@ def kwargs_for(tokenizer, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
-def assert_same(a: Any, b: Any, path: str = "") -> None:
-    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
-        assert type(a) is type(b) and len(a) == len(b), f"{path}: {a!r} vs {b!r}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, dict) or isinstance(b, dict):
-        assert isinstance(a, dict) and isinstance(b, dict) and sorted(a) == sorted(b), (
-            f"{path}: {a!r} vs {b!r}"
-        )
-        for key in a:
-            assert_same(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray), f"{path}: {type(a)} vs {type(b)}"
-        assert a.dtype == b.dtype, f"{path}: {a.dtype} vs {b.dtype}"
-        np.testing.assert_array_equal(a, b, err_msg=path)
-    else:
-        assert type(a) is type(b) and a == b, f"{path}: {a!r} vs {b!r}"
-
-
 @pytest.mark.parametrize("max_episode_steps", [None, 3], ids=["no-limit", "time-limit"])
-def test_equals_dummy_vec_env_of_single_envs(tokenizer, max_episode_steps):
-    kwargs = kwargs_for(tokenizer)
+def test_equals_dummy_vec_env_of_single_envs(word_tokenizer, max_episode_steps):
+    kwargs = kwargs_for(word_tokenizer)
     limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     adapter = TextGenVecEnvAdapter.make("TextGen-v0", num_envs=4, **limit, **kwargs)
     dummy = DummyVecEnv([lambda: gym.make("TextGen-v0", **limit, **kwargs) for _ in range(4)])
@@ -100,8 +78,10 @@ def test_equals_dummy_vec_env_of_single_envs(tokenizer, max_episode_steps):
     assert_same(adapter.reset_infos, dummy.reset_infos)
 
 
-def test_vec_monitor_and_ppo_run_on_the_adapter(tokenizer):
-    adapter = TextGenVecEnvAdapter.make("TextGen-v0", num_envs=4, **kwargs_for(tokenizer, max_new_tokens=4))
+def test_vec_monitor_and_ppo_run_on_the_adapter(word_tokenizer):
+    adapter = TextGenVecEnvAdapter.make(
+        "TextGen-v0", num_envs=4, **kwargs_for(word_tokenizer, max_new_tokens=4)
+    )
     venv = VecMonitor(adapter)
     venv.seed(0)
     venv.reset()
@@ -126,8 +106,10 @@ def test_vec_monitor_and_ppo_run_on_the_adapter(tokenizer):
     assert action.shape == (4,) and ((action >= 0) & (action < 15)).all()
 
 
-def test_attribute_access(tokenizer):
-    adapter = TextGenVecEnvAdapter.make("TextGen-v0", num_envs=3, render_mode="ansi", **kwargs_for(tokenizer))
+def test_attribute_access(word_tokenizer):
+    adapter = TextGenVecEnvAdapter.make(
+        "TextGen-v0", num_envs=3, render_mode="ansi", **kwargs_for(word_tokenizer)
+    )
     adapter.reset()
     assert adapter.get_attr("max_new_tokens") == [5, 5, 5]
     assert adapter.get_attr("max_new_tokens", indices=[2]) == [5]
@@ -142,19 +124,19 @@ def test_attribute_access(tokenizer):
         adapter.get_attr("max_new_tokens", indices=[7])
 
 
-def test_rejects_envs_it_cannot_drive(tokenizer):
+def test_rejects_envs_it_cannot_drive(word_tokenizer):
     with pytest.raises(ValueError, match=r"needs AutoresetMode\.SAME_STEP"):
-        TextGenVecEnvAdapter(TextGenVectorEnv(num_envs=2, **kwargs_for(tokenizer)))
+        TextGenVecEnvAdapter(TextGenVectorEnv(num_envs=2, **kwargs_for(word_tokenizer)))
     torch_obs = TextGenVectorEnv(
         num_envs=2,
         autoreset_mode=AutoresetMode.SAME_STEP,
         observation_format="torch",
-        **kwargs_for(tokenizer),
+        **kwargs_for(word_tokenizer),
     )
     with pytest.raises(ValueError, match="numpy observations"):
         TextGenVecEnvAdapter(torch_obs)
     with pytest.raises(TypeError, match=r"gymnasium\.vector\.VectorEnv"):
-        TextGenVecEnvAdapter(gym.make("TextGen-v0", **kwargs_for(tokenizer)))
+        TextGenVecEnvAdapter(gym.make("TextGen-v0", **kwargs_for(word_tokenizer)))
 
 
 def test_row_info_unpacks_vector_infos():

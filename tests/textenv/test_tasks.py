@@ -152,7 +152,6 @@ def test_make_overrides_any_keyword():
 
 
 def test_vector_entry_points():
-    pytest.importorskip("textenv.vector")
     for task_id in TASK_IDS:
         envs = gym.make_vec(task_id, num_envs=2, vectorization_mode="vector_entry_point", max_new_tokens=4)
         obs, _ = envs.reset(seed=0)
@@ -315,7 +314,8 @@ def test_multi_turn_recipes_reach_the_threshold(task_id, algo):
 @pytest.mark.parametrize("task_id", ["TextGen-Copy-v0", "TextGen-Arithmetic-v0", "TextGen-Reverse-v0"])
 def test_ppo_recipe_reaches_the_threshold(task_id):
     """The documented recipe (Task.recipes["ppo"]) takes the built-in model past the threshold (minutes)."""
-    agents = pytest.importorskip("agents")
+    import agents
+
     task = next(t for t in tasks.TASKS if t.id == task_id)
     recipe = task.recipes["ppo"]
     config = agents.PPOConfig(device="cpu", **{k: v for k, v in recipe.items() if k != "episodes"})

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 import textenv  # noqa: F401  (registers the ids)
+from tests import builders
+from tests.assertions import assert_same
 from textenv import TextGenEnv
-from textenv.scorers import Callable
+from textenv.scorers import Callable, KLPenalty
 from textenv.vector import TextGenVectorEnv
 
 WORDS = [
@@ -52,13 +53,9 @@ MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLE
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over WORDS (EOS id 1): every word one token, so the tests script actions."""
+    return builders.word_tokenizer(WORDS)
 
 
 def text_length(prompt: str, text: str, references: list[str], meta: dict[str, Any]) -> float:
@@ -97,31 +94,6 @@ def make_pair(
     return ours, sync
 
 
-def assert_same(a: Any, b: Any, path: str = "") -> None:
-    """Recursive equality of vector-env outputs: dicts (incl. ``_`` masks), arrays with dtypes, objects."""
-    if isinstance(a, tuple) or isinstance(b, tuple):
-        assert isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b), f"{path}: {a!r} vs {b!r}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{path}({i})")
-    elif isinstance(a, dict) or isinstance(b, dict):
-        assert isinstance(a, dict) and isinstance(b, dict), f"{path}: {type(a)} vs {type(b)}"
-        assert sorted(a) == sorted(b), f"{path}: keys {sorted(a)} vs {sorted(b)}"
-        for key in a:
-            assert_same(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray), f"{path}: {type(a)} vs {type(b)}"
-        assert a.shape == b.shape and a.dtype == b.dtype, (
-            f"{path}: {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
-        )
-        if a.dtype == object:
-            for i, (x, y) in enumerate(zip(a, b)):
-                assert_same(x, y, f"{path}[{i}]")
-        else:
-            np.testing.assert_array_equal(a, b, err_msg=path)
-    else:
-        assert type(a) is type(b) and a == b, f"{path}: {a!r} vs {b!r}"
-
-
 def scripted_actions(rng: np.random.Generator, num_envs: int, vocab: int) -> np.ndarray:
     """Random words with EOS 30% of the time, so episodes end by EOS and by length at different steps."""
     actions = rng.integers(3, vocab, size=num_envs)
@@ -156,26 +128,28 @@ def run_both(ours, sync, steps: int, *, seed: object, action_seed: int = 0) -> d
     return counts
 
 
-def test_make_vec_returns_the_batched_env(tokenizer):
-    envs = gym.make_vec("TextGen-v0", num_envs=64, **env_kwargs(tokenizer))
+def test_make_vec_returns_the_batched_env(word_tokenizer):
+    envs = gym.make_vec("TextGen-v0", num_envs=64, **env_kwargs(word_tokenizer))
     assert isinstance(envs, TextGenVectorEnv) and envs.num_envs == 64
-    single = gym.make("TextGen-v0", **env_kwargs(tokenizer))
+    single = gym.make("TextGen-v0", **env_kwargs(word_tokenizer))
     assert envs.single_observation_space == single.observation_space
     assert envs.single_action_space == single.action_space
     assert envs.observation_space == gym.vector.utils.batch_space(single.observation_space, 64)
     assert envs.action_space == gym.vector.utils.batch_space(single.action_space, 64)
     assert envs.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
     assert envs.spec is not None and envs.spec.id == "TextGen-v0"
-    sync = gym.make_vec("TextGen-v0", num_envs=2, vectorization_mode="sync", **env_kwargs(tokenizer))
+    sync = gym.make_vec("TextGen-v0", num_envs=2, vectorization_mode="sync", **env_kwargs(word_tokenizer))
     assert isinstance(sync, SyncVectorEnv) and isinstance(sync.envs[0].unwrapped, TextGenEnv)
-    same_step = gym.make_vec("TextGen-v0", num_envs=2, autoreset_mode="SameStep", **env_kwargs(tokenizer))
+    same_step = gym.make_vec(
+        "TextGen-v0", num_envs=2, autoreset_mode="SameStep", **env_kwargs(word_tokenizer)
+    )
     assert same_step.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 @pytest.mark.parametrize("seed", [7, [3, 9, 11, 5, 0]], ids=["int-seed", "list-seed"])
-def test_equals_sync_vector_env_of_single_envs(tokenizer, mode, seed):
-    ours, sync = make_pair(tokenizer, 5, mode)
+def test_equals_sync_vector_env_of_single_envs(word_tokenizer, mode, seed):
+    ours, sync = make_pair(word_tokenizer, 5, mode)
     counts = run_both(ours, sync, 40, seed=seed)
     # The script must exercise both ways to end, at many different steps.
     assert counts["eos"] > 5 and counts["length"] > 5 and counts["end_steps"] > 10, counts
@@ -187,28 +161,28 @@ def test_equals_sync_vector_env_of_single_envs(tokenizer, mode, seed):
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
-def test_equals_sync_with_a_time_limit(tokenizer, mode):
+def test_equals_sync_with_a_time_limit(word_tokenizer, mode):
     # max_episode_steps < T: some episodes are truncated (TimeLimit in the sync env), some end by EOS.
-    ours, sync = make_pair(tokenizer, 4, mode, max_episode_steps=3, max_new_tokens=6)
+    ours, sync = make_pair(word_tokenizer, 4, mode, max_episode_steps=3, max_new_tokens=6)
     assert ours.max_episode_steps == 3
     counts = run_both(ours, sync, 30, seed=1)
     assert counts["truncated"] > 3 and counts["eos"] > 3, counts
 
 
-def test_same_step_final_obs_and_info(tokenizer):
-    envs = TextGenVectorEnv(num_envs=2, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs(tokenizer))
+def test_same_step_final_obs_and_info(word_tokenizer):
+    envs = TextGenVectorEnv(num_envs=2, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs(word_tokenizer))
     envs.reset(seed=0, options={"prompt": "the cat"})
     obs, _, terminated, _, info = envs.step(np.array([EOS, 4]))
     assert terminated.tolist() == [True, False]
     assert info["_final_obs"].tolist() == [True, False] and info["_final_info"].tolist() == [True, False]
     final_ids = info["final_obs"][0]["input_ids"]
-    assert final_ids[6] == EOS and obs["input_ids"][0, 6] == tokenizer.pad_token_id  # row 0 restarted
+    assert final_ids[6] == EOS and obs["input_ids"][0, 6] == word_tokenizer.pad_token_id  # row 0 restarted
     assert info["final_info"]["finish_reason"][0] == "eos" and info["_prompt"].tolist() == [True, False]
     assert obs["input_ids"][1, 6] == 4
 
 
-def test_disabled_rows_stay_idle_until_reset(tokenizer):
-    envs = TextGenVectorEnv(num_envs=3, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs(tokenizer))
+def test_disabled_rows_stay_idle_until_reset(word_tokenizer):
+    envs = TextGenVectorEnv(num_envs=3, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs(word_tokenizer))
     envs.reset(seed=0)
     envs.step(np.array([EOS, 4, 5]))
     assert envs.ended.tolist() == [True, False, False]
@@ -221,10 +195,10 @@ def test_disabled_rows_stay_idle_until_reset(tokenizer):
     assert info["_prompt"].tolist() == [True, False, False] and not envs.ended.any()
 
 
-def test_torch_observations_equal_numpy_and_take_torch_actions(tokenizer):
-    kwargs = env_kwargs(tokenizer)
+def test_torch_observations_equal_numpy_and_take_torch_actions(word_tokenizer):
+    kwargs = env_kwargs(word_tokenizer)
     as_numpy = TextGenVectorEnv(num_envs=4, **kwargs)
-    as_torch = TextGenVectorEnv(num_envs=4, observation_format="torch", **env_kwargs(tokenizer))
+    as_torch = TextGenVectorEnv(num_envs=4, observation_format="torch", **env_kwargs(word_tokenizer))
     obs_np, _ = as_numpy.reset(seed=3)
     obs_t, _ = as_torch.reset(seed=3)
     rng = np.random.default_rng(0)
@@ -257,16 +231,16 @@ def test_torch_observations_equal_numpy_and_take_torch_actions(tokenizer):
         ("abc", TypeError, "integer token ids"),
     ],
 )
-def test_bad_actions_raise_clear_errors(tokenizer, actions, error, match):
-    envs = TextGenVectorEnv(num_envs=3, **env_kwargs(tokenizer))
+def test_bad_actions_raise_clear_errors(word_tokenizer, actions, error, match):
+    envs = TextGenVectorEnv(num_envs=3, **env_kwargs(word_tokenizer))
     envs.reset(seed=0)
     assert envs.single_action_space.n == 23
     with pytest.raises(error, match=match):
         envs.step(actions)
 
 
-def test_bad_arguments_raise_clear_errors(tokenizer):
-    envs = TextGenVectorEnv(num_envs=2, **env_kwargs(tokenizer))
+def test_bad_arguments_raise_clear_errors(word_tokenizer):
+    envs = TextGenVectorEnv(num_envs=2, **env_kwargs(word_tokenizer))
     with pytest.raises(ValueError, match=r"step\(\) called before reset\(\) for rows \[0, 1\]"):
         envs.step(np.array([3, 4]))
     with pytest.raises(ValueError, match=r"one seed per row, 2 of them, got shape \(3,\)"):
@@ -278,15 +252,15 @@ def test_bad_arguments_raise_clear_errors(tokenizer):
     with pytest.raises(ValueError, match="unknown reset options"):
         envs.reset(options={"promt": "x"})
     with pytest.raises(ValueError, match="autoreset_mode must be"):
-        TextGenVectorEnv(num_envs=2, autoreset_mode="Sometimes", **env_kwargs(tokenizer))
+        TextGenVectorEnv(num_envs=2, autoreset_mode="Sometimes", **env_kwargs(word_tokenizer))
     with pytest.raises(ValueError, match="observation_format must be"):
-        TextGenVectorEnv(num_envs=2, observation_format="jax", **env_kwargs(tokenizer))
+        TextGenVectorEnv(num_envs=2, observation_format="jax", **env_kwargs(word_tokenizer))
     with pytest.raises(ValueError, match="max_episode_steps must be >= 1"):
-        TextGenVectorEnv(num_envs=2, max_episode_steps=0, **env_kwargs(tokenizer))
+        TextGenVectorEnv(num_envs=2, max_episode_steps=0, **env_kwargs(word_tokenizer))
 
 
-def test_seeds_and_render_follow_sync(tokenizer):
-    ours, sync = make_pair(tokenizer, 3, AutoresetMode.NEXT_STEP, render_mode="ansi")
+def test_seeds_and_render_follow_sync(word_tokenizer):
+    ours, sync = make_pair(word_tokenizer, 3, AutoresetMode.NEXT_STEP, render_mode="ansi")
     ours.reset(seed=5)
     sync.reset(seed=5)
     assert ours.np_random_seed == sync.np_random_seed == (5, 6, 7)
@@ -294,27 +268,18 @@ def test_seeds_and_render_follow_sync(tokenizer):
     assert ours.get_attr("max_new_tokens") == (5, 5, 5)
 
 
-KLPenalty = getattr(pytest.importorskip("textenv.scorers"), "KLPenalty", None)
-
-
-def random_lm(vocab_size: int, seed: int) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=1, eos_token_id=1
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-@pytest.mark.skipif(KLPenalty is None, reason="textenv.scorers.KLPenalty not available")
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
-def test_kl_penalty_rewards_equal_single_envs(tokenizer, mode):
+def test_kl_penalty_rewards_equal_single_envs(word_tokenizer, mode):
     # One KLPenalty steps all rows of the vector env in one forward; each single env has its own.
-    reference, policy = random_lm(23, seed=0), random_lm(23, seed=1)
+    reference, policy = (
+        builders.tiny_gpt2(23, seed=0, eos_token_id=EOS),
+        builders.tiny_gpt2(23, seed=1, eos_token_id=EOS),
+    )
 
     def reward():
         return KLPenalty(reference, coef=0.5, estimator="k3", policy=policy) + Callable(text_length)
 
-    kwargs = env_kwargs(tokenizer)
+    kwargs = env_kwargs(word_tokenizer)
     kwargs.pop("reward")
     ours = TextGenVectorEnv(num_envs=4, autoreset_mode=mode, reward=reward(), **kwargs)
     sync = SyncVectorEnv(
@@ -335,8 +300,8 @@ def test_kl_penalty_rewards_equal_single_envs(tokenizer, mode):
     assert total > 0
 
 
-def test_reset_with_one_prompt_index_per_row(tokenizer):
-    envs = TextGenVectorEnv(num_envs=4, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs(tokenizer))
+def test_reset_with_one_prompt_index_per_row(word_tokenizer):
+    envs = TextGenVectorEnv(num_envs=4, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs(word_tokenizer))
     _, info = envs.reset(seed=0, options={"prompt_index": [2, 2, 0, 5]})
     assert info["prompt"].tolist() == [PROMPTS[2], PROMPTS[2], PROMPTS[0], PROMPTS[5]]
     # A scalar keeps its meaning: every row starts from that prompt.
@@ -357,8 +322,8 @@ def test_reset_with_one_prompt_index_per_row(tokenizer):
         ([0, 1, 2, -1], "got -1"),
     ],
 )
-def test_reset_with_bad_per_row_prompt_indices_raises_and_changes_nothing(tokenizer, index, match):
-    envs = TextGenVectorEnv(num_envs=4, **env_kwargs(tokenizer))
+def test_reset_with_bad_per_row_prompt_indices_raises_and_changes_nothing(word_tokenizer, index, match):
+    envs = TextGenVectorEnv(num_envs=4, **env_kwargs(word_tokenizer))
     obs, _ = envs.reset(seed=0, options={"prompt_index": 1})
     with pytest.raises(ValueError, match=match):
         envs.reset(options={"prompt_index": index})

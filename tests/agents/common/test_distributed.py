@@ -37,6 +37,7 @@ def test_single_process_is_a_no_op(monkeypatch):
     assert dist.mean({"a": 1.5}) == {"a": 1.5} and dist.gather_objects(3) == [3]
 
 
+@pytest.mark.subprocess
 def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += [WORKER, str(tmp_path)]

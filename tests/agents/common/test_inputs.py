@@ -10,6 +10,7 @@ import torch
 from agents import GRPOConfig, PPOConfig, REINFORCEConfig, RLOOConfig
 from tests.agents.algos import make_algo
 from tests.agents.tiny import tiny_tokenizer
+from tests.builders import tiny_gpt2
 
 CONFIGS = [PPOConfig, GRPOConfig, RLOOConfig, REINFORCEConfig]
 
@@ -131,13 +132,9 @@ def test_learn_takes_numpy_integers_and_refuses_other_counts():
 
 
 def test_a_policy_with_fewer_positions_than_the_env_is_refused():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from agents import GRPO, GRPOConfig
     from tests.agents.algos import make_env
 
-    lm = GPT2LMHeadModel(
-        GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tiny_tokenizer()), n_positions=8)
-    )
+    lm = tiny_gpt2(len(tiny_tokenizer()), seed=None, layers=1, width=16, positions=8)
     with pytest.raises(ValueError, match=r"reads at most 8 positions .* 10 tokens long"):
         GRPO(lm, make_env(), GRPOConfig(episodes_per_iteration=8, device="cpu"), verbose=0)

@@ -22,6 +22,7 @@ from transformers import (
 
 from agents.common.logprobs import UnsupportedHeadError, split_lm_head, token_logprobs
 from agents.common.sampling import SamplingParams, entropy_from_logprobs, sample_tokens
+from tests.builders import tiny_gpt2
 
 V, P, T, B = 40, 4, 6, 3
 EOS, PAD = 1, 0
@@ -29,10 +30,7 @@ FILTERED = SamplingParams(temperature=0.7, top_k=12, top_p=0.9, eos_token_ids=(E
 
 
 def gpt2() -> nn.Module:
-    config = GPT2Config(
-        n_layer=2, n_embd=16, n_head=2, vocab_size=V, n_positions=32, bos_token_id=EOS, eos_token_id=EOS
-    )
-    return GPT2LMHeadModel(config)
+    return tiny_gpt2(V, seed=None, width=16, positions=32, eos_token_id=EOS)
 
 
 def llama(tie: bool = False) -> nn.Module:

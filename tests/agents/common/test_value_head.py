@@ -7,19 +7,16 @@ import types
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
 from agents.common.value_head import VALUE_HEAD_FILENAME, CausalLMWithValueHead, ValueHeadOutput
+from tests.builders import tiny_gpt2
 
 VOCAB = 64
 
 
 def _tiny_lm(seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config).eval()
+    return tiny_gpt2(VOCAB, seed=seed, eos_token_id=0)
 
 
 @pytest.fixture
@@ -147,8 +144,6 @@ def test_from_pretrained_without_head_file_initialises_one(tmp_path, input_ids):
 
 def test_mismatched_head_file_is_rejected(tmp_path):
     CausalLMWithValueHead(_tiny_lm()).save_pretrained(tmp_path)
-    other = CausalLMWithValueHead(
-        GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=VOCAB, n_positions=64))
-    )
+    other = CausalLMWithValueHead(tiny_gpt2(VOCAB, seed=None, layers=1, width=16))
     with pytest.raises(ValueError, match="value head file"):
         other.load_value_head(tmp_path / VALUE_HEAD_FILENAME)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from agents import PPO, CausalLMWithValueHead, PPOConfig
+from agents.common.policies import has_native_bf16
 from tests.agents.tiny import PROMPTS, P, T, good_fraction, tiny_lm, tiny_tokenizer
 from textenv import TextGenEnv
 from textenv.scorers import Callable
@@ -204,7 +205,9 @@ def test_learn_callback_can_stop_and_config_type_is_checked():
         ppo.learn(-1)
 
 
-@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="CPU without native bf16")
+@pytest.mark.skipif(
+    not has_native_bf16(torch.device("cpu")), reason="CPU without native bf16 (AVX512-BF16 or AMX)"
+)
 def test_bf16_mixed_precision_on_cpu():
     ppo = make_ppo(mixed_precision="bf16")
     batch = ppo.collect_rollout()

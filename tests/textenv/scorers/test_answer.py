@@ -16,10 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.textenv.scorers.forced import force_episode, forced_env
 from textenv.scorers import Answer
 from textenv.scorers.answer import parse_number, read_number
-
-from .conftest import force_episode, forced_env
 
 MINUS = {"-": "ASCII", "\u2212": "minus sign", "\u2013": "en dash", "\ufe63": "small", "\uff0d": "fullwidth"}
 MINUS_FORMS = [*MINUS, "\u2796"]

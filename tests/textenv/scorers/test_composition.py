@@ -10,6 +10,8 @@ import pytest
 import sacrebleu
 
 import textenv  # noqa: F401  (registers the env ids)
+from tests.builders import tiny_gpt2
+from tests.textenv.scorers.forced import force_episode, forced_env
 from textenv.scorers import (
     BLEU,
     ROUGE,
@@ -30,8 +32,6 @@ from textenv.scorers import (
     parse_spec,
 )
 
-from .conftest import force_episode, forced_env
-
 PROMPTS = [
     {
         "prompt": "The movie was",
@@ -44,9 +44,8 @@ PROMPTS = [
 
 
 def test_composition_reports_each_term_and_the_return_is_their_sum(tokenizer, tiny_lm):
-    from .conftest import random_gpt2
-
-    kl = KLPenalty(tiny_lm, coef=0.2, estimator="k3", policy=random_gpt2(tiny_lm.config.vocab_size))
+    policy = tiny_gpt2(tiny_lm.config.vocab_size, width=64, positions=128, eos_token_id=0)
+    kl = KLPenalty(tiny_lm, coef=0.2, estimator="k3", policy=policy)
     reward = 1.0 * ROUGE("rougeL") + 0.5 * Keyword(["great"]) + kl + MissingEOSPenalty(0.3) + 0.1 * Length()
     assert isinstance(reward, CompositeScorer) and reward.dense
     assert [(n, w) for n, w, _ in reward.terms()] == [

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.textenv.scorers.forced import force_episode, forced_env
 from textenv.scorers import Keyword
-
-from .conftest import force_episode, forced_env
 
 # (text, words, options, expected score)
 CASES = [

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.builders import tiny_gpt2
 from textenv.core import TextGenCore
 from textenv.lm import left_padded_positions
 from textenv.options import TextOptions
 from textenv.scorers import KLPenalty, ScorerError, kl_per_token
-
-from .conftest import random_gpt2
 
 PROMPTS = ["The movie was", "I watched this film and", "The acting in this sequel", "Even the", "It"]
 ESTIMATORS = ["k1", "k3", "full"]
@@ -23,7 +22,8 @@ ROWS = 3
 
 @pytest.fixture(scope="module")
 def policy(tiny_lm):
-    return random_gpt2(tiny_lm.config.vocab_size)
+    """A random GPT-2 over the built-in vocabulary: a policy that differs from the reference."""
+    return tiny_gpt2(tiny_lm.config.vocab_size, width=64, positions=128, eos_token_id=0)
 
 
 def make_core(tokenizer, kl, *, num_rows=ROWS, T=5):
@@ -165,7 +165,7 @@ def test_full_vocabulary_logprobs_work_for_k1(tokenizer, tiny_lm, policy):
 
 
 def test_policy_weight_update_rebuilds_the_cache(tokenizer, tiny_lm):
-    policy = random_gpt2(tiny_lm.config.vocab_size, seed=5)
+    policy = tiny_gpt2(tiny_lm.config.vocab_size, seed=5, width=64, positions=128, eos_token_id=0)
     kl = KLPenalty(tiny_lm, estimator="k1", policy=policy)
     core = make_core(tokenizer, kl, num_rows=2, T=6)
     core.reset_rows([0, 1], [0, 1])
@@ -226,7 +226,7 @@ def test_binds_the_lm_of_a_value_head_model(tiny_lm, policy):
 
 
 def test_vocabulary_mismatch_is_refused(tokenizer, tiny_lm):
-    small = random_gpt2(100)
+    small = tiny_gpt2(100, width=64, positions=128, eos_token_id=0)
     with pytest.raises(ValueError, match=r"has 100 logits but the env's action space has vocab_size="):
         make_core(tokenizer, KLPenalty(small))
     kl = KLPenalty(tiny_lm)

@@ -6,9 +6,8 @@ import pytest
 import sacrebleu
 from rouge_score.rouge_scorer import RougeScorer
 
+from tests.textenv.scorers.forced import force_episode, forced_env
 from textenv.scorers import BLEU, ROUGE, EpisodeBatch, ScorerError
-
-from .conftest import force_episode, forced_env
 
 # (generation, references): several references, empty generation, unicode, punctuation, case.
 CASES = [

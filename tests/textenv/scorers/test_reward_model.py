@@ -6,10 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from tests.textenv.scorers.forced import force_episode, forced_env
 from textenv import assets
 from textenv.scorers import EpisodeBatch, RewardModel, parse_spec
-
-from .conftest import force_episode, forced_env
 
 POSITIVE = ["The movie was wonderful, a brilliant and moving story.", "I loved it. The acting was superb."]
 NEGATIVE = ["The movie was awful, a dull and boring mess.", "I hated it. The acting was terrible."]

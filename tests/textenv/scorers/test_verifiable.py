@@ -7,10 +7,10 @@ import difflib
 
 import pytest
 
+from tests.textenv.scorers.forced import force_episode, forced_env
 from textenv.scorers import Answer, Format, Similarity, parse_spec
 from textenv.scorers.answer import last_boxed, parse_number
 
-from .conftest import force_episode, forced_env
 from .test_reference import batch_of
 
 # (generated text, reference answer, extracted answer, reward with the defaults correct=1, format=0.1)

@@ -72,9 +72,9 @@ def test_guess_game_invalid_turns_use_a_guess():
     assert game.guesses == [None, None, None, 1] and game.solved_at == 4
 
 
-def test_token_counts_in_the_docstring(builtin_tokenizer):
+def test_token_counts_in_the_docstring(tokenizer):
     def count(text: str) -> int:
-        return len(builtin_tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     assert count(P.calculator_prompt(37, 48)) == 12
     assert count(P.call_text(37, 48)) == 20

@@ -111,19 +111,18 @@ def test_expected_returns_by_hand():
     )
 
 
-def test_transcript_sequences_encode_each_segment_and_mark_the_policy_tokens(builtin_tokenizer):
-    tok = builtin_tokenizer
-    eos = tok.eos_token_id
+def test_transcript_sequences_encode_each_segment_and_mark_the_policy_tokens(tokenizer):
+    eos = tokenizer.eos_token_id
     t = [
         Segment("Q: 12*34= A:", policy=False),
         Segment(" <call>calc(12*34)</call>", policy=True),
         Segment(" <result>408</result>", policy=False),
         Segment(" 408", policy=True, eos=True),
     ]
-    (ids,), (learned,) = models.transcript_sequences(tok, [t])
+    (ids,), (learned,) = models.transcript_sequences(tokenizer, [t])
 
     def enc(text: str) -> list[int]:
-        return tok(text, add_special_tokens=False)["input_ids"]
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
 
     parts = [enc(s.text) for s in t]
     assert ids == parts[0] + parts[1] + parts[2] + parts[3] + [eos]

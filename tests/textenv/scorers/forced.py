@@ -1,25 +1,11 @@
-"""Shared fixtures of the scorer tests: the built-in tokenizer and models, and a forced-episode driver."""
+"""Forced episodes for the scorer tests: an env plays a given text, token by token, and reports its return."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from textenv import TextGenEnv, assets
-
-
-@pytest.fixture(scope="session")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(assets.path("tiny-tokenizer"))
-
-
-@pytest.fixture(scope="session")
-def tiny_lm():
-    return AutoModelForCausalLM.from_pretrained(assets.path("tiny-lm"), use_safetensors=True).eval()
+from textenv import TextGenEnv
 
 
 def force_episode(
@@ -44,20 +30,3 @@ def forced_env(tokenizer, texts: Sequence[str], **kwargs: Any) -> TextGenEnv:
     kwargs.setdefault("max_new_tokens", longest + 1)
     kwargs.setdefault("max_prompt_tokens", 16)
     return TextGenEnv(tokenizer=tokenizer, **kwargs)
-
-
-def random_gpt2(vocab_size: int, *, seed: int = 0, layers: int = 2, width: int = 64):
-    """A small random GPT-2 with the given vocabulary (a policy that differs from the reference)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=vocab_size,
-        n_embd=width,
-        n_layer=layers,
-        n_head=2,
-        n_positions=128,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return GPT2LMHeadModel(config).eval()
