@@ -126,7 +126,7 @@ class PPO(OnPolicyAlgorithm):
         rewards = batch.rewards.to(self.device) * cfg.reward_scale  # (N, T) float64
         if cfg.reward_clip is not None:
             rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
-        advantages, returns = compute_gae(rewards, out.values, mask, cfg.gamma, cfg.gae_lambda)  # type: ignore[arg-type]
+        advantages, returns = compute_gae(rewards, _values(out), mask, cfg.gamma, cfg.gae_lambda)
         if cfg.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
         return b.replace(
@@ -171,12 +171,11 @@ class PPO(OnPolicyAlgorithm):
             # The entropy bonus needs the current policy's entropy; without one, the rollout policy's
             # (computed once in prepare_batch) is the statistic, which saves a (B, T, V) pass per step.
             if forward is not None:  # every row's outputs, in the batch's order: take the minibatch's
-                new_logprobs, new_values = forward.logprobs[micro], forward.values[micro]  # type: ignore[index]
-                entropy = forward.entropy[micro] if cfg.ent_coef > 0 else None  # type: ignore[index]
+                new_logprobs, new_values = forward.logprobs[micro], _values(forward)[micro]
+                entropy = forward.entropy[micro] if cfg.ent_coef > 0 and forward.entropy is not None else None
             else:
-                new_logprobs, entropy, new_values = self.evaluate(
-                    mb, entropy="grad" if cfg.ent_coef > 0 else "none"
-                )
+                own = self.evaluate(mb, entropy="grad" if cfg.ent_coef > 0 else "none")
+                new_logprobs, entropy, new_values = own.logprobs, own.entropy, _values(own)
             pg_loss, pg_stats = policy_loss(
                 new_logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.clip_range
             )
@@ -186,7 +185,7 @@ class PPO(OnPolicyAlgorithm):
                 if approx_kl > 1.5 * cfg.target_approx_kl:
                     return None
             v_loss, v_stats = value_loss(
-                new_values,  # type: ignore[arg-type]  # an actor-critic policy returns values
+                new_values,
                 mb.old_values,
                 mb.returns,
                 mb.mask,
@@ -209,3 +208,10 @@ class PPO(OnPolicyAlgorithm):
 
 
 __all__ = ["PPO", "PPOBatch"]
+
+
+def _values(out: PolicyOutput) -> torch.Tensor:
+    """The value estimates of ``out``; PPO's policy is an actor-critic, which always returns them."""
+    if out.values is None:
+        raise TypeError("PPO needs value estimates: its policy must be an ActorCriticPolicy (a value head)")
+    return out.values
