@@ -6,6 +6,7 @@ Builders of the tests' own small parts (a word-level tokenizer, a random GPT-2) 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,6 +21,19 @@ def pytest_configure(config: pytest.Config) -> None:
     # (examples, CLI) inherit the variable.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sb3_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """stable-baselines3 makes a log folder for every model it builds (``/tmp/SB3-<date>`` by default):
+    they go to one folder of this run's pytest temporary directory instead of hundreds in ``/tmp``."""
+    saved = os.environ.get("SB3_LOGDIR")
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3-logs"))
+    yield
+    if saved is None:
+        del os.environ["SB3_LOGDIR"]
+    else:
+        os.environ["SB3_LOGDIR"] = saved
 
 
 @pytest.fixture(scope="session")
