@@ -104,6 +104,7 @@ def run(task_id: str, algo: str, seed: int, settings: dict[str, Any]) -> dict[st
         "trained_episodes": agent.num_episodes,
         "total_cpu_s": time.process_time() - cpu0,
         "settings": settings,
+        "recipe": dict(task.recipes[algo]),
     }
 
 
@@ -158,8 +159,8 @@ def run_path(out: str, task_id: str, algo: str, seed: int) -> str:
     return os.path.join(out, task_id, algo, f"seed-{seed}.json")
 
 
-def load_finished(path: str, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished run's figures, or ``None``; a run made with other settings is refused."""
+def load_finished(path: str, settings: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished run's figures, or ``None``; a run made with other settings or another recipe is refused."""
     if not os.path.isfile(path):
         return None
     with open(path) as f:
@@ -168,6 +169,12 @@ def load_finished(path: str, settings: dict[str, Any]) -> dict[str, Any] | None:
         raise SystemExit(
             f"{path} was run with settings {saved.get('settings')}, not {settings}; use another --out or the "
             "same settings"
+        )
+    # Runs written before the record held its recipe have none to compare.
+    if "recipe" in saved and saved["recipe"] != json.loads(json.dumps(recipe)):
+        raise SystemExit(
+            f"{path} was run with the recipe {saved['recipe']}, not the task's recipe now, {recipe}; "
+            "remove it to run it again, or use another --out"
         )
     return saved
 
@@ -210,7 +217,8 @@ def main() -> None:
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
     todo = []
     for job in jobs:
-        saved = load_finished(run_path(args.out, *job), settings)
+        task_id, algo, _ = job
+        saved = load_finished(run_path(args.out, *job), settings, dict(by_id[task_id].recipes[algo]))
         if saved is None:
             todo.append(job)
         else:
